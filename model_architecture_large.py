@@ -1,0 +1,266 @@
+"""The multimodal engraving model: images and captions joined through one latent.
+
+    image   -> ImageEncoder   -> z (latent_dim) -> ImageDecoder   -> reconstructed image
+                                                -> CaptionDecoder -> caption tokens
+    caption -> CaptionEncoder -> caption embedding, pulled towards z by a contrastive loss
+
+Every part is a pre-norm transformer over patches or tokens. The default
+ModelConfig is the ~85M-parameter model the training script uses on a GPU;
+`ModelConfig.small()` is a ~1M-parameter version for CPU work and tests.
+"""
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# ----------------------------------------------------------------------------
+# building blocks
+
+class Attention(nn.Module):
+    def __init__(self, width, num_heads, dropout):
+        super().__init__()
+        assert width % num_heads == 0, "width must be divisible by num_heads"
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.dropout = dropout
+
+    def forward(self, x, causal=False, key_mask=None):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        # key_mask: (B, T) True where the key is a real token; broadcast over heads and queries
+        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, is_causal=causal and attn_mask is None,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class Block(nn.Module):
+    def __init__(self, width, num_heads, mlp_ratio, dropout):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width)
+        self.attn = Attention(width, num_heads, dropout)
+        self.norm2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width), nn.Dropout(dropout),
+        )
+
+    def forward(self, x, causal=False, key_mask=None):
+        x = x + self.attn(self.norm1(x), causal=causal, key_mask=key_mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, depth, width, num_heads, mlp_ratio, dropout):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(width, num_heads, mlp_ratio, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, x, causal=False, key_mask=None):
+        for block in self.blocks:
+            x = block(x, causal=causal, key_mask=key_mask)
+        return self.norm(x)
+
+
+# ----------------------------------------------------------------------------
+# encoders and decoders
+
+class ImageEncoder(nn.Module):
+    """Image (B, C, H, W) in [0, 1] -> latent z (B, latent_dim), ViT-style."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.patch_embed = nn.Conv2d(cfg.image_channels, cfg.width, cfg.patch_size, stride=cfg.patch_size)
+        self.pos = nn.Parameter(torch.zeros(1, cfg.num_patches, cfg.width))
+        self.transformer = Transformer(cfg.image_encoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout)
+        self.to_latent = nn.Linear(cfg.width, cfg.latent_dim)
+
+    def forward(self, images):
+        x = self.patch_embed(images * 2 - 1).flatten(2).transpose(1, 2)  # (B, P, width)
+        x = self.transformer(x + self.pos)
+        return self.to_latent(x.mean(dim=1))  # (B, latent_dim)
+
+
+class ImageDecoder(nn.Module):
+    """Latent z -> reconstructed image in [0, 1]: patch queries attend to a token made from z."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.from_latent = nn.Linear(cfg.latent_dim, cfg.width)
+        self.queries = nn.Parameter(torch.zeros(1, cfg.num_patches, cfg.width))
+        self.transformer = Transformer(cfg.image_decoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout)
+        self.to_pixels = nn.Linear(cfg.width, cfg.patch_size ** 2 * cfg.image_channels)
+
+    def forward(self, z):
+        cfg = self.cfg
+        cond = self.from_latent(z)[:, None, :]  # (B, 1, width)
+        x = torch.cat([cond, self.queries + cond], dim=1)  # (B, 1 + P, width)
+        patches = self.to_pixels(self.transformer(x)[:, 1:])  # (B, P, p*p*C)
+        B, g, p, C = z.shape[0], cfg.image_size // cfg.patch_size, cfg.patch_size, cfg.image_channels
+        logits = patches.view(B, g, g, p, p, C).permute(0, 5, 1, 3, 2, 4).reshape(B, C, g * p, g * p)
+        return torch.sigmoid(logits)
+
+
+class CaptionDecoder(nn.Module):
+    """Writes the caption from z: a causal transformer with z as a prefix token."""
+
+    def __init__(self, cfg, token_embedding):
+        super().__init__()
+        self.token_embedding = token_embedding  # shared with the caption encoder
+        self.pos = nn.Parameter(torch.zeros(1, cfg.max_caption_len, cfg.width))
+        self.from_latent = nn.Linear(cfg.latent_dim, cfg.width)
+        self.transformer = Transformer(cfg.caption_decoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout)
+
+    def forward(self, z, tokens):
+        """tokens (B, T) starting with <bos> -> logits (B, T, vocab) for the token after each position."""
+        T = tokens.shape[1]
+        x = torch.cat([self.from_latent(z)[:, None, :], self.token_embedding(tokens)], dim=1)  # (B, 1 + T, width)
+        x = x + self.pos[:, : T + 1]
+        h = self.transformer(x, causal=True)[:, 1:]  # drop the prefix position
+        return h @ self.token_embedding.weight.T  # tied output projection
+
+
+class CaptionEncoder(nn.Module):
+    """Caption tokens -> embedding (B, latent_dim) in the latent space, for alignment."""
+
+    def __init__(self, cfg, token_embedding):
+        super().__init__()
+        self.token_embedding = token_embedding
+        self.pos = nn.Parameter(torch.zeros(1, cfg.max_caption_len, cfg.width))
+        self.transformer = Transformer(cfg.caption_encoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout)
+        self.to_latent = nn.Linear(cfg.width, cfg.latent_dim)
+
+    def forward(self, tokens, pad_id):
+        T = tokens.shape[1]
+        mask = tokens != pad_id  # (B, T)
+        x = self.transformer(self.token_embedding(tokens) + self.pos[:, :T], key_mask=mask)
+        m = mask.unsqueeze(-1).to(x.dtype)
+        return self.to_latent((x * m).sum(1) / m.sum(1).clamp(min=1))  # masked mean pool
+
+
+# ----------------------------------------------------------------------------
+# losses
+
+def contrastive_loss(image_emb, caption_emb, captions, logit_scale):
+    """Symmetric InfoNCE between image latents and caption embeddings (CLIP, arXiv:2103.00020).
+
+    Pairs whose captions are token-for-token identical are all positives for each
+    other (the target spreads evenly over them), so the loss never pushes apart
+    two images that share a caption.
+    """
+    img = F.normalize(image_emb.float(), dim=-1)
+    txt = F.normalize(caption_emb.float(), dim=-1)
+    logits = logit_scale * img @ txt.T  # (B, B)
+    same = (captions[:, None, :] == captions[None, :, :]).all(dim=-1).float()  # (B, B), symmetric, diagonal 1
+    targets = same / same.sum(dim=1, keepdim=True)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
+# ----------------------------------------------------------------------------
+# the model
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 1266  # set from the tokenizer
+    max_caption_len: int = 32  # tokens, <bos> and <eos> included
+    pad_id: int = 0
+    image_size: int = 128  # pixels, square
+    image_channels: int = 3
+    patch_size: int = 8  # pixels per patch side
+    width: int = 768  # transformer width everywhere
+    num_heads: int = 12
+    mlp_ratio: int = 4
+    image_encoder_depth: int = 4
+    image_decoder_depth: int = 4
+    caption_decoder_depth: int = 2
+    caption_encoder_depth: int = 1
+    latent_dim: int = 1024  # the shared latent space
+    dropout: float = 0.0
+    max_logit_scale: float = 100.0  # clamp on the contrastive temperature's inverse
+
+    def __post_init__(self):
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+
+    @property
+    def num_patches(self):
+        return (self.image_size // self.patch_size) ** 2
+
+    @classmethod
+    def small(cls, **kwargs):
+        """About 1M parameters: the CPU preset."""
+        defaults = dict(width=128, num_heads=4, image_encoder_depth=2, image_decoder_depth=2,
+                        caption_decoder_depth=1, caption_encoder_depth=1, latent_dim=128)
+        return cls(**{**defaults, **kwargs})
+
+
+class MultimodalModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
+        self.image_encoder = ImageEncoder(cfg)
+        self.image_decoder = ImageDecoder(cfg)
+        self.caption_decoder = CaptionDecoder(cfg, token_embedding)
+        self.caption_encoder = CaptionEncoder(cfg, token_embedding)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+    def num_parameters(self):
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, images, captions):
+        """images (B, C, H, W) in [0, 1]; captions (B, T) token ids, <bos> ... <eos> <pad>...
+
+        Returns the latent, the outputs the metrics need, and the three loss components.
+        """
+        cfg = self.cfg
+        z = self.image_encoder(images)
+        recon = self.image_decoder(z)
+        logits = self.caption_decoder(z, captions[:, :-1])  # predict captions[:, 1:]
+        targets = captions[:, 1:]
+        caption_emb = self.caption_encoder(captions, cfg.pad_id)
+        logit_scale = self.logit_scale.clamp(max=math.log(cfg.max_logit_scale)).exp()
+        return {
+            "z": z,
+            "recon": recon,
+            "logits": logits,
+            "targets": targets,
+            "loss_image": F.mse_loss(recon.float(), images.float()),
+            "loss_caption": F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=cfg.pad_id),
+            "loss_alignment": contrastive_loss(z, caption_emb, captions, logit_scale),
+        }
+
+    @torch.no_grad()
+    def generate_captions(self, images, bos_id, eos_id, max_len=None):
+        """Greedy decoding from each image's latent -> (B, <= max_len) token ids starting with <bos>."""
+        max_len = max_len or self.cfg.max_caption_len
+        z = self.image_encoder(images)
+        tokens = torch.full((images.shape[0], 1), bos_id, dtype=torch.long, device=images.device)
+        done = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
+        for _ in range(max_len - 1):
+            next_token = self.caption_decoder(z, tokens)[:, -1].argmax(dim=-1)
+            next_token = next_token.masked_fill(done, self.cfg.pad_id)
+            tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+            done |= next_token == eos_id
+            if bool(done.all()):
+                break
+        return tokens
+
+    def config_dict(self):
+        return asdict(self.cfg)

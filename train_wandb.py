@@ -1,0 +1,920 @@
+"""Train the multimodal engraving model and log every run to Weights & Biases.
+
+    python train_wandb.py                          # the full ~83M model, sized for one GPU
+    python train_wandb.py --preset=quick           # ~1.5M model at 64 px: a few minutes on a laptop CPU
+    python train_wandb.py --batch_size=32 --learning_rate=5e-4   # any Config / WandBConfig field
+    python train_wandb.py --help                   # every field with its default
+
+Sections, top to bottom: configuration, caption tokenizer, engraving dataset,
+metric definitions, W&B setup, the Trainer, main().
+"""
+
+import ast
+import csv
+import dataclasses
+import difflib
+import json
+import math
+import netrc
+import os
+import re
+import socket
+import sys
+import time
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, get_type_hints
+from urllib.parse import urlparse
+
+import numpy as np
+import psutil
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+from model_architecture_large import ModelConfig, MultimodalModel
+
+REPO_DIR = Path(__file__).resolve().parent
+BUNDLED_DATA_DIR = "data/engravings"  # the default data_dir: generated on first use, relative to this file
+
+
+# ----------------------------------------------------------------------------
+# configuration
+
+@dataclass
+class Config:
+    # data
+    data_dir: str = BUNDLED_DATA_DIR  # images + captions: metadata.jsonl/.csv (file_name, text) or a .txt beside each image
+    max_items: int = 0  # use only the first N items of the collection (0 = all)
+    image_size: int = 128  # pixels; images are fitted into a white square of this side
+    max_caption_len: int = 32  # tokens per caption, <bos> and <eos> included; longer captions are truncated
+    val_fraction: float = 0.1  # share of the items held out for validation
+    num_workers: int = 4  # threads that decode the images once, at start-up
+    seed: int = 42  # seeds the split, the initial weights and the batch order
+    # model (model_architecture_large.py)
+    latent_dim: int = 1024  # size of the shared latent z
+    width: int = 768  # transformer width of every encoder and decoder
+    num_heads: int = 12  # attention heads
+    patch_size: int = 8  # pixels per image patch side; image_size must be a multiple
+    image_encoder_depth: int = 4  # transformer blocks in each part
+    image_decoder_depth: int = 4
+    caption_decoder_depth: int = 2
+    caption_encoder_depth: int = 1
+    dropout: float = 0.0  # dropout in attention and MLPs
+    # optimisation
+    batch_size: int = 16  # samples per optimizer step
+    num_epochs: int = 100  # passes over the training split
+    max_steps: int = 0  # stop after this many optimizer steps (0 = no limit); the run still validates and finishes
+    learning_rate: float = 1e-3  # peak AdamW learning rate
+    weight_decay: float = 0.05  # AdamW decoupled weight decay, on weight matrices only
+    warmup_fraction: float = 0.05  # share of all steps spent warming the learning rate up linearly
+    min_lr_fraction: float = 0.1  # the cosine schedule ends at learning_rate * this
+    grad_clip: float = 1.0  # clip the global gradient L2 norm to this (0 = off)
+    # loss weights: loss_total = image * loss_image + caption * loss_caption + alignment * loss_alignment
+    image_loss_weight: float = 1.0
+    caption_loss_weight: float = 1.0
+    alignment_loss_weight: float = 1.0
+    # hardware and outputs
+    device: str = "auto"  # 'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'
+    precision: str = "auto"  # 'auto' (bf16 autocast on CUDA, fp32 on CPU), 'bf16' or 'fp32'
+    compile: bool = False  # torch.compile the model
+    out_dir: str = "out"  # checkpoints (last.pt, best.pt) go here
+    resume: bool = False  # continue from out_dir/last.pt
+
+
+@dataclass
+class WandBConfig:
+    project: str = "multimodal-engravings"  # W&B project (WANDB_PROJECT overrides the default)
+    entity: Optional[str] = None  # W&B user or team (WANDB_ENTITY overrides the default)
+    run_name: Optional[str] = None  # display name of the run (None = W&B picks one)
+    mode: str = "auto"  # 'auto' (online if logged in and reachable, else offline), 'online', 'offline', 'disabled'
+    log_frequency: int = 10  # log the mean of every metric over this many batches
+    track_gradients: bool = True  # log grad_norm, grad_mean, grad_max
+    track_hardware: bool = True  # log gpu_memory_used, gpu_memory_percent, cpu_percent
+    log_model: bool = False  # wandb.watch: gradient histograms of every layer (costs time)
+
+
+PRESETS = {
+    # ~1.5M parameters at 64 px: learns the bundled engravings on a 2-core CPU in a few minutes
+    "quick": dict(
+        image_size=64, latent_dim=128, width=128, num_heads=4, image_encoder_depth=2, image_decoder_depth=2,
+        caption_decoder_depth=1, caption_encoder_depth=1, batch_size=64, num_epochs=8, learning_rate=2e-3,
+        warmup_fraction=0.02, out_dir="out/quick",
+    ),
+}
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+WANDB_ENV = {"WANDB_PROJECT": "project", "WANDB_ENTITY": "entity", "WANDB_MODE": "mode"}  # env var -> field
+
+
+class ConfigError(Exception):
+    """A bad command-line or config value: reported in one line, exit status 2."""
+
+
+def config_fields():
+    """Every overridable field: name -> (config class, type)."""
+    fields = {}
+    for cls in (Config, WandBConfig):
+        hints = get_type_hints(cls)
+        fields.update({f.name: (cls, hints[f.name]) for f in dataclasses.fields(cls)})
+    return fields
+
+
+def parse_value(name, raw, typ):
+    """Turn the text of `--name=raw` into a value of the field's type, or raise ConfigError."""
+    optional = typ == Optional[str]
+    if optional and raw in ("None", "none", ""):
+        return None
+    if typ is str or optional:
+        return raw
+    if typ is bool:
+        lowered = raw.lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"--{name}={raw}: expected True or False")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        raise ConfigError(f"--{name}={raw}: expected {typ.__name__}") from None
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not typ:
+        raise ConfigError(f"--{name}={raw}: expected {typ.__name__}, got {type(value).__name__}")
+    return value
+
+
+def parse_args(argv):
+    """`--field=value` overrides (after an optional `--preset=NAME`) -> (Config, WandBConfig)."""
+    fields = config_fields()
+    values = {}
+    for env, name in WANDB_ENV.items():  # environment variables replace the defaults; the command line wins
+        if os.environ.get(env):
+            values[name] = os.environ[env]
+    overrides = {}
+    for arg in argv:
+        match = re.fullmatch(r"--([A-Za-z_][A-Za-z0-9_]*)=(.*)", arg)
+        if not match:
+            raise ConfigError(f"cannot parse argument {arg!r}: use --field=value (see --help)")
+        name, raw = match.groups()
+        if name == "preset":
+            if raw not in PRESETS:
+                raise ConfigError(f"--preset={raw}: unknown preset; choose from {', '.join(PRESETS)}")
+            values.update(PRESETS[raw])
+            continue
+        if name not in fields:
+            close = difflib.get_close_matches(name, fields, n=3)
+            hint = f"; did you mean {' or '.join('--' + c for c in close)}?" if close else "; see --help"
+            raise ConfigError(f"unknown field --{name}{hint}")
+        overrides[name] = parse_value(name, raw, fields[name][1])
+    values.update(overrides)
+    cfg = Config(**{k: v for k, v in values.items() if fields[k][0] is Config})
+    wcfg = WandBConfig(**{k: v for k, v in values.items() if fields[k][0] is WandBConfig})
+    validate(cfg, wcfg)
+    return cfg, wcfg
+
+
+def validate(cfg, wcfg):
+    """Check ranges and allowed values before any heavy work; raise ConfigError naming the field."""
+    def check(ok, name, allowed):
+        if not ok:
+            value = getattr(cfg, name, None) if hasattr(cfg, name) else getattr(wcfg, name)
+            raise ConfigError(f"--{name}={value}: {allowed}")
+
+    for name in ("image_size", "max_caption_len", "latent_dim", "width", "num_heads", "patch_size",
+                 "batch_size", "num_epochs", "image_encoder_depth", "image_decoder_depth", "caption_decoder_depth",
+                 "caption_encoder_depth"):
+        check(getattr(cfg, name) >= 1, name, "must be at least 1")
+    for name in ("max_items", "max_steps", "num_workers", "weight_decay", "grad_clip",
+                 "image_loss_weight", "caption_loss_weight", "alignment_loss_weight"):
+        check(getattr(cfg, name) >= 0, name, "must not be negative")
+    check(cfg.max_caption_len >= 3, "max_caption_len", "must be at least 3 (<bos>, a word, <eos>)")
+    check(0 < cfg.val_fraction < 1, "val_fraction", "must be between 0 and 1")
+    check(cfg.learning_rate > 0, "learning_rate", "must be positive")
+    check(0 <= cfg.warmup_fraction < 1, "warmup_fraction", "must be in [0, 1)")
+    check(0 <= cfg.min_lr_fraction <= 1, "min_lr_fraction", "must be in [0, 1]")
+    check(0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)")
+    check(cfg.image_size % cfg.patch_size == 0, "image_size", f"must be a multiple of patch_size ({cfg.patch_size})")
+    check(cfg.width % cfg.num_heads == 0, "width", f"must be a multiple of num_heads ({cfg.num_heads})")
+    check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device), "device", "choose 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    check(cfg.precision in ("auto", "bf16", "fp32"), "precision", "choose 'auto', 'bf16' or 'fp32'")
+    check(wcfg.mode in WANDB_MODES, "mode", f"choose from {', '.join(WANDB_MODES)}")
+    check(wcfg.log_frequency >= 1, "log_frequency", "must be at least 1")
+    if cfg.data_dir != BUNDLED_DATA_DIR:
+        check(Path(cfg.data_dir).is_dir(), "data_dir", "is not a folder")
+
+
+def resolve_device(cfg):
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(cfg.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device={cfg.device}: CUDA is not available on this machine; use --device=cpu")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise ConfigError(f"--device={cfg.device}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return device
+
+
+def print_help():
+    print(__doc__)
+    print("Fields (--field=value):")
+    for name, (cls, typ) in config_fields().items():
+        default = getattr(cls, name)
+        print(f"  --{name}={default!r}  [{cls.__name__}, {getattr(typ, '__name__', 'str or None')}]")
+    print(f"Presets (--preset=NAME, applied before the other fields): {', '.join(PRESETS)}")
+
+
+# ----------------------------------------------------------------------------
+# caption tokenizer
+
+class CaptionTokenizer:
+    """Word-level tokenizer built from the captions, with <pad> <bos> <eos> <unk> specials."""
+
+    SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+    PAD, BOS, EOS, UNK = range(4)
+
+    def __init__(self, words):
+        self.itos = list(self.SPECIALS) + [w for w in words if w not in self.SPECIALS]
+        self.stoi = {w: i for i, w in enumerate(self.itos)}
+
+    def __len__(self):
+        return len(self.itos)
+
+    @staticmethod
+    def split(text):
+        """Lower-cased words (apostrophes kept inside a word) and single punctuation marks."""
+        return re.findall(r"[a-z0-9]+(?:'[a-z0-9]+)*|[^\sa-z0-9]", text.lower())
+
+    @classmethod
+    def build(cls, captions):
+        """-> (tokenizer, word counts); words are ordered by frequency, then alphabetically."""
+        counts = Counter(word for caption in captions for word in cls.split(caption))
+        words = sorted(counts, key=lambda w: (-counts[w], w))
+        return cls(words), counts
+
+    def encode(self, text, max_len):
+        """-> (max_len token ids: <bos> words <eos> <pad>..., whether words were cut off)."""
+        ids = [self.stoi.get(w, self.UNK) for w in self.split(text)]
+        truncated = len(ids) > max_len - 2
+        ids = [self.BOS] + ids[: max_len - 2] + [self.EOS]
+        return ids + [self.PAD] * (max_len - len(ids)), truncated
+
+    def decode(self, ids):
+        words = []
+        for i in ids:
+            if i == self.EOS:
+                break
+            if i not in (self.PAD, self.BOS):
+                words.append(self.itos[i])
+        return " ".join(words)
+
+    def state_dict(self):
+        return {"itos": list(self.itos)}
+
+    @classmethod
+    def from_state_dict(cls, state):
+        return cls(state["itos"][len(cls.SPECIALS):])
+
+
+# ----------------------------------------------------------------------------
+# engraving dataset
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+class DataError(Exception):
+    """The data folder cannot be used: reported in one line, exit status 2."""
+
+
+class DataWarning(UserWarning):
+    """An item of the collection was skipped or changed; the message says which and why."""
+
+
+def _read_metadata(meta):
+    """Rows of one metadata.jsonl / metadata.csv as (file_name, text) pairs, file names relative to its folder."""
+    rows = []
+    if meta.suffix == ".jsonl":
+        with open(meta, encoding="utf-8", errors="replace") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    rows.append((row["file_name"], row.get("text")))
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    warnings.warn(f"{meta}:{line_no}: not a JSON object with file_name and text; skipped", DataWarning)
+    else:
+        with open(meta, encoding="utf-8", errors="replace", newline="") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "file_name" not in reader.fieldnames or "text" not in reader.fieldnames:
+                raise DataError(f"{meta}: needs the columns file_name and text, found {reader.fieldnames}")
+            rows = [(row["file_name"], row["text"]) for row in reader]
+    return rows
+
+
+def find_items(data_dir):
+    """List (image path, caption) pairs in data_dir.
+
+    Layouts, as in Hugging Face's imagefolder: metadata.jsonl or metadata.csv files with
+    `file_name` and `text` (file names relative to the metadata file, in any sub-folder);
+    otherwise every image with a same-named .txt caption beside it. Items that cannot be
+    used are skipped with a DataWarning naming them.
+    """
+    data_dir = Path(data_dir)
+    metas = sorted(p for p in data_dir.rglob("metadata.*") if p.suffix in (".jsonl", ".csv"))
+    items = []
+    if metas:
+        for meta in metas:
+            for file_name, text in _read_metadata(meta):
+                path = meta.parent / file_name
+                if not path.is_file():
+                    warnings.warn(f"{path}: named in {meta.name} but missing; skipped", DataWarning)
+                elif not isinstance(text, str) or not text.strip():
+                    warnings.warn(f"{path}: empty caption; skipped", DataWarning)
+                else:
+                    items.append((path, text.strip()))
+    else:
+        for path in sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS):
+            caption_file = path.with_suffix(".txt")
+            text = caption_file.read_text(encoding="utf-8", errors="replace").strip() if caption_file.is_file() else ""
+            if text:
+                items.append((path, text))
+            else:
+                warnings.warn(f"{path}: no caption ({caption_file.name} missing or empty); skipped", DataWarning)
+    return items
+
+
+def load_image(path, size):
+    """Decode one image into a (3, size, size) uint8 array, fitted into a white square (no cropping)."""
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("RGBA", "LA", "P", "PA"):
+            img = img.convert("RGBA")
+            background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(background, img)
+        img = ImageOps.pad(img.convert("RGB"), (size, size), method=Image.Resampling.BICUBIC, color=(255, 255, 255))
+        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+class EngravingDataset(torch.utils.data.Dataset):
+    """All images decoded once into one uint8 tensor, all captions tokenized into one id tensor."""
+
+    def __init__(self, items, tokenizer, image_size, max_caption_len, num_workers=4):
+        def decode(item):
+            try:
+                return load_image(item[0], image_size)
+            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+                warnings.warn(f"{item[0]}: unreadable image ({type(e).__name__}: {e}); skipped", DataWarning)
+                return None
+
+        with ThreadPoolExecutor(max(1, num_workers)) as pool:
+            arrays = list(tqdm(pool.map(decode, items), total=len(items), desc="Decoding images", leave=False))
+        kept = [(item, a) for item, a in zip(items, arrays) if a is not None]
+        self.captions = [caption for (_, caption), _ in kept]
+        self.paths = [str(path) for (path, _), _ in kept]
+        self.images = torch.from_numpy(np.stack([a for _, a in kept])) if kept else torch.empty(0, 3, image_size, image_size, dtype=torch.uint8)
+        encoded = [tokenizer.encode(c, max_caption_len) for c in self.captions]
+        self.tokens = torch.tensor([ids for ids, _ in encoded], dtype=torch.long).view(-1, max_caption_len)
+        self.num_truncated = sum(cut for _, cut in encoded)
+
+    def __len__(self):
+        return len(self.captions)
+
+    def __getitem__(self, i):
+        return self.images[i].float() / 255, self.tokens[i]
+
+
+class BatchLoader:
+    """Mini-batches indexed straight out of the dataset's tensors: no per-item collate, no worker processes.
+
+    The tensors can live on the GPU (see `to`), so a batch never waits for the host.
+    """
+
+    def __init__(self, dataset, indices, batch_size, shuffle, drop_last, seed=0):
+        self.images, self.tokens = dataset.images[indices], dataset.tokens[indices]
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def to(self, device):
+        self.images, self.tokens = self.images.to(device), self.tokens.to(device)
+        return self
+
+    def __len__(self):
+        n = len(self.images)
+        return n // self.batch_size if self.drop_last and n >= self.batch_size else math.ceil(n / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.images)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = order.to(self.images.device)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size: (b + 1) * self.batch_size]
+            yield self.images[idx], self.tokens[idx]
+
+
+def split_indices(n, val_fraction, seed):
+    """A seeded shuffle of range(n) cut into (train, val); val has at least one item."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = min(max(1, round(n * val_fraction)), n - 1)
+    return order[n_val:], order[:n_val]
+
+
+# ----------------------------------------------------------------------------
+# metric definitions: each logged metric is defined once, here
+
+def latent_stats(z):
+    """latent_mean / latent_std over every value of z (B, D); latent_norm = mean L2 norm of a sample's z."""
+    z = z.float()
+    return {"latent_mean": z.mean(), "latent_std": z.std(), "latent_norm": z.norm(dim=1).mean()}
+
+
+def image_errors(recon, target):
+    """image_mse and image_l1 between reconstruction and image, both with pixels in [0, 1]."""
+    diff = recon.float() - target.float()
+    return {"image_mse": diff.pow(2).mean(), "image_l1": diff.abs().mean()}
+
+
+def caption_stats(logits, targets, pad_id):
+    """Teacher-forced next-token accuracy and mean predictive entropy (nats), over non-pad targets."""
+    mask = (targets != pad_id).float()
+    count = mask.sum().clamp(min=1)
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    entropy = -(logp.exp() * logp).sum(dim=-1)
+    correct = (logits.argmax(dim=-1) == targets).float()
+    return {"caption_accuracy": (correct * mask).sum() / count, "caption_entropy": (entropy * mask).sum() / count}
+
+
+def caption_perplexity(mean_loss_caption):
+    """exp of the mean caption cross-entropy over the same window (or validation set)."""
+    return math.exp(min(mean_loss_caption, 700.0))  # 700 keeps a diverging run's value finite
+
+
+def gradient_stats(grads):
+    """grad_norm: global L2 norm; grad_mean: mean |g| over every element; grad_max: max |g|.
+
+    Always 0 <= grad_mean <= grad_max <= grad_norm. Fused over all tensors, no host sync.
+    """
+    numel = sum(g.numel() for g in grads)
+    l2 = torch.stack(torch._foreach_norm(grads, 2)).float()
+    l1 = torch.stack(torch._foreach_norm(grads, 1)).float()
+    linf = torch.stack(torch._foreach_norm(grads, float("inf"))).float()
+    return {"grad_norm": l2.norm(), "grad_mean": l1.sum() / numel, "grad_max": linf.max()}
+
+
+def model_metrics(out, images, captions_pad_id, weights):
+    """The per-batch metrics of one forward pass: loss components, loss_total, latent, image, caption."""
+    losses = {k: out[k].detach().float() for k in ("loss_image", "loss_caption", "loss_alignment")}
+    return {
+        "loss_total": total_loss(out, weights).detach().float(),
+        **losses,
+        **latent_stats(out["z"].detach()),
+        **image_errors(out["recon"].detach(), images),
+        **caption_stats(out["logits"].detach(), out["targets"], captions_pad_id),
+    }
+
+
+def total_loss(out, weights):
+    """loss_total = image_loss_weight * loss_image + caption_loss_weight * loss_caption + alignment_loss_weight * loss_alignment."""
+    return (weights["image"] * out["loss_image"] + weights["caption"] * out["loss_caption"]
+            + weights["alignment"] * out["loss_alignment"])
+
+
+def hardware_stats(device):
+    """gpu_memory_used (MB) and gpu_memory_percent of the whole CUDA device (0 without one);
+    cpu_percent: system-wide CPU use since the previous call, 0..100."""
+    used_mb = percent = 0.0
+    if device.type == "cuda":
+        try:
+            free, total = torch.cuda.mem_get_info(device)
+            used_mb, percent = (total - free) / 2**20, 100.0 * (total - free) / total
+        except RuntimeError:
+            gpu = _gputil_device(device)
+            if gpu is not None:
+                used_mb, percent = float(gpu.memoryUsed), 100.0 * gpu.memoryUsed / max(gpu.memoryTotal, 1)
+    return {"gpu_memory_used": used_mb, "gpu_memory_percent": percent, "cpu_percent": psutil.cpu_percent(interval=None)}
+
+
+def _gputil_device(device):
+    """GPUtil's view of the device, as a fallback; GPUtil is optional (it needs distutils and nvidia-smi)."""
+    try:
+        import GPUtil
+        gpus = GPUtil.getGPUs()
+        return gpus[device.index or 0] if len(gpus) > (device.index or 0) else None
+    except Exception:
+        return None
+
+
+class MetricWindow:
+    """Accumulates metric tensors on the device; `means()` is the single host sync of a log window."""
+
+    def __init__(self):
+        self.sums, self.weight = {}, 0.0
+
+    def add(self, metrics, weight=1.0):
+        for k, v in metrics.items():
+            self.sums[k] = self.sums[k] + v * weight if k in self.sums else v * weight
+        self.weight += weight
+
+    def __len__(self):
+        return int(self.weight > 0)
+
+    def means(self):
+        """Mean of every metric over the window, with caption_perplexity derived; resets the window."""
+        names = list(self.sums)
+        values = torch.stack([self.sums[k].float() for k in names]).tolist() if names else []  # host sync
+        result = {k: v / self.weight for k, v in zip(names, values)}
+        if "loss_caption" in result:
+            result["caption_perplexity"] = caption_perplexity(result["loss_caption"])
+        self.sums, self.weight = {}, 0.0
+        return result
+
+
+# ----------------------------------------------------------------------------
+# W&B setup
+
+def wandb_api_key():
+    """The API key wandb would use: WANDB_API_KEY, else the netrc entry for the W&B server (never printed)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return os.environ["WANDB_API_KEY"]
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        auth = netrc.netrc().authenticators(host)
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return None
+    return auth[2] if auth else None
+
+
+def server_reachable(timeout=3.0):
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_wandb_mode(mode):
+    """'auto' -> 'online' when an API key exists and the server answers, else 'offline'. Never prompts."""
+    if mode == "dryrun":
+        return "offline", "WANDB_MODE=dryrun"
+    if mode != "auto":
+        return mode, f"mode={mode}"
+    if not wandb_api_key():
+        return "offline", "not logged in (run `wandb login` to log online)"
+    if not server_reachable():
+        return "offline", "the W&B server did not answer"
+    return "online", "logged in"
+
+
+def setup_wandb(cfg, wcfg, model, run_id=None):
+    import wandb
+
+    print("=" * 70)
+    print("SETTING UP WEIGHTS & BIASES")
+    print("=" * 70)
+    mode, reason = resolve_wandb_mode(wcfg.mode)
+    print(f"W&B mode: {mode} ({reason})")
+    run = wandb.init(
+        project=wcfg.project, entity=wcfg.entity, name=wcfg.run_name, mode=mode,
+        config={**asdict(cfg), **asdict(wcfg), "wandb_mode": mode},
+        id=run_id, resume="allow" if run_id else None,
+        settings=wandb.Settings(init_timeout=90),
+    )
+    run.define_metric("global_step")
+    for prefix in ("train", "val"):
+        run.define_metric(f"{prefix}/*", step_metric="global_step")
+    run.define_metric("val/loss_total", summary="min")
+    if mode == "online":
+        print(f"✓ W&B run initialized: {run.url}")
+    elif mode == "offline":
+        run_dir = Path(run.dir).parent
+        print(f"✓ W&B run saved offline in {run_dir}")
+        print(f"  upload it later:   wandb sync {run_dir}")
+        print(f"  watch it locally:  wandb leet {run_dir}")
+    else:
+        print("✓ W&B disabled: nothing is logged")
+    if wcfg.log_model and mode != "disabled":
+        run.watch(model, log="gradients", log_freq=wcfg.log_frequency)
+        print("✓ Model gradients being tracked")
+    return run
+
+
+# ----------------------------------------------------------------------------
+# the Trainer
+
+class Trainer:
+    """Owns the optimisation loop; every metric leaves through `log()`, the one place that talks to W&B."""
+
+    def __init__(self, cfg, wcfg, model, tokenizer, train_loader, val_loader, device, run):
+        self.cfg, self.wcfg = cfg, wcfg
+        self.model, self.tokenizer = model, tokenizer
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.device, self.run = device, run
+        self.weights = {"image": cfg.image_loss_weight, "caption": cfg.caption_loss_weight,
+                        "alignment": cfg.alignment_loss_weight}
+        use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+        self.forward = torch.compile(model) if cfg.compile else model
+
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]  # biases, norms, temperature
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.learning_rate, betas=(0.9, 0.95), fused=device.type == "cuda",
+        )
+        steps_per_epoch = len(train_loader)
+        self.total_steps = steps_per_epoch * cfg.num_epochs
+        if cfg.max_steps:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+        self.warmup_steps = int(cfg.warmup_fraction * self.total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+        self.step, self.epoch, self.best_val_loss = 0, 0, float("inf")
+        self.out_dir = Path(cfg.out_dir)
+
+    def lr_factor(self, step):
+        """Linear warm-up to 1, then cosine decay to min_lr_fraction at total_steps."""
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        return self.cfg.min_lr_fraction + (1 - self.cfg.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    # -- one step ---------------------------------------------------------------
+
+    def train_step(self, images_u8, captions):
+        """Forward, backward, clip, step. Returns the step's metrics as device tensors (no host sync)."""
+        images = images_u8.float().div_(255)
+        with self.autocast:
+            out = self.forward(images, captions)
+            loss = total_loss(out, self.weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for p in self.params if p.grad is not None]
+        with torch.no_grad():
+            metrics = model_metrics(out, images, self.tokenizer.PAD, self.weights)
+            stats = gradient_stats(grads)
+            if self.cfg.grad_clip > 0:
+                torch.nn.utils.clip_grads_with_norm_(self.params, self.cfg.grad_clip, stats["grad_norm"])
+            if self.wcfg.track_gradients:
+                metrics.update(stats)
+            metrics.update(self.custom_metrics(out, images, captions))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return metrics
+
+    def custom_metrics(self, out, images, captions):
+        """Extra per-batch metrics (name -> 0-dim device tensor), averaged and logged under train/
+        in the same window as the built-in ones. Override or edit to add your own."""
+        return {}
+
+    # -- epochs -------------------------------------------------------------------
+
+    def train_epoch(self):
+        self.model.train()
+        window, epoch_loss = MetricWindow(), MetricWindow()
+        window_start, window_samples = time.perf_counter(), 0
+        steps = len(self.train_loader)
+        bar = tqdm(self.train_loader, desc=f"Epoch {self.epoch} Train", total=steps, dynamic_ncols=True)
+        for images, captions in bar:
+            metrics = self.train_step(images, captions)
+            window.add(metrics)
+            epoch_loss.add({"loss_total": metrics["loss_total"]})
+            window_samples += images.shape[0]
+            stop = self.cfg.max_steps and self.step >= self.cfg.max_steps
+            if self.step % self.wcfg.log_frequency == 0 or stop:
+                means = window.means()  # the one host-device sync of the window
+                elapsed = time.perf_counter() - window_start
+                row = {**means, "lr": self.scheduler.get_last_lr()[0], "epoch": self.epoch - 1 + bar.n / steps,
+                       "samples_per_second": window_samples / elapsed}
+                if self.wcfg.track_hardware:
+                    row.update(hardware_stats(self.device))
+                self.log("train", row)
+                bar.set_postfix(loss=f"{means['loss_total']:.4f}")
+                window_start, window_samples = time.perf_counter(), 0
+            if stop:
+                break
+        bar.close()
+        if len(window):  # the tail of the epoch that did not fill a window is still logged
+            means = window.means()
+            elapsed = time.perf_counter() - window_start
+            self.log("train", {**means, "lr": self.scheduler.get_last_lr()[0], "epoch": float(self.epoch),
+                               "samples_per_second": window_samples / elapsed,
+                               **(hardware_stats(self.device) if self.wcfg.track_hardware else {})})
+        return epoch_loss.means()["loss_total"]
+
+    @torch.no_grad()
+    def evaluate(self):
+        """Validation metrics, weighted by batch size so every item counts once."""
+        self.model.eval()
+        window = MetricWindow()
+        for images_u8, captions in self.val_loader:
+            images = images_u8.float().div_(255)
+            with self.autocast:
+                out = self.forward(images, captions)
+            window.add(model_metrics(out, images, self.tokenizer.PAD, self.weights), weight=images.shape[0])
+        return window.means()
+
+    def log(self, prefix, metrics):
+        self.run.log({"global_step": self.step, **{f"{prefix}/{k}": v for k, v in metrics.items()}})
+
+    def fit(self):
+        while self.epoch < self.cfg.num_epochs and not (self.cfg.max_steps and self.step >= self.cfg.max_steps):
+            self.epoch += 1
+            start = time.perf_counter()
+            train_loss = self.train_epoch()
+            val = self.evaluate()
+            self.log("val", {**val, "epoch": float(self.epoch)})
+            is_best = val["loss_total"] < self.best_val_loss
+            if is_best:
+                self.best_val_loss = val["loss_total"]
+                self.run.summary["best_val_loss"] = val["loss_total"]
+                self.run.summary["best_epoch"] = self.epoch
+            self.save_checkpoint("last.pt")
+            if is_best:
+                self.save_checkpoint("best.pt")
+            print(f"Epoch {self.epoch} | Train Loss: {train_loss:.4f} | Val Loss: {val['loss_total']:.4f} | "
+                  f"Time: {time.perf_counter() - start:.1f}s | LR: {self.scheduler.get_last_lr()[0]:.2e}")
+        return self.best_val_loss
+
+    # -- checkpoints ----------------------------------------------------------------
+
+    def state_dict(self):
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "best_val_loss": self.best_val_loss,
+            "config": asdict(self.cfg),
+            "wandb_config": asdict(self.wcfg),
+            "model_config": self.model.config_dict(),
+            "tokenizer": self.tokenizer.state_dict(),
+            "wandb_run_id": getattr(self.run, "id", None),
+        }
+
+    def save_checkpoint(self, name):
+        """Write out_dir/name atomically: a crash mid-write never leaves a half checkpoint."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.out_dir / f".{name}.tmp"
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, self.out_dir / name)
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.epoch, self.best_val_loss = state["step"], state["epoch"], state["best_val_loss"]
+
+
+def load_checkpoint(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ----------------------------------------------------------------------------
+# main
+
+def format_warning(message, category, filename, lineno, line=None):
+    return f"warning ({category.__name__}): {message}\n"
+
+
+def load_collection(cfg):
+    """Find the items of data_dir (generating the bundled sample on first use)."""
+    data_dir = Path(cfg.data_dir)
+    if cfg.data_dir == BUNDLED_DATA_DIR:
+        from data.engravings import ensure_sample
+        data_dir = ensure_sample(REPO_DIR / BUNDLED_DATA_DIR)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        items = find_items(data_dir)
+    report_skipped(caught)
+    if cfg.max_items:
+        items = items[: cfg.max_items]
+    if len(items) < 2:
+        raise DataError(f"{data_dir}: found {len(items)} usable image+caption items, need at least 2 "
+                        "(layouts: metadata.jsonl / metadata.csv with file_name,text, or a .txt beside each image)")
+    return items
+
+
+def report_skipped(caught, shown=5):
+    """Print the first few DataWarnings and a count of the rest, so nothing is skipped silently."""
+    for w in caught[:shown]:
+        print(format_warning(w.message, w.category, w.filename, w.lineno), end="", file=sys.stderr)
+    if len(caught) > shown:
+        print(f"warning (DataWarning): ... and {len(caught) - shown} more items skipped", file=sys.stderr)
+    if caught:
+        print(f"Skipped items: {len(caught)}")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print_help()
+        return 0
+    warnings.formatwarning = format_warning
+    cfg, wcfg = parse_args(argv)
+    device = resolve_device(cfg)
+    torch.manual_seed(cfg.seed)
+
+    print("=" * 70)
+    print("MULTIMODAL TRAINING WITH W&B LOGGING")
+    print("=" * 70)
+    print()
+    if device.type == "cuda":
+        print(f"Using GPU: {torch.cuda.get_device_name(device)}")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    else:
+        print(f"Using CPU ({torch.get_num_threads()} threads)")
+        if cfg.width >= 512:
+            print("Note: this config is sized for a GPU; on a CPU try `python train_wandb.py --preset=quick`")
+    print("Config: " + json.dumps({**asdict(cfg), **asdict(wcfg)}))
+
+    checkpoint = None
+    if cfg.resume:
+        path = Path(cfg.out_dir) / "last.pt"
+        if not path.is_file():
+            raise ConfigError(f"--resume=True: no checkpoint at {path}; run once without --resume first")
+        checkpoint = load_checkpoint(path)
+
+    print("\nSTEP 1: Loading dataset...")
+    items = load_collection(cfg)
+    print(f"Total captions found: {len(items)}")
+
+    print("\nSTEP 2: Building tokenizer...")
+    captions = [caption for _, caption in items]
+    if checkpoint:
+        tokenizer = CaptionTokenizer.from_state_dict(checkpoint["tokenizer"])
+        print(f"Vocabulary restored from the checkpoint: {len(tokenizer)} tokens")
+    else:
+        print(f"Building vocabulary from {len(captions)} captions...")
+        tokenizer, counts = CaptionTokenizer.build(captions)
+        print("✓ Vocabulary built:")
+        print(f"  Total tokens: {len(tokenizer)}")
+        print(f"  Unique words added: {len(tokenizer) - len(CaptionTokenizer.SPECIALS)}")
+        print(f"  Most common: {counts.most_common(3)}")
+
+    print("\nSTEP 3: Creating data loaders...")
+    dataset = EngravingDataset(items, tokenizer, cfg.image_size, cfg.max_caption_len, cfg.num_workers)
+    if len(dataset) < len(items):
+        print(f"Unreadable images skipped: {len(items) - len(dataset)}")
+    if len(dataset) < 2:
+        raise DataError(f"{cfg.data_dir}: fewer than 2 readable images")
+    if dataset.num_truncated:
+        warnings.warn(f"{dataset.num_truncated} captions are longer than max_caption_len={cfg.max_caption_len} "
+                      "tokens and were cut; raise --max_caption_len to keep them whole", DataWarning)
+    train_idx, val_idx = split_indices(len(dataset), cfg.val_fraction, cfg.seed)
+    train_loader = BatchLoader(dataset, train_idx, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed)
+    val_loader = BatchLoader(dataset, val_idx, cfg.batch_size * 2, shuffle=False, drop_last=False)
+    train_loader.to(device), val_loader.to(device)
+    print(f"Train samples: {len(train_idx)}")
+    print(f"Val samples: {len(val_idx)}")
+    print(f"Batches per epoch: {len(train_loader)}")
+
+    print("\nSTEP 4: Building model...")
+    model_cfg = ModelConfig(
+        vocab_size=len(tokenizer), max_caption_len=cfg.max_caption_len, pad_id=tokenizer.PAD,
+        image_size=cfg.image_size, patch_size=cfg.patch_size, width=cfg.width, num_heads=cfg.num_heads,
+        image_encoder_depth=cfg.image_encoder_depth, image_decoder_depth=cfg.image_decoder_depth,
+        caption_decoder_depth=cfg.caption_decoder_depth, caption_encoder_depth=cfg.caption_encoder_depth,
+        latent_dim=cfg.latent_dim, dropout=cfg.dropout,
+    )
+    if checkpoint and checkpoint["model_config"] != asdict(model_cfg):
+        changed = [k for k, v in asdict(model_cfg).items() if checkpoint["model_config"].get(k) != v]
+        raise ConfigError(f"--resume=True: the checkpoint's model differs in {', '.join(changed)}; "
+                          "use the same model fields or another out_dir")
+    model = MultimodalModel(model_cfg).to(device)
+    print(f"Total parameters: {model.num_parameters():,}")
+
+    print("\nSTEP 5: Setting up W&B...")
+    run = setup_wandb(cfg, wcfg, model, run_id=checkpoint.get("wandb_run_id") if checkpoint else None)
+    trainer = Trainer(cfg, wcfg, model, tokenizer, train_loader, val_loader, device, run)
+    if checkpoint:
+        trainer.load_state_dict(checkpoint)
+        print(f"Resumed from epoch {trainer.epoch}, step {trainer.step}")
+
+    print("\nSTEP 6: Starting training...")
+    start = time.perf_counter()
+    try:
+        best = trainer.fit()
+    finally:
+        run.summary["training_time_s"] = time.perf_counter() - start
+        run.finish()
+    print(f"\nDone in {time.perf_counter() - start:.1f}s. Best val loss: {best:.4f}. Checkpoints in {cfg.out_dir}/")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
