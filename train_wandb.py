@@ -683,7 +683,7 @@ class Trainer:
         window_start, window_samples = time.perf_counter(), 0
         steps = len(self.train_loader)
         bar = tqdm(self.train_loader, desc=f"Epoch {self.epoch} Train", total=steps, dynamic_ncols=True)
-        for images, captions in bar:
+        for i, (images, captions) in enumerate(bar, 1):
             metrics = self.train_step(images, captions)
             window.add(metrics)
             epoch_loss.add({"loss_total": metrics["loss_total"]})
@@ -692,7 +692,7 @@ class Trainer:
             if self.step % self.wcfg.log_frequency == 0 or stop:
                 means = window.means()  # the one host-device sync of the window
                 elapsed = time.perf_counter() - window_start
-                row = {**means, "lr": self.scheduler.get_last_lr()[0], "epoch": self.epoch - 1 + bar.n / steps,
+                row = {**means, "lr": self.scheduler.get_last_lr()[0], "epoch": self.epoch - 1 + i / steps,
                        "samples_per_second": window_samples / elapsed}
                 if self.wcfg.track_hardware:
                     row.update(hardware_stats(self.device))

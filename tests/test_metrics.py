@@ -1,0 +1,88 @@
+"""Each logged metric's definition, checked on tensors whose answer is known by hand."""
+import math
+
+import pytest
+import torch
+
+from train_wandb import (MetricWindow, caption_perplexity, caption_stats, gradient_stats, hardware_stats,
+                         image_errors, latent_stats, total_loss)
+
+
+def test_latent_stats_on_known_latents():
+    z = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
+    stats = latent_stats(z)
+    assert stats["latent_mean"].item() == pytest.approx(1.75)
+    assert stats["latent_std"].item() == pytest.approx(math.sqrt(12.75 / 3))  # unbiased std of 3, 4, 0, 0
+    assert stats["latent_norm"].item() == pytest.approx(2.5)  # mean of per-sample L2 norms 5 and 0
+
+
+def test_image_errors_on_known_pixels():
+    target = torch.tensor([0.5, 1.0, 0.0, 0.0]).view(1, 1, 2, 2)
+    stats = image_errors(torch.zeros_like(target), target)
+    assert stats["image_mse"].item() == pytest.approx((0.25 + 1.0) / 4)
+    assert stats["image_l1"].item() == pytest.approx(1.5 / 4)
+    assert stats["image_mse"].item() >= stats["image_l1"].item() ** 2
+
+
+def test_caption_accuracy_counts_only_non_pad_targets():
+    pad = 0
+    targets = torch.tensor([[2, 3, pad, pad]])
+    logits = torch.full((1, 4, 5), -10.0)
+    logits[0, 0, 2] = 10.0  # right
+    logits[0, 1, 4] = 10.0  # wrong
+    logits[0, 2, 1] = 10.0  # pad position: ignored
+    logits[0, 3, pad] = 10.0  # pad position predicted as pad: still ignored
+    assert caption_stats(logits, targets, pad)["caption_accuracy"].item() == pytest.approx(0.5)
+
+
+def test_caption_entropy_is_log_vocab_for_uniform_predictions_and_zero_for_certain_ones():
+    targets = torch.tensor([[1, 2, 0]])
+    uniform = caption_stats(torch.zeros(1, 3, 7), targets, 0)["caption_entropy"].item()
+    assert uniform == pytest.approx(math.log(7), rel=1e-5)
+    certain = torch.full((1, 3, 7), -1e4)
+    certain[..., 1] = 1e4
+    assert caption_stats(certain, targets, 0)["caption_entropy"].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_caption_perplexity_is_exp_of_mean_caption_loss():
+    assert caption_perplexity(math.log(5.0)) == pytest.approx(5.0)
+    assert math.isfinite(caption_perplexity(1e6))
+
+
+def test_gradient_stats_on_known_gradients():
+    grads = [torch.tensor([3.0, -4.0]), torch.tensor([[0.0, 12.0]])]
+    stats = gradient_stats(grads)
+    assert stats["grad_norm"].item() == pytest.approx(13.0)  # sqrt(9 + 16 + 144)
+    assert stats["grad_mean"].item() == pytest.approx(19.0 / 4)
+    assert stats["grad_max"].item() == pytest.approx(12.0)
+
+
+def test_gradient_stats_are_ordered_for_random_gradients():
+    torch.manual_seed(0)
+    grads = [torch.randn(17, 5), torch.randn(3), torch.randn(2, 2, 2) * 100]
+    s = {k: v.item() for k, v in gradient_stats(grads).items()}
+    assert 0 <= s["grad_mean"] <= s["grad_max"] <= s["grad_norm"]
+
+
+def test_total_loss_is_the_weighted_sum_of_the_components():
+    out = {"loss_image": torch.tensor(0.5), "loss_caption": torch.tensor(2.0), "loss_alignment": torch.tensor(3.0)}
+    weights = {"image": 2.0, "caption": 0.5, "alignment": 0.1}
+    assert total_loss(out, weights).item() == pytest.approx(2.0 * 0.5 + 0.5 * 2.0 + 0.1 * 3.0)
+
+
+def test_metric_window_means_are_weighted_and_perplexity_comes_from_the_window_mean_loss():
+    window = MetricWindow()
+    window.add({"loss_caption": torch.tensor(1.0), "latent_std": torch.tensor(2.0)}, weight=1)
+    window.add({"loss_caption": torch.tensor(3.0), "latent_std": torch.tensor(4.0)}, weight=3)
+    means = window.means()
+    assert means["loss_caption"] == pytest.approx((1 + 9) / 4)
+    assert means["latent_std"] == pytest.approx((2 + 12) / 4)
+    # exp of the mean, not the mean of exps
+    assert means["caption_perplexity"] == pytest.approx(math.exp(2.5))
+    assert len(window) == 0 and window.means() == {}
+
+
+def test_hardware_stats_without_a_gpu():
+    stats = hardware_stats(torch.device("cpu"))
+    assert stats["gpu_memory_used"] == 0 and stats["gpu_memory_percent"] == 0
+    assert 0 <= stats["cpu_percent"] <= 100
