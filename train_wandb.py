@@ -155,6 +155,8 @@ def parse_args(argv):
     for env, name in WANDB_ENV.items():  # environment variables replace the defaults; the command line wins
         if os.environ.get(env):
             values[name] = os.environ[env]
+    if values.get("mode") == "dryrun":  # wandb's old name for offline
+        values["mode"] = "offline"
     overrides = {}
     for arg in argv:
         match = re.fullmatch(r"--([A-Za-z_][A-Za-z0-9_]*)=(.*)", arg)
@@ -172,6 +174,8 @@ def parse_args(argv):
             raise ConfigError(f"unknown field --{name}{hint}")
         overrides[name] = parse_value(name, raw, fields[name][1])
     values.update(overrides)
+    if "mode" in values and "mode" not in overrides and values["mode"] not in WANDB_MODES:
+        raise ConfigError(f"WANDB_MODE={values['mode']}: choose from {', '.join(WANDB_MODES)}")
     cfg = Config(**{k: v for k, v in values.items() if fields[k][0] is Config})
     wcfg = WandBConfig(**{k: v for k, v in values.items() if fields[k][0] is WandBConfig})
     validate(cfg, wcfg)
@@ -248,7 +252,7 @@ class CaptionTokenizer:
     @staticmethod
     def split(text):
         """Lower-cased words (apostrophes kept inside a word) and single punctuation marks."""
-        return re.findall(r"[a-z0-9]+(?:'[a-z0-9]+)*|[^\sa-z0-9]", text.lower())
+        return re.findall(r"\w+(?:['’]\w+)*|[^\w\s]", text.lower())
 
     @classmethod
     def build(cls, captions):
@@ -299,17 +303,19 @@ def _read_metadata(meta):
     """Rows of one metadata.jsonl / metadata.csv as (file_name, text) pairs, file names relative to its folder."""
     rows = []
     if meta.suffix == ".jsonl":
-        with open(meta, encoding="utf-8", errors="replace") as f:
+        with open(meta, encoding="utf-8-sig", errors="replace") as f:
             for line_no, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 try:
                     row = json.loads(line)
+                    if not isinstance(row["file_name"], str):
+                        raise TypeError("file_name is not a string")
                     rows.append((row["file_name"], row.get("text")))
                 except (json.JSONDecodeError, KeyError, TypeError):
                     warnings.warn(f"{meta}:{line_no}: not a JSON object with file_name and text; skipped", DataWarning)
     else:
-        with open(meta, encoding="utf-8", errors="replace", newline="") as f:
+        with open(meta, encoding="utf-8-sig", errors="replace", newline="") as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or "file_name" not in reader.fieldnames or "text" not in reader.fieldnames:
                 raise DataError(f"{meta}: needs the columns file_name and text, found {reader.fieldnames}")
@@ -327,19 +333,24 @@ def find_items(data_dir):
     """
     data_dir = Path(data_dir)
     metas = sorted(p for p in data_dir.rglob("metadata.*") if p.suffix in (".jsonl", ".csv"))
+    images = sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     items = []
     if metas:
-        for meta in metas:
-            for file_name, text in _read_metadata(meta):
-                path = meta.parent / file_name
-                if not path.is_file():
-                    warnings.warn(f"{path}: named in {meta.name} but missing; skipped", DataWarning)
-                elif not isinstance(text, str) or not text.strip():
-                    warnings.warn(f"{path}: empty caption; skipped", DataWarning)
-                else:
-                    items.append((path, text.strip()))
+        rows = [(meta, meta.parent / file_name, text) for meta in metas for file_name, text in _read_metadata(meta)]
+        for meta, path, text in rows:
+            if not path.is_file():
+                warnings.warn(f"{path}: named in {meta.name} but missing; skipped", DataWarning)
+            elif not isinstance(text, str) or not text.strip():
+                warnings.warn(f"{path}: empty caption; skipped", DataWarning)
+            else:
+                items.append((path, text.strip()))
+        named = {path.resolve() for _, path, _ in rows}
+        unnamed = [p for p in images if p.resolve() not in named]
+        if unnamed:
+            warnings.warn(f"{len(unnamed)} images under {data_dir} (e.g. {unnamed[0]}) are named in no metadata "
+                          "file; ignored", DataWarning)
     else:
-        for path in sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS):
+        for path in images:
             caption_file = path.with_suffix(".txt")
             text = caption_file.read_text(encoding="utf-8", errors="replace").strip() if caption_file.is_file() else ""
             if text:
@@ -353,6 +364,10 @@ def load_image(path, size):
     """Decode one image into a (3, size, size) uint8 array, fitted into a white square (no cropping)."""
     with Image.open(path) as img:
         img = ImageOps.exif_transpose(img)
+        if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16/32-bit and float grayscale: scale, don't clip
+            a = np.asarray(img, dtype=np.float64)
+            peak = 1.0 if img.mode == "F" and a.max() <= 1.0 else 255.0 if a.max() <= 255 else 65535.0
+            img = Image.fromarray(np.clip(a / peak * 255.0, 0, 255).round().astype(np.uint8), mode="L")
         if img.mode in ("RGBA", "LA", "P", "PA"):
             img = img.convert("RGBA")
             background = Image.new("RGBA", img.size, (255, 255, 255, 255))
@@ -561,8 +576,6 @@ def server_reachable(timeout=3.0):
 
 def resolve_wandb_mode(mode):
     """'auto' -> 'online' when an API key exists and the server answers, else 'offline'. Never prompts."""
-    if mode == "dryrun":
-        return "offline", "WANDB_MODE=dryrun"
     if mode != "auto":
         return mode, f"mode={mode}"
     if not wandb_api_key():
