@@ -6,7 +6,7 @@
 
 Every part is a pre-norm transformer over patches or tokens. The default
 ModelConfig is the ~85M-parameter model the training script uses on a GPU;
-`ModelConfig.small()` is a ~1M-parameter version for CPU work and tests.
+`ModelConfig.small()` is a ~0.8M-parameter version for CPU work and tests.
 """
 
 import math
@@ -196,8 +196,8 @@ class ModelConfig:
 
     @classmethod
     def small(cls, **kwargs):
-        """About 1M parameters: the CPU preset."""
-        defaults = dict(width=128, num_heads=4, image_encoder_depth=2, image_decoder_depth=2,
+        """About 0.8M parameters at 64 px: the CPU preset."""
+        defaults = dict(width=96, num_heads=4, image_encoder_depth=2, image_decoder_depth=2,
                         caption_decoder_depth=1, caption_encoder_depth=1, latent_dim=128)
         return cls(**{**defaults, **kwargs})
 

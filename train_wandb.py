@@ -1,7 +1,7 @@
 """Train the multimodal engraving model and log every run to Weights & Biases.
 
     python train_wandb.py                          # the full ~83M model, sized for one GPU
-    python train_wandb.py --preset=quick           # ~1.5M model at 64 px: a few minutes on a laptop CPU
+    python train_wandb.py --preset=quick           # ~0.8M model at 64 px: a few minutes on a laptop CPU
     python train_wandb.py --batch_size=32 --learning_rate=5e-4   # any Config / WandBConfig field
     python train_wandb.py --help                   # every field with its default
 
@@ -98,9 +98,9 @@ class WandBConfig:
 
 
 PRESETS = {
-    # ~1.5M parameters at 64 px: learns the bundled engravings on a 2-core CPU in a few minutes
+    # ~0.8M parameters at 64 px: learns the bundled engravings on a 2-core CPU in a few minutes
     "quick": dict(
-        image_size=64, latent_dim=128, width=128, num_heads=4, image_encoder_depth=2, image_decoder_depth=2,
+        image_size=64, latent_dim=128, width=96, num_heads=4, image_encoder_depth=2, image_decoder_depth=2,
         caption_decoder_depth=1, caption_encoder_depth=1, batch_size=64, num_epochs=8, learning_rate=2e-3,
         warmup_fraction=0.02, out_dir="out/quick",
     ),
@@ -886,7 +886,8 @@ def main(argv=None):
                       "tokens and were cut; raise --max_caption_len to keep them whole", DataWarning)
     train_idx, val_idx = split_indices(len(dataset), cfg.val_fraction, cfg.seed)
     train_loader = BatchLoader(dataset, train_idx, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed)
-    val_loader = BatchLoader(dataset, val_idx, cfg.batch_size * 2, shuffle=False, drop_last=False)
+    # validation batches have the training batch size, so loss_alignment (whose chance level is ln(batch)) compares
+    val_loader = BatchLoader(dataset, val_idx, cfg.batch_size, shuffle=False, drop_last=False)
     train_loader.to(device), val_loader.to(device)
     print(f"Train samples: {len(train_idx)}")
     print(f"Val samples: {len(val_idx)}")
