@@ -5,7 +5,7 @@
     caption -> CaptionEncoder -> caption embedding, pulled towards z by a contrastive loss
 
 Every part is a pre-norm transformer over patches or tokens. The default
-ModelConfig is the ~85M-parameter model the training script uses on a GPU;
+ModelConfig is the ~82M-parameter model the training script uses on a GPU (the seed's 85M within 4%);
 `ModelConfig.small()` is a ~0.8M-parameter version for CPU work and tests.
 """
 

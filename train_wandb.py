@@ -1,6 +1,6 @@
 """Train the multimodal engraving model and log every run to Weights & Biases.
 
-    python train_wandb.py                          # the full ~83M model, sized for one GPU
+    python train_wandb.py                          # the full ~82M model, sized for one GPU
     python train_wandb.py --preset=quick           # ~0.8M model at 64 px: a few minutes on a laptop CPU
     python train_wandb.py --batch_size=32 --learning_rate=5e-4   # any Config / WandBConfig field
     python train_wandb.py --help                   # every field with its default
@@ -500,17 +500,17 @@ def total_loss(out, weights):
 
 
 def hardware_stats(device):
-    """gpu_memory_used (MB) and gpu_memory_percent of the whole CUDA device (0 without one);
+    """gpu_memory_used (MB, 10^6 bytes) and gpu_memory_percent of the whole CUDA device (0 without one);
     cpu_percent: system-wide CPU use since the previous call, 0..100."""
     used_mb = percent = 0.0
     if device.type == "cuda":
         try:
             free, total = torch.cuda.mem_get_info(device)
-            used_mb, percent = (total - free) / 2**20, 100.0 * (total - free) / total
+            used_mb, percent = (total - free) / 1e6, 100.0 * (total - free) / total
         except RuntimeError:
             gpu = _gputil_device(device)
             if gpu is not None:
-                used_mb, percent = float(gpu.memoryUsed), 100.0 * gpu.memoryUsed / max(gpu.memoryTotal, 1)
+                used_mb, percent = gpu.memoryUsed * 2**20 / 1e6, 100.0 * gpu.memoryUsed / max(gpu.memoryTotal, 1)  # MiB
     return {"gpu_memory_used": used_mb, "gpu_memory_percent": percent, "cpu_percent": psutil.cpu_percent(interval=None)}
 
 
@@ -552,11 +552,17 @@ class MetricWindow:
 # ----------------------------------------------------------------------------
 # W&B setup
 
+def wandb_base_url():
+    """The W&B server wandb will talk to (its default, or WANDB_BASE_URL)."""
+    import wandb
+    return wandb.Settings().base_url
+
+
 def wandb_api_key():
     """The API key wandb would use: WANDB_API_KEY, else the netrc entry for the W&B server (never printed)."""
     if os.environ.get("WANDB_API_KEY"):
         return os.environ["WANDB_API_KEY"]
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    host = urlparse(wandb_base_url()).hostname
     try:
         auth = netrc.netrc().authenticators(host)
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
@@ -565,7 +571,7 @@ def wandb_api_key():
 
 
 def server_reachable(timeout=3.0):
-    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    url = urlparse(wandb_base_url())
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         with socket.create_connection((url.hostname, port), timeout=timeout):
@@ -593,12 +599,23 @@ def setup_wandb(cfg, wcfg, model, run_id=None):
     print("=" * 70)
     mode, reason = resolve_wandb_mode(wcfg.mode)
     print(f"W&B mode: {mode} ({reason})")
-    run = wandb.init(
-        project=wcfg.project, entity=wcfg.entity, name=wcfg.run_name, mode=mode,
-        config={**asdict(cfg), **asdict(wcfg), "wandb_mode": mode},
-        id=run_id, resume="allow" if run_id else None,
-        settings=wandb.Settings(init_timeout=90),
-    )
+    def init(mode):
+        return wandb.init(
+            project=wcfg.project, entity=wcfg.entity, name=wcfg.run_name, mode=mode,
+            config={**asdict(cfg), **asdict(wcfg), "wandb_mode": mode},
+            id=run_id, resume="allow" if run_id else None,
+            settings=wandb.Settings(init_timeout=90),
+        )
+
+    try:
+        run = init(mode)
+    except Exception as e:  # a server that refuses or times out must not cost the training run
+        if mode != "online":
+            raise
+        print(f"warning: W&B could not start online ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+              "logging offline instead", file=sys.stderr)
+        mode = "offline"
+        run = init(mode)
     run.define_metric("global_step")
     for prefix in ("train", "val"):
         run.define_metric(f"{prefix}/*", step_metric="global_step")
@@ -650,6 +667,8 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
 
         self.step, self.epoch, self.best_val_loss = 0, 0, float("inf")
+        self.lr = self.scheduler.get_last_lr()[0]
+        self.best_epoch = 0
         self.out_dir = Path(cfg.out_dir)
 
     def lr_factor(self, step):
@@ -669,15 +688,16 @@ class Trainer:
             loss = total_loss(out, self.weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grads = [p.grad for p in self.params if p.grad is not None]
         with torch.no_grad():
             metrics = model_metrics(out, images, self.tokenizer.PAD, self.weights)
-            stats = gradient_stats(grads)
-            if self.cfg.grad_clip > 0:
-                torch.nn.utils.clip_grads_with_norm_(self.params, self.cfg.grad_clip, stats["grad_norm"])
             if self.wcfg.track_gradients:
-                metrics.update(stats)
+                metrics.update(gradient_stats([p.grad for p in self.params if p.grad is not None]))
+                if self.cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grads_with_norm_(self.params, self.cfg.grad_clip, metrics["grad_norm"])
+            elif self.cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip, foreach=True)
             metrics.update(self.custom_metrics(out, images, captions))
+        self.lr = self.scheduler.get_last_lr()[0]  # the rate this step used
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
@@ -705,7 +725,7 @@ class Trainer:
             if self.step % self.wcfg.log_frequency == 0 or stop:
                 means = window.means()  # the one host-device sync of the window
                 elapsed = time.perf_counter() - window_start
-                row = {**means, "lr": self.scheduler.get_last_lr()[0], "epoch": self.epoch - 1 + i / steps,
+                row = {**means, "lr": self.lr, "epoch": self.epoch - 1 + i / steps,
                        "samples_per_second": window_samples / elapsed}
                 if self.wcfg.track_hardware:
                     row.update(hardware_stats(self.device))
@@ -718,7 +738,7 @@ class Trainer:
         if len(window):  # the tail of the epoch that did not fill a window is still logged
             means = window.means()
             elapsed = time.perf_counter() - window_start
-            self.log("train", {**means, "lr": self.scheduler.get_last_lr()[0], "epoch": float(self.epoch),
+            self.log("train", {**means, "lr": self.lr, "epoch": float(self.epoch),
                                "samples_per_second": window_samples / elapsed,
                                **(hardware_stats(self.device) if self.wcfg.track_hardware else {})})
         return epoch_loss.means()["loss_total"]
@@ -749,12 +769,12 @@ class Trainer:
             if is_best:
                 self.best_val_loss = val["loss_total"]
                 self.run.summary["best_val_loss"] = val["loss_total"]
-                self.run.summary["best_epoch"] = self.epoch
+                self.run.summary["best_epoch"] = self.best_epoch = self.epoch
             self.save_checkpoint("last.pt")
             if is_best:
                 self.save_checkpoint("best.pt")
             print(f"Epoch {self.epoch} | Train Loss: {train_loss:.4f} | Val Loss: {val['loss_total']:.4f} | "
-                  f"Time: {time.perf_counter() - start:.1f}s | LR: {self.scheduler.get_last_lr()[0]:.2e}")
+                  f"Time: {time.perf_counter() - start:.1f}s | LR: {self.lr:.2e}")
         return self.best_val_loss
 
     # -- checkpoints ----------------------------------------------------------------
@@ -767,6 +787,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
             "config": asdict(self.cfg),
             "wandb_config": asdict(self.wcfg),
             "model_config": self.model.config_dict(),
@@ -786,6 +807,11 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epoch, self.best_val_loss = state["step"], state["epoch"], state["best_val_loss"]
+        self.lr = self.scheduler.get_last_lr()[0]
+        self.best_epoch = state["best_epoch"]
+        if math.isfinite(self.best_val_loss):  # a resumed run keeps the best result so far in its summary
+            self.run.summary["best_val_loss"] = self.best_val_loss
+            self.run.summary["best_epoch"] = self.best_epoch
 
 
 def load_checkpoint(path):
