@@ -18,8 +18,10 @@ import math
 import netrc
 import os
 import re
-import socket
+import signal
 import sys
+import urllib.error
+import urllib.request
 import time
 import warnings
 from collections import Counter
@@ -32,9 +34,13 @@ from urllib.parse import urlparse
 import numpy as np
 import psutil
 import torch
+import torch.distributed as dist
+import torchvision
+import wandb
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
+from analysis import HealthConfig, HealthMonitor, write_report
 from model_architecture_large import ModelConfig, MultimodalModel
 
 REPO_DIR = Path(__file__).resolve().parent
@@ -81,7 +87,8 @@ class Config:
     device: str = "auto"  # 'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'
     precision: str = "auto"  # 'auto' (bf16 autocast on CUDA, fp32 on CPU), 'bf16' or 'fp32'
     compile: bool = False  # torch.compile the model
-    out_dir: str = "out"  # checkpoints (last.pt, best.pt) go here
+    out_dir: str = "out"  # checkpoints (last.pt, best.pt), report.md, metrics.csv and plots go here
+    checkpoint_every: float = 30.0  # minutes between mid-epoch saves of last.pt (0 = only at epoch ends)
     resume: bool = False  # continue from out_dir/last.pt
 
 
@@ -95,6 +102,7 @@ class WandBConfig:
     track_gradients: bool = True  # log grad_norm, grad_mean, grad_max
     track_hardware: bool = True  # log gpu_memory_used, gpu_memory_percent, cpu_percent
     log_model: bool = False  # wandb.watch: gradient histograms of every layer (costs time)
+    log_checkpoints: bool = False  # upload last.pt as a W&B Artifact at each epoch end (alias best when it is)
 
 
 PRESETS = {
@@ -110,6 +118,9 @@ WANDB_MODES = ("auto", "online", "offline", "disabled")
 WANDB_ENV = {"WANDB_PROJECT": "project", "WANDB_ENTITY": "entity", "WANDB_MODE": "mode"}  # env var -> field
 
 
+CONFIG_CLASSES = (Config, WandBConfig, HealthConfig)  # HealthConfig: the health checks' thresholds (analysis.py)
+
+
 class ConfigError(Exception):
     """A bad command-line or config value: reported in one line, exit status 2."""
 
@@ -117,7 +128,7 @@ class ConfigError(Exception):
 def config_fields():
     """Every overridable field: name -> (config class, type)."""
     fields = {}
-    for cls in (Config, WandBConfig):
+    for cls in CONFIG_CLASSES:
         hints = get_type_hints(cls)
         fields.update({f.name: (cls, hints[f.name]) for f in dataclasses.fields(cls)})
     return fields
@@ -149,7 +160,7 @@ def parse_value(name, raw, typ):
 
 
 def parse_args(argv):
-    """`--field=value` overrides (after an optional `--preset=NAME`) -> (Config, WandBConfig)."""
+    """`--field=value` overrides (after an optional `--preset=NAME`) -> (Config, WandBConfig, HealthConfig)."""
     fields = config_fields()
     values = {}
     for env, name in WANDB_ENV.items():  # environment variables replace the defaults; the command line wins
@@ -176,10 +187,9 @@ def parse_args(argv):
     values.update(overrides)
     if "mode" in values and "mode" not in overrides and values["mode"] not in WANDB_MODES:
         raise ConfigError(f"WANDB_MODE={values['mode']}: choose from {', '.join(WANDB_MODES)}")
-    cfg = Config(**{k: v for k, v in values.items() if fields[k][0] is Config})
-    wcfg = WandBConfig(**{k: v for k, v in values.items() if fields[k][0] is WandBConfig})
+    cfg, wcfg, health = (cls(**{k: v for k, v in values.items() if fields[k][0] is cls}) for cls in CONFIG_CLASSES)
     validate(cfg, wcfg)
-    return cfg, wcfg
+    return cfg, wcfg, health
 
 
 def validate(cfg, wcfg):
@@ -193,7 +203,7 @@ def validate(cfg, wcfg):
                  "batch_size", "num_epochs", "image_encoder_depth", "image_decoder_depth", "caption_decoder_depth",
                  "caption_encoder_depth"):
         check(getattr(cfg, name) >= 1, name, "must be at least 1")
-    for name in ("max_items", "max_steps", "num_workers", "weight_decay", "grad_clip",
+    for name in ("max_items", "max_steps", "num_workers", "weight_decay", "grad_clip", "checkpoint_every",
                  "image_loss_weight", "caption_loss_weight", "alignment_loss_weight"):
         check(getattr(cfg, name) >= 0, name, "must not be negative")
     check(cfg.max_caption_len >= 3, "max_caption_len", "must be at least 3 (<bos>, a word, <eos>)")
@@ -210,6 +220,20 @@ def validate(cfg, wcfg):
     check(wcfg.log_frequency >= 1, "log_frequency", "must be at least 1")
     if cfg.data_dir != BUNDLED_DATA_DIR:
         check(Path(cfg.data_dir).is_dir(), "data_dir", "is not a folder")
+
+
+def setup_distributed(cfg):
+    """-> (rank, world_size, device). Under torchrun (RANK, WORLD_SIZE, LOCAL_RANK set) each process drives
+    one device through DDP: NCCL on CUDA, gloo on CPU. Otherwise a single process on resolve_device(cfg)."""
+    if "RANK" not in os.environ:
+        return 0, 1, resolve_device(cfg)
+    rank, world_size, local_rank = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+    use_cuda = cfg.device != "cpu" and torch.cuda.is_available()
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    return rank, world_size, device
 
 
 def resolve_device(cfg):
@@ -410,24 +434,34 @@ class BatchLoader:
     The tensors can live on the GPU (see `to`), so a batch never waits for the host.
     """
 
-    def __init__(self, dataset, indices, batch_size, shuffle, drop_last, seed=0):
+    def __init__(self, dataset, indices, batch_size, shuffle, drop_last, seed=0, rank=0, world_size=1):
         self.images, self.tokens = dataset.images[indices], dataset.tokens[indices]
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.rank, self.world_size = rank, world_size  # under torchrun each rank takes every world_size-th item
         self.generator = torch.Generator().manual_seed(seed)
+        self.epoch_rng_state = self.generator.get_state()  # the state this epoch's order was drawn from
+        self.skip = 0  # batches of the next epoch to skip (resuming mid-epoch)
 
     def to(self, device):
         self.images, self.tokens = self.images.to(device), self.tokens.to(device)
         return self
 
-    def __len__(self):
+    def shard_size(self):
         n = len(self.images)
+        if self.drop_last:  # equal shards, so every rank runs the same number of steps
+            return n // self.world_size
+        return len(range(self.rank, n, self.world_size))
+
+    def __len__(self):
+        n = self.shard_size()
         return n // self.batch_size if self.drop_last and n >= self.batch_size else math.ceil(n / self.batch_size)
 
     def __iter__(self):
-        n = len(self.images)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        order = order.to(self.images.device)
-        for b in range(len(self)):
+        n, skip = len(self.images), self.skip
+        self.epoch_rng_state, self.skip = self.generator.get_state(), 0
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)  # same on every rank
+        order = order[self.rank::self.world_size][: self.shard_size()].to(self.images.device)
+        for b in range(skip, len(self)):
             idx = order[b * self.batch_size: (b + 1) * self.batch_size]
             yield self.images[idx], self.tokens[idx]
 
@@ -539,10 +573,17 @@ class MetricWindow:
         return int(self.weight > 0)
 
     def means(self):
-        """Mean of every metric over the window, with caption_perplexity derived; resets the window."""
+        """Mean of every metric over the window (and over all ranks under torchrun), with caption_perplexity
+        derived; resets the window."""
         names = list(self.sums)
-        values = torch.stack([self.sums[k].float() for k in names]).tolist() if names else []  # host sync
-        result = {k: v / self.weight for k, v in zip(names, values)}
+        if not names:
+            return {}
+        weight = torch.tensor(self.weight, device=self.sums[names[0]].device)
+        sums = torch.stack([self.sums[k].float() for k in names] + [weight])
+        if dist.is_initialized():  # every rank logs the same numbers: the mean over the global window
+            dist.all_reduce(sums)
+        *values, weight = sums.tolist()  # host sync
+        result = {k: v / weight for k, v in zip(names, values)}
         if "loss_caption" in result:
             result["caption_perplexity"] = caption_perplexity(result["loss_caption"])
         self.sums, self.weight = {}, 0.0
@@ -554,7 +595,6 @@ class MetricWindow:
 
 def wandb_base_url():
     """The W&B server wandb will talk to (its default, or WANDB_BASE_URL)."""
-    import wandb
     return wandb.Settings().base_url
 
 
@@ -570,13 +610,15 @@ def wandb_api_key():
     return auth[2] if auth else None
 
 
-def server_reachable(timeout=3.0):
-    url = urlparse(wandb_base_url())
-    port = url.port or (443 if url.scheme == "https" else 80)
+def server_reachable(timeout=5.0):
+    """Does the W&B server answer an HTTP request within `timeout` seconds? Any HTTP status counts as an
+    answer; a refused connection, or one accepted but never answered, does not."""
     try:
-        with socket.create_connection((url.hostname, port), timeout=timeout):
+        with urllib.request.urlopen(wandb_base_url().rstrip("/") + "/healthz", timeout=timeout):
             return True
-    except OSError:
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
         return False
 
 
@@ -592,8 +634,6 @@ def resolve_wandb_mode(mode):
 
 
 def setup_wandb(cfg, wcfg, model, run_id=None):
-    import wandb
-
     print("=" * 70)
     print("SETTING UP WEIGHTS & BIASES")
     print("=" * 70)
@@ -632,25 +672,69 @@ def setup_wandb(cfg, wcfg, model, run_id=None):
     if wcfg.log_model and mode != "disabled":
         run.watch(model, log="gradients", log_freq=wcfg.log_frequency)
         print("✓ Model gradients being tracked")
-    return run
+    return ResilientRun(run)
+
+
+class ResilientRun:
+    """The W&B run, but a W&B failure (dead server, full disk) never stops training.
+
+    The first failing call is reported in one warning; later calls are skipped. Nothing is lost:
+    metrics.csv and report.md in out_dir hold every logged row.
+    """
+
+    def __init__(self, run):
+        self._run, self.failed = run, False
+
+    def __getattr__(self, name):
+        attr = getattr(self._run, name)
+        return self._guarded(attr, name) if callable(attr) else attr
+
+    def _guarded(self, fn, name):
+        def call(*args, **kwargs):
+            if self.failed:
+                return None
+            try:
+                return fn(*args, **kwargs)
+            except Exception as e:
+                self.failed = True
+                tqdm.write(f"warning: W&B {name} failed ({type(e).__name__}: {str(e)[:200]}); training goes on "
+                           "without W&B, and out_dir/metrics.csv and report.md keep every metric", file=sys.stderr)
+                return None
+        return call
+
+    def set_summary(self, values):
+        self._guarded(self._run.summary.update, "summary")(values)
 
 
 # ----------------------------------------------------------------------------
 # the Trainer
 
+NON_FINITE_WATCH = ("loss_image", "loss_caption", "loss_alignment", "grad_norm")  # diagnosed when a run goes NaN
+
+
+class TrainingStopped(Exception):
+    """Training cannot go on (a non-finite loss or gradient): one-line reason, exit status 3."""
+
+
 class Trainer:
     """Owns the optimisation loop; every metric leaves through `log()`, the one place that talks to W&B."""
 
-    def __init__(self, cfg, wcfg, model, tokenizer, train_loader, val_loader, device, run):
-        self.cfg, self.wcfg = cfg, wcfg
+    def __init__(self, cfg, wcfg, health, model, tokenizer, train_loader, val_loader, device, run):
+        self.cfg, self.wcfg, self.health = cfg, wcfg, health
         self.model, self.tokenizer = model, tokenizer
         self.train_loader, self.val_loader = train_loader, val_loader
         self.device, self.run = device, run
+        self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        self.master = self.rank == 0  # the one process that prints, logs to W&B, checkpoints and reports
         self.weights = {"image": cfg.image_loss_weight, "caption": cfg.caption_loss_weight,
                         "alignment": cfg.alignment_loss_weight}
         use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
-        self.forward = torch.compile(model) if cfg.compile else model
+        self.eval_forward = torch.compile(model) if cfg.compile else model
+        self.forward = self.eval_forward  # training forward: wrapped in DDP under torchrun (gradients all-reduced)
+        if self.world_size > 1:
+            self.forward = torch.nn.parallel.DistributedDataParallel(
+                self.eval_forward, device_ids=[device.index] if device.type == "cuda" else None)
 
         decay = [p for p in model.parameters() if p.dim() >= 2]
         no_decay = [p for p in model.parameters() if p.dim() < 2]  # biases, norms, temperature
@@ -669,7 +753,13 @@ class Trainer:
         self.step, self.epoch, self.best_val_loss = 0, 0, float("inf")
         self.lr = self.scheduler.get_last_lr()[0]
         self.best_epoch = 0
+        self.batches_done = 0  # batches finished in the current epoch
+        self.saved_at = time.monotonic()  # when last.pt was last written
         self.out_dir = Path(cfg.out_dir)
+        self.history = []  # every logged row, for report.md and metrics.csv
+        self.monitor = HealthMonitor(health, {**asdict(cfg), **asdict(wcfg)})
+        self.stop_signal = None  # set by SIGINT / SIGTERM: finish the step, save, report, exit
+        self.first_non_finite = None  # per NON_FINITE_WATCH entry: first step it was not finite (-1: never)
 
     def lr_factor(self, step):
         """Linear warm-up to 1, then cosine decay to min_lr_fraction at total_steps."""
@@ -697,51 +787,103 @@ class Trainer:
             elif self.cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip, foreach=True)
             metrics.update(self.custom_metrics(out, images, captions))
+            self.track_non_finite(metrics)
         self.lr = self.scheduler.get_last_lr()[0]  # the rate this step used
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
         return metrics
 
+    def track_non_finite(self, metrics):
+        """Remember, on the device, the first step at which each loss component or the gradient norm
+        stopped being finite: the diagnosis when a window turns out non-finite, without a sync per step."""
+        names = [k for k in NON_FINITE_WATCH if k in metrics]
+        bad = ~torch.isfinite(torch.stack([metrics[k] for k in names]))
+        if self.first_non_finite is None:
+            self.first_non_finite = torch.full((len(names),), -1, dtype=torch.long, device=bad.device)
+        self.first_non_finite = torch.where(bad & (self.first_non_finite < 0), self.step + 1, self.first_non_finite)
+
+    def non_finite_diagnosis(self):
+        names = [k for k in NON_FINITE_WATCH if k != "grad_norm" or self.wcfg.track_gradients]
+        first = dict(zip(names, self.first_non_finite.tolist())) if self.first_non_finite is not None else {}
+        seen = sorted((step, name) for name, step in first.items() if step >= 0)
+        if not seen:
+            return "non-finite values"
+        step = seen[0][0]
+        return (f"{', '.join(name for s, name in seen if s == step)} became non-finite first, at step {step} "
+                f"(learning rate {self.lr:.3g})")
+
     def custom_metrics(self, out, images, captions):
-        """Extra per-batch metrics (name -> 0-dim device tensor), averaged and logged under train/
-        in the same window as the built-in ones. Override or edit to add your own."""
-        return {}
+        """Extra per-batch metrics: name -> 0-dim tensor on the device (no .item(): that would sync).
+
+        They are averaged over the same log window as the built-in metrics and logged under train/.
+        Edit or override this method to add your own; `out` is the model's output dict
+        (z, recon, logits, targets, loss_*), `images` the batch in [0, 1], `captions` its token ids.
+        """
+        z = torch.nn.functional.normalize(out["z"].detach().float(), dim=1)
+        n = z.shape[0]
+        mean_cosine = (z @ z.T).sum().sub(n).div(max(n * (n - 1), 1))  # off-diagonal mean cosine similarity
+        return {
+            "latent_diversity": 1 - mean_cosine,  # 0 when every image maps to the same direction
+            "caption_length": (captions != self.tokenizer.PAD).sum(dim=1).float().mean() - 2,  # words, no <bos>/<eos>
+        }
 
     # -- epochs -------------------------------------------------------------------
 
     def train_epoch(self):
+        """One pass over the training split; returns its mean loss_total."""
         self.model.train()
         window, epoch_loss = MetricWindow(), MetricWindow()
-        window_start, window_samples = time.perf_counter(), 0
-        steps = len(self.train_loader)
-        bar = tqdm(self.train_loader, desc=f"Epoch {self.epoch} Train", total=steps, dynamic_ncols=True)
-        for i, (images, captions) in enumerate(bar, 1):
+        steps, first = len(self.train_loader), self.train_loader.skip
+        bar = tqdm(self.train_loader, desc=f"Epoch {self.epoch} Train", total=steps, initial=first, dynamic_ncols=True,
+                   disable=not self.master)
+        self.window_start, self.window_samples, self.data_time = time.perf_counter(), 0, 0.0
+        fetched = time.perf_counter()
+        for i, (images, captions) in enumerate(bar, first + 1):
+            self.batches_done = i
+            self.data_time += time.perf_counter() - fetched
             metrics = self.train_step(images, captions)
             window.add(metrics)
             epoch_loss.add({"loss_total": metrics["loss_total"]})
-            window_samples += images.shape[0]
-            stop = self.cfg.max_steps and self.step >= self.cfg.max_steps
-            if self.step % self.wcfg.log_frequency == 0 or stop:
-                means = window.means()  # the one host-device sync of the window
-                elapsed = time.perf_counter() - window_start
-                row = {**means, "lr": self.lr, "epoch": self.epoch - 1 + i / steps,
-                       "samples_per_second": window_samples / elapsed}
-                if self.wcfg.track_hardware:
-                    row.update(hardware_stats(self.device))
-                self.log("train", row)
+            self.window_samples += images.shape[0] * self.world_size
+            reached_max = self.cfg.max_steps and self.step >= self.cfg.max_steps
+            window_end = self.step % self.wcfg.log_frequency == 0 or reached_max or i == steps
+            stop = self.stop_requested(window_end)
+            if window_end or stop:
+                means = self.flush(window, epoch=self.epoch - 1 + i / steps)
                 bar.set_postfix(loss=f"{means['loss_total']:.4f}")
-                window_start, window_samples = time.perf_counter(), 0
-            if stop:
+            if stop or reached_max:
                 break
+            if self.cfg.checkpoint_every and time.monotonic() - self.saved_at > 60 * self.cfg.checkpoint_every:
+                self.save_checkpoint("last.pt")
+            fetched = time.perf_counter()
         bar.close()
-        if len(window):  # the tail of the epoch that did not fill a window is still logged
-            means = window.means()
-            elapsed = time.perf_counter() - window_start
-            self.log("train", {**means, "lr": self.lr, "epoch": float(self.epoch),
-                               "samples_per_second": window_samples / elapsed,
-                               **(hardware_stats(self.device) if self.wcfg.track_hardware else {})})
-        return epoch_loss.means()["loss_total"]
+        return epoch_loss.means().get("loss_total", float("nan"))  # nan: resumed at the very end of an epoch
+
+    def stop_requested(self, window_end):
+        """Has SIGINT/SIGTERM asked us to stop? Under torchrun the ranks agree at window ends only, so that
+        they all stop after the same step without a collective in every step."""
+        if self.world_size == 1:
+            return self.stop_signal is not None
+        if not window_end:
+            return False
+        flag = torch.tensor(float(self.stop_signal is not None), device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and self.stop_signal is None:
+            self.stop_signal = "SIGTERM"  # another rank got the signal
+        return bool(flag.item())
+
+    def flush(self, window, epoch):
+        """Log the window's means with lr, epoch, throughput and hardware; start a new window."""
+        means = window.means()  # the one host-device sync of the window
+        elapsed = time.perf_counter() - self.window_start
+        row = {**means, "lr": self.lr, "epoch": epoch, "samples_per_second": self.window_samples / elapsed,
+               "data_time_fraction": self.data_time / elapsed}
+        if self.wcfg.track_hardware:
+            row.update(hardware_stats(self.device))
+        self.log("train", row)
+        self.window_start, self.window_samples, self.data_time = time.perf_counter(), 0, 0.0
+        return means
 
     @torch.no_grad()
     def evaluate(self):
@@ -751,28 +893,81 @@ class Trainer:
         for images_u8, captions in self.val_loader:
             images = images_u8.float().div_(255)
             with self.autocast:
-                out = self.forward(images, captions)
+                out = self.eval_forward(images, captions)
             window.add(model_metrics(out, images, self.tokenizer.PAD, self.weights), weight=images.shape[0])
         return window.means()
 
+    @torch.no_grad()
+    def log_visuals(self, shown=8):
+        """Validation images beside their reconstructions, true vs generated captions, latent histogram."""
+        self.model.eval()
+        images_u8, captions = next(iter(self.val_loader))
+        images = images_u8.float() / 255
+        with self.autocast:
+            z = self.model.image_encoder(images)
+            recon = self.model.image_decoder(z).float().clamp(0, 1)
+            generated = self.model.generate_captions(images[:shown], self.tokenizer.BOS, self.tokenizer.EOS)
+        grid = torchvision.utils.make_grid(torch.cat([images[:shown], recon[:shown]]), nrow=min(shown, len(images)))
+        table = wandb.Table(columns=["image", "reconstruction", "caption", "generated caption"])
+        for img, rec, cap, gen in zip(images[:shown].cpu(), recon[:shown].cpu(), captions[:shown].tolist(),
+                                      generated.tolist()):
+            table.add_data(wandb.Image(img), wandb.Image(rec), self.tokenizer.decode(cap), self.tokenizer.decode(gen))
+        self.run.log({
+            "global_step": self.step,
+            "val/reconstructions": wandb.Image(grid.cpu(), caption="top: validation images, bottom: reconstructions"),
+            "val/captions": table,
+            "val/latent_histogram": wandb.Histogram(z.float().cpu().numpy()),
+        })
+
     def log(self, prefix, metrics):
-        self.run.log({"global_step": self.step, **{f"{prefix}/{k}": v for k, v in metrics.items()}})
+        """The one place metrics leave the Trainer: W&B, the local history (report, metrics.csv), health checks."""
+        row = {"global_step": self.step, **{f"{prefix}/{k}": v for k, v in metrics.items()}}
+        self.history.append(row)
+        self.run.log(row)
+        for finding in self.monitor.observe(row):
+            self.on_finding(finding)
+
+    def on_finding(self, finding):
+        """A health check fired: console line, rate-limited W&B alert, summary entry; non-finite values stop training."""
+        if self.master:
+            tqdm.write(f"warning [{finding.analysis}/{finding.code}] step {finding.step}: {finding.message} "
+                       f"-> {finding.action}", file=sys.stderr)
+            level = wandb.AlertLevel.ERROR if finding.severity == "error" else wandb.AlertLevel.WARN
+            self.run.alert(title=f"{finding.analysis}: {finding.code}",
+                           text=f"{finding.message}\nAction: {finding.action}", level=level,
+                           wait_duration=60 * self.health.alert_interval_minutes)
+            self.run.set_summary({f"health/{finding.code}": finding.message})
+        if finding.code == "non_finite":  # every rank sees the same all-reduced rows, so all of them stop here
+            raise TrainingStopped(f"{self.non_finite_diagnosis()}; {finding.action}")
 
     def fit(self):
-        while self.epoch < self.cfg.num_epochs and not (self.cfg.max_steps and self.step >= self.cfg.max_steps):
+        """Epochs until num_epochs, max_steps or a stop signal; each ends with validation, visuals, checkpoints."""
+        while (self.epoch < self.cfg.num_epochs and self.stop_signal is None
+               and not (self.cfg.max_steps and self.step >= self.cfg.max_steps)):
             self.epoch += 1
             start = time.perf_counter()
             train_loss = self.train_epoch()
+            if self.stop_signal is not None and self.batches_done < len(self.train_loader):
+                # mid-epoch: keep the position so --resume=True continues right here
+                self.save_checkpoint("last.pt")
+                print(f"Stopped by {self.stop_signal} at step {self.step} (epoch {self.epoch}); "
+                      f"checkpoint saved to {self.out_dir / 'last.pt'}")
+                break
+            self.batches_done = 0
             val = self.evaluate()
             self.log("val", {**val, "epoch": float(self.epoch)})
+            if self.master:
+                self.log_visuals()
             is_best = val["loss_total"] < self.best_val_loss
             if is_best:
                 self.best_val_loss = val["loss_total"]
-                self.run.summary["best_val_loss"] = val["loss_total"]
-                self.run.summary["best_epoch"] = self.best_epoch = self.epoch
+                self.best_epoch = self.epoch
+                self.run.set_summary({"best_val_loss": val["loss_total"], "best_epoch": self.epoch})
             self.save_checkpoint("last.pt")
             if is_best:
                 self.save_checkpoint("best.pt")
+            if self.wcfg.log_checkpoints and self.master:
+                self.upload_checkpoints(is_best)
             print(f"Epoch {self.epoch} | Train Loss: {train_loss:.4f} | Val Loss: {val['loss_total']:.4f} | "
                   f"Time: {time.perf_counter() - start:.1f}s | LR: {self.lr:.2e}")
         return self.best_val_loss
@@ -788,6 +983,9 @@ class Trainer:
             "epoch": self.epoch,
             "best_val_loss": self.best_val_loss,
             "best_epoch": self.best_epoch,
+            "batches_done": self.batches_done,  # position inside `epoch` (0: the epoch is complete)
+            "loader_rng": self.train_loader.epoch_rng_state if self.batches_done else self.train_loader.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
             "config": asdict(self.cfg),
             "wandb_config": asdict(self.wcfg),
             "model_config": self.model.config_dict(),
@@ -796,11 +994,21 @@ class Trainer:
         }
 
     def save_checkpoint(self, name):
-        """Write out_dir/name atomically: a crash mid-write never leaves a half checkpoint."""
+        """Write out_dir/name atomically: a crash mid-write never leaves a half checkpoint. Rank 0 only."""
+        self.saved_at = time.monotonic()
+        if not self.master:
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.out_dir / f".{name}.tmp"
         torch.save(self.state_dict(), tmp)
         os.replace(tmp, self.out_dir / name)
+
+    def upload_checkpoints(self, is_best):
+        """last.pt as a W&B model Artifact: aliased latest, epoch-N, and best when this epoch is the best so far."""
+        artifact = wandb.Artifact(f"checkpoint-{self.run.id}", type="model", metadata={"epoch": self.epoch,
+                                                                                    "step": self.step})
+        artifact.add_file(str(self.out_dir / "last.pt"))
+        self.run.log_artifact(artifact, aliases=["latest", f"epoch-{self.epoch}"] + (["best"] if is_best else []))
 
     def load_state_dict(self, state):
         self.model.load_state_dict(state["model"])
@@ -809,9 +1017,13 @@ class Trainer:
         self.step, self.epoch, self.best_val_loss = state["step"], state["epoch"], state["best_val_loss"]
         self.lr = self.scheduler.get_last_lr()[0]
         self.best_epoch = state["best_epoch"]
+        torch.set_rng_state(state["torch_rng"])
+        self.train_loader.generator.set_state(state["loader_rng"])
+        if state["batches_done"]:  # stopped mid-epoch: replay that epoch's batch order from where it stopped
+            self.epoch -= 1
+            self.train_loader.skip = self.batches_done = state["batches_done"]
         if math.isfinite(self.best_val_loss):  # a resumed run keeps the best result so far in its summary
-            self.run.summary["best_val_loss"] = self.best_val_loss
-            self.run.summary["best_epoch"] = self.best_epoch
+            self.run.set_summary({"best_val_loss": self.best_val_loss, "best_epoch": self.best_epoch})
 
 
 def load_checkpoint(path):
@@ -825,12 +1037,16 @@ def format_warning(message, category, filename, lineno, line=None):
     return f"warning ({category.__name__}): {message}\n"
 
 
-def load_collection(cfg):
-    """Find the items of data_dir (generating the bundled sample on first use)."""
+def load_collection(cfg, generate=True):
+    """Find the items of data_dir (generating the bundled sample on first use, by rank 0 under torchrun)."""
     data_dir = Path(cfg.data_dir)
     if cfg.data_dir == BUNDLED_DATA_DIR:
         from data.engravings import ensure_sample
-        data_dir = ensure_sample(REPO_DIR / BUNDLED_DATA_DIR)
+        data_dir = REPO_DIR / BUNDLED_DATA_DIR
+        if generate:
+            ensure_sample(data_dir)
+        if dist.is_initialized():
+            dist.barrier()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
         items = find_items(data_dir)
@@ -859,8 +1075,10 @@ def main(argv=None):
         print_help()
         return 0
     warnings.formatwarning = format_warning
-    cfg, wcfg = parse_args(argv)
-    device = resolve_device(cfg)
+    cfg, wcfg, health = parse_args(argv)
+    rank, world_size, device = setup_distributed(cfg)
+    if rank > 0:  # one console: rank 0 prints, the others only report errors
+        sys.stdout = open(os.devnull, "w")
     torch.manual_seed(cfg.seed)
 
     print("=" * 70)
@@ -884,8 +1102,12 @@ def main(argv=None):
             raise ConfigError(f"--resume=True: no checkpoint at {path}; run once without --resume first")
         checkpoint = load_checkpoint(path)
 
+    if world_size > 1:
+        print(f"Distributed: {world_size} processes ({dist.get_backend()}), batch_size {cfg.batch_size} per process, "
+              f"{cfg.batch_size * world_size} per optimizer step")
+
     print("\nSTEP 1: Loading dataset...")
-    items = load_collection(cfg)
+    items = load_collection(cfg, generate=rank == 0)
     print(f"Total captions found: {len(items)}")
 
     print("\nSTEP 2: Building tokenizer...")
@@ -911,13 +1133,14 @@ def main(argv=None):
         warnings.warn(f"{dataset.num_truncated} captions are longer than max_caption_len={cfg.max_caption_len} "
                       "tokens and were cut; raise --max_caption_len to keep them whole", DataWarning)
     train_idx, val_idx = split_indices(len(dataset), cfg.val_fraction, cfg.seed)
-    train_loader = BatchLoader(dataset, train_idx, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed)
+    shard = dict(rank=rank, world_size=world_size)
+    train_loader = BatchLoader(dataset, train_idx, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed, **shard)
     # validation batches have the training batch size, so loss_alignment (whose chance level is ln(batch)) compares
-    val_loader = BatchLoader(dataset, val_idx, cfg.batch_size, shuffle=False, drop_last=False)
+    val_loader = BatchLoader(dataset, val_idx, cfg.batch_size, shuffle=False, drop_last=False, **shard)
     train_loader.to(device), val_loader.to(device)
     print(f"Train samples: {len(train_idx)}")
     print(f"Val samples: {len(val_idx)}")
-    print(f"Batches per epoch: {len(train_loader)}")
+    print(f"Batches per epoch: {len(train_loader)}" + (" (per process)" if world_size > 1 else ""))
 
     print("\nSTEP 4: Building model...")
     model_cfg = ModelConfig(
@@ -935,21 +1158,86 @@ def main(argv=None):
     print(f"Total parameters: {model.num_parameters():,}")
 
     print("\nSTEP 5: Setting up W&B...")
-    run = setup_wandb(cfg, wcfg, model, run_id=checkpoint.get("wandb_run_id") if checkpoint else None)
-    trainer = Trainer(cfg, wcfg, model, tokenizer, train_loader, val_loader, device, run)
+    if rank == 0:
+        run = setup_wandb(cfg, wcfg, model, run_id=checkpoint.get("wandb_run_id") if checkpoint else None)
+        if os.environ.get("WANDB_SWEEP_ID") and not cfg.resume:  # sweep trials must not overwrite each other
+            cfg.out_dir = str(Path(cfg.out_dir) / run.id)
+            print(f"Sweep run: checkpoints and report go to {cfg.out_dir}")
+    else:  # one W&B run per training, written by rank 0; the others log into a no-op run
+        run = ResilientRun(wandb.init(mode="disabled"))
+    trainer = Trainer(cfg, wcfg, health, model, tokenizer, train_loader, val_loader, device, run)
     if checkpoint:
         trainer.load_state_dict(checkpoint)
-        print(f"Resumed from epoch {trainer.epoch}, step {trainer.step}")
+        where = f", batch {trainer.batches_done} of epoch {trainer.epoch + 1}" if trainer.batches_done else ""
+        print(f"Resumed from epoch {checkpoint['epoch']}, step {trainer.step}{where}")
 
     print("\nSTEP 6: Starting training...")
+    install_stop_handlers(trainer)
     start = time.perf_counter()
+    status, exit_code, error = "finished", 0, None
     try:
-        best = trainer.fit()
+        trainer.fit()
+        if trainer.stop_signal is not None:
+            status, exit_code = f"interrupted by {trainer.stop_signal}", 128 + signal.Signals[trainer.stop_signal]
+        elif cfg.max_steps and trainer.step >= cfg.max_steps:
+            status = f"stopped at max_steps={cfg.max_steps}"
+    except TrainingStopped as e:
+        status, exit_code, error = f"failed: {e}", 3, str(e)
+    except torch.OutOfMemoryError:
+        error = (f"{device} ran out of memory at batch_size={cfg.batch_size}, image_size={cfg.image_size}: lower "
+                 f"--batch_size (e.g. {max(1, cfg.batch_size // 2)}) or --image_size; {cfg.out_dir}/last.pt "
+                 "holds the last saved state")
+        status, exit_code = f"failed: {error}", 3
     finally:
-        run.summary["training_time_s"] = time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        run.set_summary({"training_time_s": elapsed})
+        finish_run(trainer, run, device, status, elapsed)
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if error:
+        print(f"error: training stopped: {error}", file=sys.stderr)
+    else:
+        print(f"\nDone in {elapsed:.1f}s ({status}). Best val loss: {trainer.best_val_loss:.4f}. "
+              f"Checkpoints and report in {cfg.out_dir}/")
+    return exit_code
+
+
+def install_stop_handlers(trainer):
+    """First SIGINT/SIGTERM: finish the step, save, report, exit 128+signal. A second one: exit at once."""
+    def stop(signum, frame):
+        trainer.stop_signal = signal.Signals(signum).name
+        tqdm.write(f"\n{trainer.stop_signal}: finishing the current step, then saving a checkpoint and the report "
+                   "(send it again to quit at once)", file=sys.stderr)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: os._exit(128 + signum))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+
+
+def finish_run(trainer, run, device, status, elapsed):
+    """Write report.md, metrics.csv and the plots to out_dir, attach them to the W&B run, finish the run."""
+    if not trainer.master:
         run.finish()
-    print(f"\nDone in {time.perf_counter() - start:.1f}s. Best val loss: {best:.4f}. Checkpoints in {cfg.out_dir}/")
-    return 0
+        return
+    info = {
+        "status": status, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
+        "training_time_s": elapsed, "best_val_loss": trainer.best_val_loss, "best_epoch": trainer.best_epoch,
+        "steps": trainer.step, "config": {**asdict(trainer.cfg), **asdict(trainer.wcfg), **asdict(trainer.health)},
+        "wandb_run": getattr(run, "url", None) or getattr(run, "dir", None),
+    }
+    paths = write_report(trainer.out_dir, trainer.history, trainer.monitor, info)
+    images = {f"report/{name}": wandb.Image(str(p)) for name, p in paths.items() if str(p).endswith(".png")}
+    if images:
+        run.log({"global_step": trainer.step, **images})
+    report = wandb.Artifact(f"report-{run.id}", type="report")
+    for p in paths.values():
+        report.add_file(str(p))
+    run.log_artifact(report)
+    for verdict_name, verdict in trainer.monitor.verdicts().items():
+        run.set_summary({f"health/{verdict_name}": verdict.status})
+    run.finish(exit_code=0 if status == "finished" or status.startswith("stopped at") else 1)
+    print(f"Report: {paths.get('report', trainer.out_dir / 'report.md')}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import train_wandb
+from analysis import HealthConfig
 from train_wandb import (PRESETS, Config, ConfigError, WandBConfig, config_fields, main, parse_args, parse_value,
                          resolve_wandb_mode, validate)
 
@@ -26,20 +27,23 @@ def no_wandb_env(monkeypatch):
 
 
 def field(cfgs, name):
-    cfg, wcfg = cfgs
+    cfg, wcfg, _ = cfgs
     return getattr(cfg, name) if hasattr(cfg, name) else getattr(wcfg, name)
 
 
 # -- config_fields -----------------------------------------------------------------
 
-def test_config_fields_lists_every_field_of_both_classes_once():
+def test_config_fields_lists_every_field_of_every_class_once():
     fields = config_fields()
     config_names = {f.name for f in dataclasses.fields(Config)}
     wandb_names = {f.name for f in dataclasses.fields(WandBConfig)}
-    assert not config_names & wandb_names, "a name in both classes would be silently shadowed"
-    assert set(fields) == config_names | wandb_names
+    health_names = {f.name for f in dataclasses.fields(HealthConfig)}
+    assert not config_names & wandb_names, "a name in two classes would be silently shadowed"
+    assert not (config_names | wandb_names) & health_names, "a name in two classes would be silently shadowed"
+    assert set(fields) == config_names | wandb_names | health_names
     assert all(fields[n][0] is Config for n in config_names)
     assert all(fields[n][0] is WandBConfig for n in wandb_names)
+    assert all(fields[n][0] is HealthConfig for n in health_names)
 
 
 def test_config_fields_report_resolved_types():
@@ -56,7 +60,7 @@ def test_config_fields_report_resolved_types():
 # -- parse_value / parse_args: one override per field type --------------------------
 
 def test_no_arguments_give_the_defaults():
-    assert parse_args([]) == (Config(), WandBConfig())
+    assert parse_args([]) == (Config(), WandBConfig(), HealthConfig())
 
 
 @pytest.mark.parametrize("arg, name, expected", [
@@ -89,14 +93,14 @@ def test_override_is_parsed_to_the_field_type(arg, name, expected):
 
 
 def test_overrides_of_both_classes_combine_and_leave_other_fields_at_default():
-    cfg, wcfg = parse_args(["--batch_size=8", "--mode=offline", "--learning_rate=2e-4"])
+    cfg, wcfg, _ = parse_args(["--batch_size=8", "--mode=offline", "--learning_rate=2e-4"])
     assert (cfg.batch_size, cfg.learning_rate, wcfg.mode) == (8, 2e-4, "offline")
     assert cfg.num_epochs == Config().num_epochs
     assert wcfg.project == WandBConfig().project
 
 
 def test_last_override_of_a_field_wins():
-    cfg, _ = parse_args(["--batch_size=8", "--batch_size=24"])
+    cfg, _, _ = parse_args(["--batch_size=8", "--batch_size=24"])
     assert cfg.batch_size == 24
 
 
@@ -242,12 +246,12 @@ def test_data_dir_that_is_a_file_is_rejected(tmp_path):
 
 
 def test_existing_data_dir_is_accepted(tmp_path):
-    cfg, _ = parse_args([f"--data_dir={tmp_path}"])
+    cfg, _, _ = parse_args([f"--data_dir={tmp_path}"])
     assert cfg.data_dir == str(tmp_path)
 
 
 def test_default_bundled_data_dir_is_not_checked_before_generation():
-    cfg, _ = parse_args([])  # data/engravings may not exist yet: it is generated on first use
+    cfg, _, _ = parse_args([])  # data/engravings may not exist yet: it is generated on first use
     assert cfg.data_dir == train_wandb.BUNDLED_DATA_DIR
 
 
@@ -272,7 +276,7 @@ def test_validate_direct_call_on_dataclasses():
 # -- presets ----------------------------------------------------------------------------
 
 def test_quick_preset_sets_every_value_it_names_and_keeps_the_other_defaults():
-    cfg, wcfg = parse_args(["--preset=quick"])
+    cfg, wcfg, _ = parse_args(["--preset=quick"])
     for name, value in PRESETS["quick"].items():
         assert getattr(cfg, name) == value, name
     assert cfg.patch_size == Config().patch_size
@@ -285,13 +289,13 @@ def test_quick_preset_sets_every_value_it_names_and_keeps_the_other_defaults():
     ["--batch_size=8", "--preset=quick"],  # the field still wins although it comes first
 ])
 def test_explicit_field_beats_the_preset_in_either_order(argv):
-    cfg, _ = parse_args(argv)
+    cfg, _, _ = parse_args(argv)
     assert cfg.batch_size == 8
     assert cfg.image_size == PRESETS["quick"]["image_size"]
 
 
 def test_field_override_keeps_the_rest_of_the_preset():
-    cfg, _ = parse_args(["--preset=quick", "--width=256"])
+    cfg, _, _ = parse_args(["--preset=quick", "--width=256"])
     assert cfg.width == 256
     assert cfg.num_heads == PRESETS["quick"]["num_heads"]
     assert cfg.latent_dim == PRESETS["quick"]["latent_dim"]
@@ -306,9 +310,9 @@ def test_parsing_does_not_modify_the_preset():
 def test_of_two_presets_the_later_one_wins_but_fields_beat_both(monkeypatch):
     monkeypatch.setitem(PRESETS, "small", dict(batch_size=2, num_epochs=3))
     monkeypatch.setitem(PRESETS, "smaller", dict(batch_size=4))
-    cfg, _ = parse_args(["--preset=small", "--preset=smaller"])
+    cfg, _, _ = parse_args(["--preset=small", "--preset=smaller"])
     assert (cfg.batch_size, cfg.num_epochs) == (4, 3)
-    cfg, _ = parse_args(["--seed=1", "--preset=small", "--preset=smaller", "--num_epochs=9"])
+    cfg, _, _ = parse_args(["--seed=1", "--preset=small", "--preset=smaller", "--num_epochs=9"])
     assert (cfg.batch_size, cfg.num_epochs, cfg.seed) == (4, 9, 1)
 
 
@@ -324,7 +328,7 @@ def test_env_vars_replace_the_defaults(monkeypatch):
     monkeypatch.setenv("WANDB_PROJECT", "env-project")
     monkeypatch.setenv("WANDB_ENTITY", "env-team")
     monkeypatch.setenv("WANDB_MODE", "offline")
-    _, wcfg = parse_args([])
+    _, wcfg, _ = parse_args([])
     assert (wcfg.project, wcfg.entity, wcfg.mode) == ("env-project", "env-team", "offline")
 
 
@@ -332,28 +336,28 @@ def test_command_line_beats_env_vars(monkeypatch):
     monkeypatch.setenv("WANDB_PROJECT", "env-project")
     monkeypatch.setenv("WANDB_ENTITY", "env-team")
     monkeypatch.setenv("WANDB_MODE", "offline")
-    _, wcfg = parse_args(["--project=cli-project", "--entity=None", "--mode=disabled"])
+    _, wcfg, _ = parse_args(["--project=cli-project", "--entity=None", "--mode=disabled"])
     assert (wcfg.project, wcfg.entity, wcfg.mode) == ("cli-project", None, "disabled")
 
 
 def test_command_line_beats_env_var_even_with_a_preset(monkeypatch):
     monkeypatch.setenv("WANDB_PROJECT", "env-project")
-    _, wcfg = parse_args(["--project=cli-project", "--preset=quick"])
+    _, wcfg, _ = parse_args(["--project=cli-project", "--preset=quick"])
     assert wcfg.project == "cli-project"
 
 
 def test_empty_env_var_is_ignored(monkeypatch):
     monkeypatch.setenv("WANDB_PROJECT", "")
     monkeypatch.setenv("WANDB_MODE", "")
-    _, wcfg = parse_args([])
+    _, wcfg, _ = parse_args([])
     assert wcfg.project == WandBConfig().project
     assert wcfg.mode == "auto"
 
 
 def test_env_vars_are_read_at_parse_time(monkeypatch):
-    _, before = parse_args([])
+    _, before, _ = parse_args([])
     monkeypatch.setenv("WANDB_ENTITY", "late-team")
-    _, after = parse_args([])
+    _, after, _ = parse_args([])
     assert before.entity is None and after.entity == "late-team"
 
 
@@ -361,14 +365,14 @@ def test_invalid_env_mode_is_rejected_naming_the_variable(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "bogus")
     with pytest.raises(ConfigError, match=r"^WANDB_MODE=bogus"):
         parse_args([])
-    _, wcfg = parse_args(["--mode=offline"])  # ... unless the command line replaces it
+    _, wcfg, _ = parse_args(["--mode=offline"])  # ... unless the command line replaces it
     assert wcfg.mode == "offline"
 
 
 def test_env_mode_dryrun_is_accepted_as_offline(monkeypatch):
     # resolve_wandb_mode maps W&B's legacy WANDB_MODE=dryrun to offline, so parse_args should let it through.
     monkeypatch.setenv("WANDB_MODE", "dryrun")
-    _, wcfg = parse_args([])
+    _, wcfg, _ = parse_args([])
     assert resolve_wandb_mode(wcfg.mode)[0] == "offline"
 
 

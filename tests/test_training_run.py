@@ -1,9 +1,13 @@
 """End to end: the real program, run as a user runs it, its W&B log read back with wandb's own reader."""
+import csv
 import json
 import math
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -181,3 +185,142 @@ def test_default_config_prints_the_seed_console_with_the_full_model(engravings, 
     assert 76_500_000 <= params <= 93_500_000
     assert "--preset=quick" in out  # the CPU note
     assert "Epoch 1 | Train Loss:" in out
+
+
+# -- analysis, report and visualizations ------------------------------------------------------------------
+
+
+def records(run_dir):
+    out = subprocess.run(["wandb", "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_every_run_writes_a_report_csv_and_plots_and_logs_media(tiny_run):
+    _, tmp, rows = tiny_run
+    out = tmp / "out"
+    report = (out / "report.md").read_text()
+    for analysis in ("Training health", "Dominant loss", "Latent space", "Overfitting", "Hardware"):
+        assert analysis.lower() in report.lower(), analysis
+    with open(out / "metrics.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == sum(1 for r in rows if "train/loss_total" in r or "val/loss_total" in r)
+    assert {f"train/{m}" for m in TRAIN_METRICS} <= set(table[0])
+    assert len(list(out.glob("*.png"))) >= 2
+    media = {k: v for r in rows for k, v in r.items() if k.endswith("._type")}  # media are flattened in the log
+    assert media["val/reconstructions._type"] == "image-file"
+    assert media["val/captions._type"] == "table-file"
+    assert media["val/latent_histogram._type"] == "histogram"
+    assert any(k.startswith("report/") for k in media)  # the report's plots
+
+
+def test_a_learning_rate_far_too_high_raises_alerts_and_stops_without_a_traceback(engravings, tmp_path):
+    env = {**os.environ, "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
+    env.pop("WANDB_MODE", None)
+    result = subprocess.run([sys.executable, str(REPO_DIR / "train_wandb.py"), f"--data_dir={engravings}",
+                             f"--out_dir={tmp_path / 'out'}", *TINY, "--learning_rate=30", "--max_steps=80"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in result.stderr
+    console = result.stdout + result.stderr
+    assert any(word in console for word in ("grad_explosion", "loss_diverging", "non_finite", "non-finite"))
+    alerts = [r for r in records(run_dirs(tmp_path)[0]) if r.get("type") == "alert"]
+    assert alerts
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert any(word in report for word in ("grad_explosion", "loss_diverging", "non_finite"))
+    if result.returncode != 0:  # stopped on a non-finite value: one line, exit status 3
+        assert result.returncode == 3
+        assert [l for l in result.stderr.splitlines() if l.startswith("error:")]
+
+
+# -- stopping and resuming ---------------------------------------------------------------------------------
+
+
+def test_sigterm_mid_epoch_saves_a_checkpoint_and_report_and_resume_finishes_the_same_run(engravings, tmp_path):
+    common = [f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", *TINY, "--log_frequency=1"]
+    env = {**os.environ, "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
+    env.pop("WANDB_MODE", None)
+    proc = subprocess.Popen([sys.executable, str(REPO_DIR / "train_wandb.py"), *common, "--num_epochs=200"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while not (tmp_path / "out" / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)  # into the second epoch
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "Traceback" not in stderr
+    state = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
+    assert (tmp_path / "out" / "report.md").is_file()
+    assert "interrupted by SIGTERM" in (tmp_path / "out" / "report.md").read_text()
+    stopped_step = state["step"]
+    batches = int(stdout.split("Batches per epoch: ")[1].split()[0])
+    total = 3 * batches
+    result = train(tmp_path, *common, "--num_epochs=3", "--resume=True")
+    final = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
+    assert final["wandb_run_id"] == state["wandb_run_id"]
+    assert final["step"] == total and final["epoch"] == 3  # no batch lost or repeated
+    steps = [r["global_step"] for r in history(run_dirs(tmp_path)[-1]) if "train/loss_total" in r]
+    assert steps[0] == stopped_step + 1 and steps[-1] == total
+    assert "Resumed from epoch" in result.stdout
+
+
+def test_torchrun_with_two_processes_writes_exactly_one_wandb_run(engravings, tmp_path):
+    env = {**os.environ, "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    env.pop("WANDB_MODE", None)
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             str(REPO_DIR / "train_wandb.py"), f"--data_dir={engravings}",
+                             f"--out_dir={tmp_path / 'out'}", *TINY, "--batch_size=8", "--num_epochs=2"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "Distributed: 2 processes (gloo)" in result.stdout
+    assert result.stdout.count("Epoch 2 | Train Loss:") == 1  # one console: rank 0's
+    (run_dir,) = run_dirs(tmp_path)
+    rows = history(run_dir)
+    batches = int(result.stdout.split("Batches per epoch: ")[1].split()[0])  # per process: half the data each
+    assert batches == (180 // 2) // 8
+    assert max(r["global_step"] for r in rows) == 2 * batches
+    state = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
+    assert state["step"] == 2 * batches and not any(k.startswith("module.") for k in state["model"])
+
+
+def test_kill_9_then_resume_continues_the_same_run(engravings, tmp_path):
+    common = [f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", *TINY]
+    env = {**os.environ, "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
+    env.pop("WANDB_MODE", None)
+    proc = subprocess.Popen([sys.executable, str(REPO_DIR / "train_wandb.py"), *common, "--num_epochs=200"],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while not (tmp_path / "out" / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait(timeout=60)
+    saved = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
+    result = train(tmp_path, *common, f"--num_epochs={saved['epoch'] + 1}", "--resume=True")
+    final = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
+    assert final["wandb_run_id"] == saved["wandb_run_id"]
+    assert final["epoch"] == saved["epoch"] + 1 and final["step"] > saved["step"]
+    steps = [r["global_step"] for r in history(run_dirs(tmp_path)[-1]) if "train/loss_total" in r]
+    assert min(steps) > saved["step"]  # the step axis continues, never restarts at 0
+    assert "Resumed from epoch" in result.stdout
+
+
+def test_a_wandb_server_that_accepts_but_never_answers_does_not_hold_up_training(engravings, tmp_path):
+    server = socket.create_server(("127.0.0.1", 0))  # accepts connections (backlog) and never replies
+    port = server.getsockname()[1]
+    try:
+        env = {**os.environ, "WANDB_DIR": str(tmp_path), "WANDB_BASE_URL": f"http://127.0.0.1:{port}",
+               "WANDB_API_KEY": "x" * 40}
+        env.pop("WANDB_MODE", None)
+        start = time.time()
+        result = subprocess.run([sys.executable, str(REPO_DIR / "train_wandb.py"), f"--data_dir={engravings}",
+                                 f"--out_dir={tmp_path / 'out'}", *TINY, "--max_steps=2", "--mode=auto"],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "W&B mode: offline (the W&B server did not answer)" in result.stdout
+        assert "wandb sync" in result.stdout
+        assert time.time() - start < 120
+        assert "x" * 40 not in result.stdout + result.stderr  # the key is never printed
+        assert not any("x" * 40 in p.read_text(errors="ignore") for p in (tmp_path / "out").glob("*.md"))
+    finally:
+        server.close()
