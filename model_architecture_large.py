@@ -264,3 +264,43 @@ class MultimodalModel(nn.Module):
 
     def config_dict(self):
         return asdict(self.cfg)
+
+
+# ----------------------------------------------------------------------------
+# compute cost
+
+def estimate_flops(cfg: ModelConfig, batch_size: int = 1) -> dict:
+    """Analytic FLOPs per sample of one forward pass, by part, plus the training estimate.
+
+    Convention (Kaplan et al. 2020, arXiv:2001.08361, sec. 2.1; PaLM appendix B; nanoGPT's estimate_mfu):
+    a matmul of (m x k) by (k x n) costs 2*m*n*k FLOPs (one multiply, one add); only matmuls count:
+    every nn.Linear, the patch-embedding convolution (a matmul over patches), attention's QK^T and
+    AV over the full T x T square (causal and padding masks not discounted, as FlashAttention-style
+    kernels and torch.utils.flop_counter also count it), the tied vocabulary projection and the
+    B x B contrastive logits. Biases, norms, activations, softmax, losses and embedding lookups are
+    ignored (well under 1% here). Training ~ 3 x forward: the backward pass costs twice the forward
+    (gradients with respect to both the activations and the weights).
+
+    Captions are counted at their padded length, max_caption_len, as the batches are padded.
+    `batch_size` only enters through the contrastive logits (2 * B * latent_dim per sample).
+    Returns a dict of FLOPs per sample: one entry per part, "forward" (their sum), "training" (3 x forward).
+    """
+    W, D, r = cfg.width, cfg.latent_dim, cfg.mlp_ratio
+    P, L = cfg.num_patches, cfg.max_caption_len
+
+    def transformer(depth, T):
+        # per block: qkv 2*T*W*3W + proj 2*T*W*W + MLP 2 * 2*T*W*rW, attention QK^T + AV 2 * 2*T*T*W
+        return depth * ((8 + 4 * r) * T * W * W + 4 * T * T * W)
+
+    parts = {
+        "image_encoder": 2 * P * (cfg.image_channels * cfg.patch_size ** 2) * W  # patch-embedding conv
+        + transformer(cfg.image_encoder_depth, P) + 2 * W * D,  # to_latent on the pooled token
+        "image_decoder": 2 * D * W + transformer(cfg.image_decoder_depth, P + 1)  # z token + P patch queries
+        + 2 * P * W * cfg.patch_size ** 2 * cfg.image_channels,  # to_pixels
+        "caption_decoder": 2 * D * W + transformer(cfg.caption_decoder_depth, L)  # z prefix + L - 1 tokens
+        + 2 * (L - 1) * W * cfg.vocab_size,  # tied output projection
+        "caption_encoder": transformer(cfg.caption_encoder_depth, L) + 2 * W * D,
+        "contrastive": 2 * batch_size * D,  # (B, D) @ (D, B) logits, per sample
+    }
+    forward = sum(parts.values())
+    return {**parts, "forward": forward, "training": 3 * forward}

@@ -366,6 +366,8 @@ def find_items(data_dir):
                 warnings.warn(f"{path}: named in {meta.name} but missing; skipped", DataWarning)
             elif not isinstance(text, str) or not text.strip():
                 warnings.warn(f"{path}: empty caption; skipped", DataWarning)
+            elif "\ufffd" in text:  # bytes that were not UTF-8 were read as U+FFFD
+                warnings.warn(f"{path}: caption in {meta.name} is not valid UTF-8; skipped", DataWarning)
             else:
                 items.append((path, text.strip()))
         named = {path.resolve() for _, path, _ in rows}
@@ -376,8 +378,10 @@ def find_items(data_dir):
     else:
         for path in images:
             caption_file = path.with_suffix(".txt")
-            text = caption_file.read_text(encoding="utf-8", errors="replace").strip() if caption_file.is_file() else ""
-            if text:
+            text = caption_file.read_text(encoding="utf-8-sig", errors="replace").strip() if caption_file.is_file() else ""
+            if "\ufffd" in text:
+                warnings.warn(f"{caption_file}: not valid UTF-8; skipped", DataWarning)
+            elif text:
                 items.append((path, text))
             else:
                 warnings.warn(f"{path}: no caption ({caption_file.name} missing or empty); skipped", DataWarning)
@@ -1038,7 +1042,8 @@ def format_warning(message, category, filename, lineno, line=None):
 
 
 def load_collection(cfg, generate=True):
-    """Find the items of data_dir (generating the bundled sample on first use, by rank 0 under torchrun)."""
+    """-> (image+caption items of data_dir, number skipped). The bundled sample is generated on first use
+    (by rank 0 under torchrun)."""
     data_dir = Path(cfg.data_dir)
     if cfg.data_dir == BUNDLED_DATA_DIR:
         from data.engravings import ensure_sample
@@ -1056,7 +1061,7 @@ def load_collection(cfg, generate=True):
     if len(items) < 2:
         raise DataError(f"{data_dir}: found {len(items)} usable image+caption items, need at least 2 "
                         "(layouts: metadata.jsonl / metadata.csv with file_name,text, or a .txt beside each image)")
-    return items
+    return items, len(caught)
 
 
 def report_skipped(caught, shown=5):
@@ -1107,7 +1112,7 @@ def main(argv=None):
               f"{cfg.batch_size * world_size} per optimizer step")
 
     print("\nSTEP 1: Loading dataset...")
-    items = load_collection(cfg, generate=rank == 0)
+    items, skipped = load_collection(cfg, generate=rank == 0)
     print(f"Total captions found: {len(items)}")
 
     print("\nSTEP 2: Building tokenizer...")
@@ -1127,6 +1132,7 @@ def main(argv=None):
     dataset = EngravingDataset(items, tokenizer, cfg.image_size, cfg.max_caption_len, cfg.num_workers)
     if len(dataset) < len(items):
         print(f"Unreadable images skipped: {len(items) - len(dataset)}")
+    skipped += len(items) - len(dataset)
     if len(dataset) < 2:
         raise DataError(f"{cfg.data_dir}: fewer than 2 readable images")
     if dataset.num_truncated:
@@ -1165,6 +1171,7 @@ def main(argv=None):
             print(f"Sweep run: checkpoints and report go to {cfg.out_dir}")
     else:  # one W&B run per training, written by rank 0; the others log into a no-op run
         run = ResilientRun(wandb.init(mode="disabled"))
+    run.set_summary({"data/items": len(dataset), "data/skipped_items": skipped})
     trainer = Trainer(cfg, wcfg, health, model, tokenizer, train_loader, val_loader, device, run)
     if checkpoint:
         trainer.load_state_dict(checkpoint)

@@ -324,3 +324,38 @@ def test_a_wandb_server_that_accepts_but_never_answers_does_not_hold_up_training
         assert not any("x" * 40 in p.read_text(errors="ignore") for p in (tmp_path / "out").glob("*.md"))
     finally:
         server.close()
+
+
+def test_a_collection_full_of_bad_items_trains_on_the_good_ones_and_names_every_bad_one(engravings, tmp_path):
+    from PIL import Image
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    rows = [json.loads(line) for line in (engravings / "metadata.jsonl").read_text().splitlines()][:40]
+    for row in rows:  # 40 good items
+        (data / row["file_name"]).write_bytes((engravings / row["file_name"]).read_bytes())
+    (data / "images" / "zero.png").write_bytes(b"")
+    (data / "images" / "truncated.png").write_bytes((engravings / rows[0]["file_name"]).read_bytes()[:60])
+    (data / "images" / "text.png").write_text("not an image")
+    Image.new("CMYK", (40, 12), (0, 0, 0, 0)).save(data / "images" / "cmyk.jpg")
+    Image.new("RGBA", (1, 1), (0, 0, 0, 0)).save(data / "images" / "one_pixel.png")
+    bad = [{"file_name": "images/zero.png", "text": "an engraving of nothing"},
+           {"file_name": "images/truncated.png", "text": "an engraving of half a ship"},
+           {"file_name": "images/text.png", "text": "an engraving of text"},
+           {"file_name": "images/missing.png", "text": "an engraving of a ghost"},
+           {"file_name": rows[1]["file_name"], "text": ""}]
+    good_odd = [{"file_name": "images/cmyk.jpg", "text": "an engraving in cmyk"},
+                {"file_name": "images/one_pixel.png", "text": "an engraving of one pixel"}]
+    lines = [json.dumps(r) for r in rows[2:] + good_odd + bad] + ["{not json"]
+    (data / "metadata.jsonl").write_bytes("\n".join(lines).encode() + b"\n" +
+                                          b'{"file_name": "' + rows[0]["file_name"].encode() + b'", "text": "caf\xe9"}\n')
+    result = train(tmp_path, f"--data_dir={data}", f"--out_dir={tmp_path / 'out'}", *TINY, "--max_steps=2",
+                   "--batch_size=8")
+    err = result.stderr
+    for name in ("zero.png", "truncated.png", "text.png", "missing.png", rows[1]["file_name"], "metadata.jsonl:"):
+        assert name in err, name
+    assert "Skipped items: 4" in result.stdout  # missing file, empty caption, malformed line, non-UTF-8 caption
+    assert "Total captions found: 43" in result.stdout  # 38 good rows + cmyk + 1-pixel + the 3 unreadable images
+    assert "Unreadable images skipped: 3" in result.stdout
+    summary = json.loads(subprocess.run(["wandb", "leet", "inspect", "--summary", "--json",
+                                         str(run_dirs(tmp_path)[0])], capture_output=True, text=True).stdout)
+    assert "skipped_items" in json.dumps(summary)

@@ -1,0 +1,277 @@
+"""Performance properties checkable on a CPU: the FLOP count behind MFU, and a training step that never
+waits for the device (issue 5). Timings are never asserted here; they live in benchmark.py / BENCHMARKS.md."""
+import collections
+import contextlib
+import traceback
+
+import pytest
+import torch
+import wandb
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import train_wandb
+from analysis import HealthConfig
+from data.engravings import generate
+from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
+
+aten = torch.ops.aten
+
+
+# ----------------------------------------------------------------------------
+# FLOPs: estimate_flops against torch.utils.flop_counter on the real model
+
+
+def _cpu_flash_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _cpu_flash_attention_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args,
+                                        out_shape=None, **kwargs):
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+# FlopCounterMode knows the CUDA attention kernels (flash, efficient, cuDNN) but not the CPU one that
+# F.scaled_dot_product_attention dispatches to on real CPU tensors; without these entries attention would
+# count 0 there. On the meta device SDPA takes the math path (two bmm), which FlopCounterMode counts.
+CPU_SDPA = {aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops,
+            aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_attention_backward_flops}
+
+
+def captions_batch(batch, cfg, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    captions = torch.zeros(batch, cfg.max_caption_len, dtype=torch.long)
+    for i in range(batch):
+        n = int(torch.randint(1, cfg.max_caption_len - 1, (1,), generator=g))
+        captions[i, 0] = 1  # <bos>
+        captions[i, 1:n + 1] = torch.randint(4, cfg.vocab_size, (n,), generator=g)
+        captions[i, n + 1] = 2  # <eos>, then <pad> = 0
+    return captions
+
+
+def counted_flops(cfg, batch, device):
+    """(forward, forward + backward) FLOPs per sample as FlopCounterMode counts them on the real model."""
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = MultimodalModel(cfg)
+        images = torch.rand(batch, cfg.image_channels, cfg.image_size, cfg.image_size)
+    captions = captions_batch(batch, cfg).to(device)
+    counter = FlopCounterMode(display=False, custom_mapping=CPU_SDPA)
+    with counter:
+        out = model(images, captions)
+        forward = counter.get_total_flops()
+        (out["loss_image"] + out["loss_caption"] + out["loss_alignment"]).backward()
+    return forward / batch, counter.get_total_flops() / batch
+
+
+@pytest.mark.parametrize("name, cfg, batch, device", [
+    ("quick preset, real CPU tensors", ModelConfig.small(vocab_size=1266, image_size=64), 4, "cpu"),
+    ("small at 32 px, real CPU tensors", ModelConfig.small(vocab_size=50, image_size=32, max_caption_len=12), 3, "cpu"),
+    ("default ~82M, meta device", ModelConfig(vocab_size=1266), 16, "meta"),
+])
+def test_flop_estimate_matches_torch_flop_counter(name, cfg, batch, device):
+    forward, training = counted_flops(cfg, batch, device)
+    estimate = estimate_flops(cfg, batch_size=batch)
+    assert estimate["forward"] == sum(v for k, v in estimate.items() if k not in ("forward", "training"))
+    # The forward count is exact: both count only matmuls/convolutions at 2*m*n*k, attention over the full
+    # T x T square (FlopCounterMode's sdpa formula ignores causal/padding masks too), biases not at all.
+    assert estimate["forward"] == pytest.approx(forward, rel=0.01), name
+    # Training = 3 x forward is the Kaplan/nanoGPT convention; the counted backward differs by under 1%
+    # either way: the patch-embedding convolution needs no gradient for its input (the images) and the
+    # embedding lookup's backward is a scatter (both make the count lower), while FlopCounterMode's fused
+    # attention backward counts 5 T x T matmuls (QK^T recomputed), 2.5 x its forward (makes it higher).
+    assert estimate["training"] == 3 * estimate["forward"]
+    assert estimate["training"] == pytest.approx(training, rel=0.03), name
+
+
+def test_default_model_costs_about_32_gflop_per_sample_forward():
+    estimate = estimate_flops(ModelConfig(vocab_size=1266), batch_size=16)
+    assert 30e9 < estimate["forward"] < 35e9  # what MFU in BENCHMARKS.md is computed from
+    assert estimate["image_encoder"] + estimate["image_decoder"] > 0.9 * estimate["forward"]  # 2 x 256 patches
+
+
+# ----------------------------------------------------------------------------
+# no host-device synchronisation inside a log window
+
+
+SYNC_METHODS = ("item", "cpu", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__")
+# Aten ops that need the device's result on the host: a scalar read, or an output whose size depends on
+# the data (nonzero, boolean-mask indexing, unique, ...). On CUDA each blocks the host until the stream
+# drains; on a CPU they are free, so the counting below is what makes the property checkable here.
+SYNC_OPS = {aten._local_scalar_dense.default, aten.nonzero.default, aten.masked_select.default,
+            aten.is_nonzero.default, aten.equal.default, aten._unique2.default, aten.unique_dim.default,
+            aten.unique_consecutive.default, aten.repeat_interleave.Tensor}
+
+
+class SyncCounter(TorchDispatchMode):
+    """Counts every call that would force a host-device sync on an accelerator, with where it came from.
+
+    Two layers: counting wrappers around the Tensor methods that read device data on the host (.item(),
+    .cpu(), .tolist(), .numpy(), float(t), int(t), bool(t), operator.index(t), .to('cpu')), and a
+    dispatch mode catching the aten ops that do so however they are reached (e.g. x[mask], torch.unique).
+
+    Exempt: AdamW's `step` counters. For a non-fused optimizer torch keeps them on the host on purpose
+    (so reading them never syncs); AdamW's single-tensor path calls .item() on them every step. The
+    Trainer uses fused=True on CUDA, where they live on the device and are never read back.
+    """
+
+    def __init__(self, optimizer):
+        super().__init__()
+        self.optimizer = optimizer
+        self.calls = collections.Counter()
+        self.sites = collections.Counter()
+        self.exempt = 0
+        self._patches = contextlib.ExitStack()
+
+    def _host_counter(self, t):
+        return any(t is s.get("step") for s in self.optimizer.state.values())
+
+    def _record(self, name, tensor):
+        if self._host_counter(tensor):
+            self.exempt += 1
+            return
+        self.calls[name] += 1
+        frames = [f for f in traceback.extract_stack()[:-2] if "test_performance" not in f.filename]
+        self.sites[(name, " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in frames[-3:][::-1]))] += 1
+
+    def _wrap(self, name):
+        original = getattr(torch.Tensor, name)
+        counter = self
+
+        def wrapper(self, *args, **kwargs):
+            if name != "to" or _to_host(args, kwargs):
+                counter._record(name, self)
+            with counter._paused():  # count the outermost call only
+                return original(self, *args, **kwargs)
+
+        return original, wrapper
+
+    @contextlib.contextmanager
+    def _paused(self):
+        saved, self.counting = self.counting, False
+        try:
+            yield
+        finally:
+            self.counting = saved
+
+    def __enter__(self):
+        self.counting = True
+        for name in (*SYNC_METHODS, "to"):
+            original, wrapper = self._wrap(name)
+            self._patches.callback(setattr, torch.Tensor, name, original)
+            setattr(torch.Tensor, name, wrapper)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            self._patches.close()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.counting:
+            if func in SYNC_OPS:
+                self._record(f"aten.{func._overloadpacket.__name__}", args[0])
+            elif func is aten.index.Tensor and any(i is not None and i.dtype == torch.bool for i in args[1]):
+                self._record("aten.index (boolean mask)", args[0])
+        return func(*args, **kwargs)
+
+    def report(self):
+        return "; ".join(f"{n} x{c} at {site}" for (n, site), c in self.sites.items()) or "none"
+
+
+def _to_host(args, kwargs):
+    target = kwargs.get("device", args[0] if args else None)
+    if isinstance(target, torch.Tensor):
+        target = target.device
+    if isinstance(target, (str, torch.device)):
+        return torch.device(target).type == "cpu"
+    return False
+
+
+@pytest.fixture(scope="module")
+def engraving_items(tmp_path_factory):
+    data_dir = generate(tmp_path_factory.mktemp("engravings"), num_items=40, image_size=32, workers=1,
+                        progress=False)
+    return train_wandb.find_items(data_dir)
+
+
+def build_trainer(items, tmp_path, device, *overrides):
+    """A Trainer assembled the way main() assembles it, on a 40-item collection at 32 px."""
+    cfg, wcfg, health = train_wandb.parse_args(
+        ["--preset=quick", "--image_size=32", "--batch_size=8", "--mode=disabled", f"--out_dir={tmp_path}",
+         *overrides])
+    assert isinstance(health, HealthConfig)
+    tokenizer, _ = train_wandb.CaptionTokenizer.build([caption for _, caption in items])
+    dataset = train_wandb.EngravingDataset(items, tokenizer, cfg.image_size, cfg.max_caption_len, num_workers=1)
+    train_idx, val_idx = train_wandb.split_indices(len(dataset), cfg.val_fraction, cfg.seed)
+    train_loader = train_wandb.BatchLoader(dataset, train_idx, cfg.batch_size, shuffle=True, drop_last=True,
+                                           seed=cfg.seed).to(device)
+    val_loader = train_wandb.BatchLoader(dataset, val_idx, cfg.batch_size, shuffle=False, drop_last=False).to(device)
+    torch.manual_seed(cfg.seed)
+    model = MultimodalModel(ModelConfig(
+        vocab_size=len(tokenizer), max_caption_len=cfg.max_caption_len, pad_id=tokenizer.PAD,
+        image_size=cfg.image_size, patch_size=cfg.patch_size, width=cfg.width, num_heads=cfg.num_heads,
+        image_encoder_depth=cfg.image_encoder_depth, image_decoder_depth=cfg.image_decoder_depth,
+        caption_decoder_depth=cfg.caption_decoder_depth, caption_encoder_depth=cfg.caption_encoder_depth,
+        latent_dim=cfg.latent_dim, dropout=cfg.dropout,
+    )).to(device)
+    run = train_wandb.ResilientRun(wandb.init(mode="disabled"))
+    trainer = train_wandb.Trainer(cfg, wcfg, health, model, tokenizer, train_loader, val_loader, device, run)
+    batches = list(train_loader)
+    return trainer, [batches[i % len(batches)] for i in range(6)]
+
+
+STEPS = 5  # one log window's worth of steps (the window's length does not matter: none of them may sync)
+
+
+@pytest.mark.parametrize("overrides", [(), ("--track_gradients=False",), ("--grad_clip=0",)],
+                         ids=["default", "no-gradient-stats", "no-clipping"])
+def test_training_steps_force_no_host_device_sync(engraving_items, tmp_path, overrides):
+    trainer, batches = build_trainer(engraving_items, tmp_path, torch.device("cpu"), *overrides)
+    trainer.model.train()
+    window = train_wandb.MetricWindow()
+    window.add(trainer.train_step(*batches[0]))  # first step outside: optimizer state is created lazily
+    counter = SyncCounter(trainer.optimizer)
+    with counter:
+        for images_u8, captions in batches[1:STEPS + 1]:
+            window.add(trainer.train_step(images_u8, captions))
+    assert trainer.step == STEPS + 1
+    assert sum(counter.calls.values()) == 0, f"host-device syncs inside train_step: {counter.report()}"
+
+    means_counter = SyncCounter(trainer.optimizer)
+    with means_counter:
+        means = window.means()
+    assert means_counter.calls == {"tolist": 1}, means_counter.report()  # the one sync of the window
+    assert set(means) >= {"loss_total", "caption_perplexity"}
+
+
+def test_sync_counter_catches_syncs():
+    """The counter itself: every way of reading a device value on the host is seen, once."""
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.ones(2))])
+    t = torch.tensor([1.0, 0.0])
+    with SyncCounter(opt) as counter:
+        t[0].item(), t.cpu(), t.tolist(), t.numpy(), float(t[0]), int(t[0]), bool(t[0]), [0, 1][t[1].long()]
+        t.to("cpu"), t.to(torch.float64), t[t > 0], torch.nonzero(t), f"{t.sum():.2f}"
+    expected = {"item": 2, "cpu": 1, "tolist": 1, "numpy": 1, "__float__": 1, "__int__": 1, "__bool__": 1,
+                "__index__": 1, "to": 1, "aten.index (boolean mask)": 1, "aten.nonzero": 1}
+    assert dict(counter.calls) == expected, counter.report()
+
+
+def test_training_steps_pass_cuda_sync_debug_mode(engraving_items, tmp_path):
+    """Where CUDA exists, the driver itself checks the step: set_sync_debug_mode('error') raises on any
+    synchronising call (.item(), blocking copies, nonzero, ...). Without CUDA there is nothing to run."""
+    if torch.cuda.is_available():
+        trainer, batches = build_trainer(engraving_items, tmp_path, torch.device("cuda"))
+        trainer.model.train()
+        window = train_wandb.MetricWindow()
+        window.add(trainer.train_step(*batches[0]))  # lazy CUDA/cuBLAS initialisation, optimizer state
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for images_u8, captions in batches[1:STEPS + 1]:
+                window.add(trainer.train_step(images_u8, captions))
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        assert window.means()["loss_total"] > 0
