@@ -636,11 +636,14 @@ class HealthMonitor:
         return self._from_findings("hardware", missing, summary, evidence)
 
 
-def replay(rows, run_config=None) -> HealthMonitor:
-    """A default monitor that has observed every row (the clock stands still: each code is reported once)."""
-    monitor = HealthMonitor(HealthConfig(), run_config or {}, clock=lambda: 0.0)
+def replay(rows, run_config=None, config=None) -> HealthMonitor:
+    """A monitor that has observed every row (the clock stands still: each code is reported once), e.g. for a
+    resumed run; then the real clock takes over. `config` defaults to HealthConfig()."""
+    clock = {"now": lambda: 0.0}
+    monitor = HealthMonitor(config or HealthConfig(), run_config or {}, clock=lambda: clock["now"]())
     for row in rows:
         monitor.observe(row)
+    clock["now"] = time.monotonic
     return monitor
 
 

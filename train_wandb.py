@@ -40,7 +40,7 @@ import wandb
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from analysis import HealthConfig, HealthMonitor, write_report
+from analysis import HealthConfig, HealthMonitor, replay, write_report
 from model_architecture_large import ModelConfig, MultimodalModel
 
 REPO_DIR = Path(__file__).resolve().parent
@@ -598,8 +598,8 @@ class MetricWindow:
 # W&B setup
 
 def wandb_base_url():
-    """The W&B server wandb will talk to (its default, or WANDB_BASE_URL)."""
-    return wandb.Settings().base_url
+    """The W&B server wandb will talk to: WANDB_BASE_URL, else wandb's default."""
+    return os.environ.get("WANDB_BASE_URL") or wandb.Settings().base_url
 
 
 def wandb_api_key():
@@ -643,6 +643,7 @@ def setup_wandb(cfg, wcfg, model, run_id=None):
     print("=" * 70)
     mode, reason = resolve_wandb_mode(wcfg.mode)
     print(f"W&B mode: {mode} ({reason})")
+
     def init(mode):
         return wandb.init(
             project=wcfg.project, entity=wcfg.entity, name=wcfg.run_name, mode=mode,
@@ -714,6 +715,11 @@ class ResilientRun:
 # the Trainer
 
 NON_FINITE_WATCH = ("loss_image", "loss_caption", "loss_alignment", "grad_norm")  # diagnosed when a run goes NaN
+
+
+def to_pil(image):
+    """(C, H, W) floats in [0, 1] -> PIL image (wandb would cast such floats straight to uint8: all black)."""
+    return torchvision.transforms.functional.to_pil_image(image.detach().float().clamp(0, 1).cpu())
 
 
 class TrainingStopped(Exception):
@@ -915,10 +921,11 @@ class Trainer:
         table = wandb.Table(columns=["image", "reconstruction", "caption", "generated caption"])
         for img, rec, cap, gen in zip(images[:shown].cpu(), recon[:shown].cpu(), captions[:shown].tolist(),
                                       generated.tolist()):
-            table.add_data(wandb.Image(img), wandb.Image(rec), self.tokenizer.decode(cap), self.tokenizer.decode(gen))
+            table.add_data(wandb.Image(to_pil(img)), wandb.Image(to_pil(rec)), self.tokenizer.decode(cap),
+                           self.tokenizer.decode(gen))
         self.run.log({
             "global_step": self.step,
-            "val/reconstructions": wandb.Image(grid.cpu(), caption="top: validation images, bottom: reconstructions"),
+            "val/reconstructions": wandb.Image(to_pil(grid), caption="top: validation images, bottom: reconstructions"),
             "val/captions": table,
             "val/latent_histogram": wandb.Histogram(z.float().cpu().numpy()),
         })
@@ -940,7 +947,7 @@ class Trainer:
             self.run.alert(title=f"{finding.analysis}: {finding.code}",
                            text=f"{finding.message}\nAction: {finding.action}", level=level,
                            wait_duration=60 * self.health.alert_interval_minutes)
-            self.run.set_summary({f"health/{finding.code}": finding.message})
+            self.run.set_summary({f"health/findings/{finding.code}": finding.message})
         if finding.code == "non_finite":  # every rank sees the same all-reduced rows, so all of them stop here
             raise TrainingStopped(f"{self.non_finite_diagnosis()}; {finding.action}")
 
@@ -951,13 +958,15 @@ class Trainer:
             self.epoch += 1
             start = time.perf_counter()
             train_loss = self.train_epoch()
-            if self.stop_signal is not None and self.batches_done < len(self.train_loader):
+            complete = self.batches_done >= len(self.train_loader)
+            if self.stop_signal is not None and not complete:
                 # mid-epoch: keep the position so --resume=True continues right here
                 self.save_checkpoint("last.pt")
                 print(f"Stopped by {self.stop_signal} at step {self.step} (epoch {self.epoch}); "
                       f"checkpoint saved to {self.out_dir / 'last.pt'}")
                 break
-            self.batches_done = 0
+            if complete:  # else max_steps ended it mid-epoch: the checkpoint keeps the position for a resume
+                self.batches_done = 0
             val = self.evaluate()
             self.log("val", {**val, "epoch": float(self.epoch)})
             if self.master:
@@ -990,6 +999,7 @@ class Trainer:
             "batches_done": self.batches_done,  # position inside `epoch` (0: the epoch is complete)
             "loader_rng": self.train_loader.epoch_rng_state if self.batches_done else self.train_loader.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "history": self.history,  # every logged row: a resumed run's report and metrics.csv cover the whole run
             "config": asdict(self.cfg),
             "wandb_config": asdict(self.wcfg),
             "model_config": self.model.config_dict(),
@@ -1022,6 +1032,8 @@ class Trainer:
         self.lr = self.scheduler.get_last_lr()[0]
         self.best_epoch = state["best_epoch"]
         torch.set_rng_state(state["torch_rng"])
+        self.history = list(state["history"])
+        self.monitor = replay(self.history, {**asdict(self.cfg), **asdict(self.wcfg)}, self.health)
         self.train_loader.generator.set_state(state["loader_rng"])
         if state["batches_done"]:  # stopped mid-epoch: replay that epoch's batch order from where it stopped
             self.epoch -= 1
@@ -1231,7 +1243,7 @@ def finish_run(trainer, run, device, status, elapsed):
         "status": status, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
         "training_time_s": elapsed, "best_val_loss": trainer.best_val_loss, "best_epoch": trainer.best_epoch,
         "steps": trainer.step, "config": {**asdict(trainer.cfg), **asdict(trainer.wcfg), **asdict(trainer.health)},
-        "wandb_run": getattr(run, "url", None) or getattr(run, "dir", None),
+        "wandb_run": getattr(run, "url", None) or (str(Path(run.dir).parent) if getattr(run, "dir", None) else None),
     }
     paths = write_report(trainer.out_dir, trainer.history, trainer.monitor, info)
     images = {f"report/{name}": wandb.Image(str(p)) for name, p in paths.items() if str(p).endswith(".png")}

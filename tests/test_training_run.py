@@ -156,6 +156,9 @@ def test_resume_continues_the_same_run_and_step_axis(engravings, tmp_path):
     assert state["wandb_run_id"] == first_id and state["epoch"] == 2 and state["step"] == 2 * first_step
     assert "Resumed from epoch 1" in result.stdout and "Epoch 2 |" in result.stdout
     assert "Epoch 1 |" not in result.stdout
+    with open(tmp_path / "out" / "metrics.csv", newline="") as f:  # the report covers the whole run
+        steps = [int(float(r["global_step"])) for r in csv.DictReader(f)]
+    assert min(steps) <= first_step < max(steps) == 2 * first_step
 
 
 def test_resume_without_a_checkpoint_is_a_one_line_error(tmp_path):

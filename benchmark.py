@@ -1,0 +1,563 @@
+"""Training throughput of the real Trainer, and what logging costs, in one process.
+
+    python benchmark.py --preset=quick                       # the CPU preset (2-core CPU: a few minutes)
+    python benchmark.py --steps=50 --rounds=5 --preset=quick # more steps and rounds: tighter medians
+    python benchmark.py --device=cuda                        # the default ~82M config on a GPU
+    python benchmark.py --data=bundled --batch_size=128      # the bundled engravings; any --field=value of train_wandb.py
+
+Each round runs four variants on a fresh model (same seed, same batches), in rotating order:
+  a  bare      forward + backward + clip + AdamW step over the Trainer's model, optimizer and batches:
+               no metrics, no logging (the harness-free reference)
+  b  disabled  Trainer.train_epoch (train_step, window accumulation, flush) with W&B disabled
+  c  offline   the same with W&B logging offline at the configured log_frequency (WANDB_DIR: a temp dir)
+  d  heavy     W&B offline with log_frequency=1 and track_gradients=True
+and reports samples/s (median and spread over rounds), logging overheads b/c - 1 and b/d - 1 (paired
+within each round, then the median), the harness ratio b/a (aim >= 0.95), MFU against the GPU's
+bf16 dense peak (on a CPU: n/a, and a measured fp32 matmul rate for reference), the step-time breakdown
+(data wait / forward+backward / optimizer / logging) and the time from process start to the first
+optimizer step. The last line of stdout is one JSON object with every number.
+
+Flags of this script: --steps, --warmup, --rounds, --device, --data, --variants; every other argument is
+a train_wandb.py `--field=value` (with --preset=NAME), parsed by train_wandb.parse_args.
+"""
+
+import time
+
+_WALL_START = time.time()  # the module's first line; the process itself started earlier (see startup below)
+
+import argparse  # noqa: E402
+import contextlib
+import dataclasses
+import gc
+import hashlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import psutil
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+REPO_DIR = Path(__file__).resolve().parent
+_BENCH_TMP = tempfile.mkdtemp(prefix="benchmark-")
+os.environ["WANDB_DIR"] = _BENCH_TMP  # offline runs are written here, never into the repository
+os.environ.setdefault("WANDB_SILENT", "true")
+for _name in ("WANDB_MODE", "WANDB_RUN_ID", "WANDB_RESUME"):  # each variant sets its own mode
+    os.environ.pop(_name, None)
+
+import wandb  # noqa: E402
+
+import train_wandb as tw  # noqa: E402
+from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops  # noqa: E402
+
+_IMPORTED = time.time()
+
+VARIANTS = {
+    "a": ("bare", "bare loop: fwd+bwd+clip+AdamW, no metrics/logging"),
+    "b": ("disabled", "Trainer, W&B disabled"),
+    "c": ("offline", "Trainer, W&B offline, configured log_frequency"),
+    "d": ("heavy", "Trainer, W&B offline, log_frequency=1, track_gradients"),
+}
+
+# Peak dense bf16 tensor-core FLOP/s (NVIDIA datasheets, without sparsity). Matched in order against
+# torch.cuda.get_device_name: the first key it contains wins.
+PEAK_BF16_FLOPS = [
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H200", 989e12),
+    ("H100", 989e12),  # SXM: "NVIDIA H100 80GB HBM3"
+    ("A100", 312e12),
+]
+
+
+# ----------------------------------------------------------------------------
+# set-up
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Other --field=value arguments: see `python train_wandb.py --help`.")
+    parser.add_argument("--steps", type=int, default=30, help="measured optimizer steps per variant and round")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="unmeasured steps before them (default: log_frequency, so windows stay aligned)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all variants; medians are reported")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--data", choices=("synthetic", "bundled"), default="synthetic",
+                        help="random images and captions of the configured shape, or the configured data_dir")
+    parser.add_argument("--variants", default="abcd", help="which of a b c d to run (default: all)")
+    args, rest = parser.parse_known_args(argv)
+    if args.steps < 1 or args.rounds < 1 or (args.warmup is not None and args.warmup < 1):
+        parser.error("--steps, --warmup and --rounds must be at least 1")
+    if not args.variants or set(args.variants) - set(VARIANTS):
+        parser.error("--variants: letters from abcd")
+    try:
+        cfg, wcfg, health = tw.parse_args([*rest, f"--device={args.device}"])
+    except tw.ConfigError as e:
+        parser.error(str(e))
+    return args, cfg, wcfg, health
+
+
+def synthetic_dataset(cfg, tokenizer, n, seed):
+    """n random images (uint8) and captions (<bos> 3..L-2 random words <eos> <pad>...), like EngravingDataset."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8, generator=g)
+    L = cfg.max_caption_len
+    tokens = torch.full((n, L), tokenizer.PAD, dtype=torch.long)
+    lengths = torch.randint(min(3, L - 2), L - 1, (n,), generator=g)
+    for i, length in enumerate(lengths.tolist()):
+        tokens[i, 0] = tokenizer.BOS
+        tokens[i, 1:length + 1] = torch.randint(len(tokenizer.SPECIALS), len(tokenizer), (length,), generator=g)
+        tokens[i, length + 1] = tokenizer.EOS
+    return types.SimpleNamespace(images=images, tokens=tokens, name=f"synthetic ({n} items)")
+
+
+def bundled_dataset(cfg):
+    items = tw.load_collection(cfg)
+    tokenizer, _ = tw.CaptionTokenizer.build([caption for _, caption in items])
+    with contextlib.redirect_stderr(open(os.devnull, "w")):
+        dataset = tw.EngravingDataset(items, tokenizer, cfg.image_size, cfg.max_caption_len, cfg.num_workers)
+    dataset.name = f"{cfg.data_dir} ({len(dataset)} items)"
+    return dataset, tokenizer
+
+
+def model_config(cfg, tokenizer):
+    return ModelConfig(
+        vocab_size=len(tokenizer), max_caption_len=cfg.max_caption_len, pad_id=tokenizer.PAD,
+        image_size=cfg.image_size, patch_size=cfg.patch_size, width=cfg.width, num_heads=cfg.num_heads,
+        image_encoder_depth=cfg.image_encoder_depth, image_decoder_depth=cfg.image_decoder_depth,
+        caption_decoder_depth=cfg.caption_decoder_depth, caption_encoder_depth=cfg.caption_encoder_depth,
+        latent_dim=cfg.latent_dim, dropout=cfg.dropout,
+    )
+
+
+def device_name(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU: {model}, {psutil.cpu_count()} logical cores, {torch.get_num_threads()} torch threads"
+
+
+def peak_flops(name):
+    for key, flops in PEAK_BF16_FLOPS:
+        if key in name:
+            return flops
+    return None
+
+
+def measured_matmul_flops(device, size=1024, seconds=0.5):
+    """Best fp32 matmul rate over a few short bursts: a reference ceiling for this device, not a datasheet peak."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    best = 0.0
+    for _ in range(5):
+        sync(device)
+        start, n = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds / 5:
+            a @ b
+            n += 1
+        sync(device)
+        best = max(best, 2 * size ** 3 * n / (time.perf_counter() - start))
+    return best
+
+
+def parameter_count(model_cfg):
+    with torch.device("meta"):
+        return MultimodalModel(model_cfg).num_parameters()
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def source_state():
+    """Which train_wandb.py was measured: the commit, whether the tree differs, and the file's hash."""
+    def git(*cmd):
+        try:
+            return subprocess.run(["git", *cmd], cwd=REPO_DIR, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "train_wandb_modified": bool(git("status", "--porcelain", "train_wandb.py")),
+        "train_wandb_sha256": hashlib.sha256((REPO_DIR / "train_wandb.py").read_bytes()).hexdigest()[:16],
+    }
+
+
+# ----------------------------------------------------------------------------
+# timing
+
+
+class Phases:
+    """Per-phase seconds of one measured run. On CUDA, `sync` is only set for the instrumented pass: the
+    synchronisations happen here in the benchmark's wrappers, never inside the Trainer."""
+
+    def __init__(self, device, instrument):
+        self.device, self.instrument = device, instrument
+        self.data = self.step = self.optimizer = self.flush = 0.0
+        self.flushes = 0
+
+    def now(self):
+        if self.instrument:
+            sync(self.device)
+        return time.perf_counter()
+
+
+class TimedLoader:
+    """Wraps a BatchLoader: times each batch fetch (data wait); everything else passes through."""
+
+    def __init__(self, loader, phases):
+        self.__dict__.update(_loader=loader, _phases=phases)
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._loader, name, value)
+
+    def __len__(self):
+        return len(self._loader)
+
+    def __iter__(self):
+        it = iter(self._loader)
+        while True:
+            start = self._phases.now()
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            self._phases.data += self._phases.now() - start
+            yield batch
+
+
+@contextlib.contextmanager
+def instrumented(trainer, phases):
+    """Time the Trainer's phases from outside: batch fetch, train_step, optimizer.step (+ scheduler), flush."""
+    train_step, flush, opt_step, loader = trainer.train_step, trainer.flush, trainer.optimizer.step, trainer.train_loader
+    mark = {}
+
+    def timed_step(*args, **kwargs):
+        start = phases.now()
+        out = train_step(*args, **kwargs)
+        end = phases.now()
+        phases.step += end - start
+        phases.optimizer += end - mark.pop("opt", end)  # optimizer.step and scheduler.step
+        return out
+
+    def timed_opt_step(*args, **kwargs):
+        mark["opt"] = phases.now()
+        return opt_step(*args, **kwargs)
+
+    def timed_flush(*args, **kwargs):
+        start = phases.now()
+        out = flush(*args, **kwargs)
+        phases.flush += phases.now() - start
+        phases.flushes += 1
+        return out
+
+    trainer.train_step, trainer.flush, trainer.optimizer.step = timed_step, timed_flush, timed_opt_step
+    trainer.train_loader = TimedLoader(loader, phases)
+    try:
+        yield
+    finally:
+        trainer.train_loader = loader
+        trainer.optimizer.step = opt_step
+        del trainer.train_step, trainer.flush  # back to the class's methods
+
+
+class Bench:
+    def __init__(self, args, cfg, wcfg, health):
+        self.args, self.cfg, self.wcfg, self.health = args, cfg, wcfg, health
+        self.device = tw.resolve_device(cfg)
+        if self.device.type == "cuda":  # as main() does
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.warmup = args.warmup if args.warmup is not None else wcfg.log_frequency
+        start = time.time()
+        if args.data == "bundled":
+            self.dataset, self.tokenizer = bundled_dataset(cfg)
+        else:  # a tokenizer the size of the bundled collection's (1266 tokens)
+            self.tokenizer = tw.CaptionTokenizer([f"word{i}" for i in range(1262)])
+            n = cfg.batch_size * (max(args.steps, self.warmup) + 1)
+            self.dataset = synthetic_dataset(cfg, self.tokenizer, n, cfg.seed)
+        n = len(self.dataset.images)
+        self.train_idx, self.val_idx = torch.arange(n), torch.arange(min(n, cfg.batch_size))
+        if n // cfg.batch_size < max(args.steps, self.warmup):
+            raise SystemExit(f"error: {self.dataset.name} holds {n // cfg.batch_size} batches of {cfg.batch_size}; "
+                             f"lower --steps/--warmup or --batch_size")
+        self.model_cfg = model_config(cfg, self.tokenizer)
+        self.data_s = time.time() - start
+        self.first_step = {}
+        self.handle = register_optimizer_step_post_hook(self._first_step_hook)
+
+    def _first_step_hook(self, optimizer, args, kwargs):
+        sync(self.device)
+        self.first_step["at"] = time.time()
+        self.handle.remove()
+
+    def build(self, variant, label):
+        """A fresh model (same seed, so every variant starts from the same weights), loader, run and Trainer."""
+        cfg = dataclasses.replace(self.cfg, out_dir=str(Path(_BENCH_TMP) / f"out-{label}"), max_steps=0)
+        wcfg = dataclasses.replace(self.wcfg, mode="offline" if variant in "cd" else "disabled")
+        if variant == "d":
+            wcfg = dataclasses.replace(wcfg, log_frequency=1, track_gradients=True)
+        timings = {}
+        start = time.time()
+        torch.manual_seed(cfg.seed)
+        model = MultimodalModel(self.model_cfg).to(self.device)
+        train_loader = tw.BatchLoader(self.dataset, self.train_idx, cfg.batch_size, shuffle=True, drop_last=True,
+                                      seed=cfg.seed).to(self.device)
+        val_loader = tw.BatchLoader(self.dataset, self.val_idx, cfg.batch_size, shuffle=False,
+                                    drop_last=False).to(self.device)
+        timings["build_s"] = time.time() - start
+        start = time.time()
+        if wcfg.mode == "disabled":
+            run = tw.ResilientRun(wandb.init(mode="disabled"))
+        else:
+            with contextlib.redirect_stdout(open(os.devnull, "w")):
+                run = tw.setup_wandb(cfg, dataclasses.replace(wcfg, run_name=f"benchmark-{label}"), model)
+        timings["wandb_init_s"] = time.time() - start
+        trainer = tw.Trainer(cfg, wcfg, self.health, model, self.tokenizer, train_loader, val_loader, self.device, run)
+        return trainer, timings
+
+    def run_variant(self, variant, label, instrument):
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+        trainer, timings = self.build(variant, label)
+        phases = Phases(self.device, instrument)
+        quiet = contextlib.redirect_stderr(open(os.devnull, "w"))  # tqdm's bar; findings are counted below
+        finished = False
+        try:
+            with quiet:
+                if variant == "a":
+                    self.bare_loop(trainer, self.warmup, None)
+                    sync(self.device)
+                    start = time.perf_counter()
+                    self.bare_loop(trainer, self.args.steps, phases)
+                else:
+                    trainer.epoch, trainer.cfg.max_steps = 1, self.warmup
+                    trainer.train_epoch()
+                    sync(self.device)
+                    trainer.epoch, trainer.cfg.max_steps = 2, self.warmup + self.args.steps
+                    with instrumented(trainer, phases):
+                        start = time.perf_counter()
+                        trainer.train_epoch()
+                sync(self.device)
+                elapsed = time.perf_counter() - start
+            start = time.time()
+            trainer.run.finish()
+            finished = True
+            timings["wandb_finish_s"] = time.time() - start
+        finally:
+            if not finished:
+                trainer.run.finish()
+        steps = self.args.steps
+        result = {
+            "samples_per_s": steps * self.cfg.batch_size / elapsed,
+            "step_ms": 1000 * elapsed / steps,
+            "flushes": phases.flushes if variant != "a" else 0,
+            "findings": [f"{f.analysis}/{f.code}" for f in trainer.monitor.findings] if variant != "a" else [],
+            **timings,
+        }
+        if instrument:
+            compute = phases.step - phases.optimizer
+            result["breakdown_ms"] = {
+                "data": 1000 * phases.data / steps,
+                "fwd_bwd": 1000 * compute / steps,  # forward, backward, and in the Trainer its metrics and clipping
+                "optimizer": 1000 * phases.optimizer / steps,
+                "logging": 1000 * max(0.0, elapsed - phases.data - phases.step) / steps,  # window, flush, loop
+            }
+            if variant != "a":
+                result["breakdown_ms"]["flush_only"] = 1000 * phases.flush / steps
+        if self.device.type == "cuda":
+            result["peak_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 1e9
+        del trainer
+        gc.collect()
+        return result
+
+    def bare_loop(self, trainer, steps, phases):
+        """What a training step costs with nothing around it: the Trainer's forward (compiled and autocast as
+        configured), its fused/foreach AdamW and batches, no metrics, no logging, no scheduler."""
+        trainer.model.train()
+        phases = phases or Phases(self.device, False)
+        batches = iter(trainer.train_loader)
+        for _ in range(steps):
+            start = phases.now()
+            images_u8, captions = next(batches)
+            fetched = phases.now()
+            images = images_u8.float().div_(255)
+            with trainer.autocast:
+                out = trainer.forward(images, captions)
+                loss = tw.total_loss(out, trainer.weights)
+            trainer.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(trainer.params, self.cfg.grad_clip, foreach=True)
+            computed = phases.now()
+            trainer.optimizer.step()
+            stepped = phases.now()
+            phases.data += fetched - start
+            phases.step += stepped - fetched
+            phases.optimizer += stepped - computed
+
+
+# ----------------------------------------------------------------------------
+# report
+
+
+def summarize(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
+
+
+def main(argv=None):
+    args, cfg, wcfg, health = parse(sys.argv[1:] if argv is None else argv)
+    bench = Bench(args, cfg, wcfg, health)
+    device, name = bench.device, device_name(bench.device)
+    variants = [v for v in "abcd" if v in args.variants]
+    flops = estimate_flops(bench.model_cfg, batch_size=cfg.batch_size)
+    print(f"Device: {name}")
+    print(f"Config: batch_size={cfg.batch_size} image_size={cfg.image_size} width={cfg.width} "
+          f"latent_dim={cfg.latent_dim} precision={cfg.precision} compile={cfg.compile} "
+          f"log_frequency={wcfg.log_frequency} track_gradients={wcfg.track_gradients} "
+          f"track_hardware={wcfg.track_hardware}")
+    print(f"Data: {bench.dataset.name}; {args.rounds} rounds x variants {','.join(variants)} x "
+          f"({bench.warmup} warm-up + {args.steps} measured steps)")
+    print(f"Training FLOPs per sample (3 x forward, estimate_flops): {flops['training'] / 1e9:.3f} GFLOP")
+    sys.stdout.flush()
+
+    runs = {v: [] for v in variants}
+    instrument_all = device.type != "cuda"  # on a CPU the phase timers cost nothing; on CUDA they sync
+    for r in range(args.rounds):
+        order = variants[r % len(variants):] + variants[: r % len(variants)]  # rotate: no variant always first
+        for v in order:
+            result = bench.run_variant(v, f"{VARIANTS[v][0]}-r{r}", instrument_all)
+            runs[v].append(result)
+            print(f"  round {r + 1}/{args.rounds}  {v} {VARIANTS[v][0]:<9} {result['samples_per_s']:9.2f} samples/s"
+                  f"  ({result['step_ms']:.1f} ms/step)", flush=True)
+    breakdown = {}
+    for v in variants:
+        if instrument_all:
+            rows = [run["breakdown_ms"] for run in runs[v]]
+            breakdown[v] = {k: statistics.median(row[k] for row in rows) for k in rows[0]}
+        else:  # one extra, synchronised pass for the breakdown only; its throughput is not used
+            breakdown[v] = bench.run_variant(v, f"{VARIANTS[v][0]}-breakdown", True)["breakdown_ms"]
+
+    sps = {v: summarize([run["samples_per_s"] for run in runs[v]]) for v in variants}
+
+    def paired(x, y):  # per-round x/y - 1, so a slow round slows both sides alike
+        if x in runs and y in runs:
+            return summarize([rx["samples_per_s"] / ry["samples_per_s"] - 1 for rx, ry in zip(runs[x], runs[y])])
+        return None
+
+    overhead_offline, overhead_heavy, harness = paired("b", "c"), paired("b", "d"), paired("b", "a")
+    if harness:
+        harness = {k: (1 + val if k != "values" else [1 + x for x in val]) for k, val in harness.items()}
+    peak = peak_flops(name) if device.type == "cuda" else None
+    matmul = measured_matmul_flops(device) if device.type == "cpu" else None
+    mfu = {}
+    for v in variants:
+        achieved = sps[v]["median"] * flops["training"]
+        mfu[v] = {"achieved_tflops": achieved / 1e12,
+                  "mfu": achieved / peak if peak else None,
+                  "fraction_of_measured_matmul": achieved / matmul if matmul else None}
+    startup = {
+        "process_start_to_first_optimizer_step_s": bench.first_step["at"] - psutil.Process().create_time(),
+        "interpreter_and_imports_s": _IMPORTED - psutil.Process().create_time(),
+        "data_s": bench.data_s,
+        "first_run": {k: runs[variants[0]][0][k] for k in ("build_s", "wandb_init_s")},
+        "note": f"the first step is variant {variants[0]}'s first warm-up step (compile={cfg.compile} included)",
+    }
+
+    print()
+    print(f"{'variant':<52} {'samples/s (median)':>18} {'spread (min-max)':>18}  {'ms/step':>8}  {'MFU':>8}")
+    for v in variants:
+        s, m = sps[v], mfu[v]
+        mfu_text = f"{100 * m['mfu']:.2f}%" if m["mfu"] is not None else "n/a"
+        print(f"{v} {VARIANTS[v][1]:<50} {s['median']:18.2f} {s['min']:8.2f} - {s['max']:7.2f}  "
+              f"{1000 * cfg.batch_size / s['median']:8.1f}  {mfu_text:>8}")
+    print()
+
+    def pct(summary):
+        return (f"{100 * summary['median']:+.2f}% (rounds: {', '.join(f'{100 * x:+.1f}%' for x in summary['values'])})"
+                if summary else "not run")
+
+    print(f"Logging overhead, W&B offline vs disabled (b/c - 1; target <= 3%):   {pct(overhead_offline)}")
+    print(f"Logging overhead, heavy vs disabled (b/d - 1; target <= 10%):        {pct(overhead_heavy)}")
+    if harness:
+        print(f"Harness ratio, Trainer vs bare loop (b/a; aim >= 0.95):             {harness['median']:.3f} "
+              f"(rounds: {', '.join(f'{x:.3f}' for x in harness['values'])})")
+    if peak:
+        print(f"MFU against {peak / 1e12:.0f} TFLOP/s bf16 dense peak (precision={cfg.precision})")
+    elif matmul:
+        print(f"MFU: n/a on a CPU. Measured fp32 1024^3 matmul rate for reference: {matmul / 1e9:.1f} GFLOP/s; "
+              f"variant b reaches {100 * mfu.get('b', mfu[variants[0]])['fraction_of_measured_matmul']:.1f}% of it")
+    else:
+        print(f"MFU: no peak known for {name}")
+    print()
+    print(f"{'step-time breakdown, ms/step (median)':<40} {'data':>8} {'fwd+bwd':>8} {'optim':>8} {'logging':>8}"
+          f" {'(flush)':>8}")
+    for v in variants:
+        b = breakdown[v]
+        print(f"{v} {VARIANTS[v][0]:<38} {b['data']:8.2f} {b['fwd_bwd']:8.2f} {b['optimizer']:8.2f} "
+              f"{b['logging']:8.2f} {b.get('flush_only', 0.0):8.2f}")
+    print("  (fwd+bwd of the Trainer includes its metrics and gradient statistics; logging = window, flush, loop)")
+    print()
+    print(f"Process start -> first optimizer step: {startup['process_start_to_first_optimizer_step_s']:.2f} s "
+          f"(interpreter+imports {startup['interpreter_and_imports_s']:.2f} s, data {bench.data_s:.2f} s, "
+          f"model build {startup['first_run']['build_s']:.2f} s)")
+    for v in variants:
+        if v in "cd":
+            print(f"W&B offline {VARIANTS[v][0]}: init {statistics.median(r['wandb_init_s'] for r in runs[v]):.2f} s, "
+                  f"finish {statistics.median(r['wandb_finish_s'] for r in runs[v]):.2f} s (outside the timed steps)")
+    findings = sorted({f for v in variants for run in runs[v] for f in run["findings"]})
+    if findings:
+        print(f"Health findings during the runs: {', '.join(findings)}")
+
+    summary = {
+        "device": name,
+        "device_type": device.type,
+        "torch": torch.__version__,
+        "wandb": wandb.__version__,
+        "source": source_state(),
+        "data": bench.dataset.name,
+        "steps": args.steps, "warmup": bench.warmup, "rounds": args.rounds,
+        "config": {**dataclasses.asdict(cfg), **{f"wandb_{k}": v for k, v in dataclasses.asdict(wcfg).items()}},
+        "parameters": parameter_count(bench.model_cfg),
+        "flops_per_sample": {"forward": flops["forward"], "training": flops["training"],
+                             "convention": "2*m*n*k per matmul, attention QK^T+AV, training = 3 x forward"},
+        "samples_per_s": {VARIANTS[v][0]: sps[v] for v in variants},
+        "logging_overhead_offline": overhead_offline,
+        "logging_overhead_heavy": overhead_heavy,
+        "harness_ratio": harness,
+        "peak_flops": peak, "peak_kind": "bf16 dense (datasheet)" if peak else None,
+        "measured_matmul_flops": matmul,
+        "mfu": {VARIANTS[v][0]: mfu[v] for v in variants},
+        "breakdown_ms_per_step": {VARIANTS[v][0]: breakdown[v] for v in variants},
+        "startup": startup,
+        "runs": {VARIANTS[v][0]: [{k: val for k, val in run.items() if k != "breakdown_ms"} for run in runs[v]]
+                 for v in variants},
+        "seed_reference_samples_per_s": 14.2,
+    }
+    if device.type == "cuda":
+        summary["peak_memory_gb"] = {VARIANTS[v][0]: max(r["peak_memory_gb"] for r in runs[v]) for v in variants}
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
