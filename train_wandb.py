@@ -1234,6 +1234,26 @@ def install_stop_handlers(trainer):
         signal.signal(sig, stop)
 
 
+def custom_charts(trainer):
+    """Two of the seed's custom dashboards as W&B charts: the weighted loss components over the steps, and
+    loss_total against GPU memory. (Hyper-parameter vs final loss spans runs: a parallel-coordinates or
+    scatter panel over the project, on the summary's best_val_loss.)"""
+    rows = [r for r in trainer.history if "train/loss_total" in r]
+    if not rows:
+        return {}
+    weights = {"loss_image": trainer.cfg.image_loss_weight, "loss_caption": trainer.cfg.caption_loss_weight,
+               "loss_alignment": trainer.cfg.alignment_loss_weight}
+    charts = {"charts/loss_components": wandb.plot.line_series(
+        xs=[r["global_step"] for r in rows], ys=[[w * r[f"train/{k}"] for r in rows] for k, w in weights.items()],
+        keys=[f"{w:g} x {k}" for k, w in weights.items()], title="Weighted loss components", xname="global_step")}
+    if all("train/gpu_memory_percent" in r for r in rows):
+        table = wandb.Table(columns=["gpu_memory_percent", "loss_total"],
+                            data=[[r["train/gpu_memory_percent"], r["train/loss_total"]] for r in rows])
+        charts["charts/loss_vs_gpu_memory"] = wandb.plot.scatter(table, "gpu_memory_percent", "loss_total",
+                                                                 title="loss_total vs GPU memory")
+    return charts
+
+
 def finish_run(trainer, run, device, status, elapsed):
     """Write report.md, metrics.csv and the plots to out_dir, attach them to the W&B run, finish the run."""
     if not trainer.master:
@@ -1247,8 +1267,7 @@ def finish_run(trainer, run, device, status, elapsed):
     }
     paths = write_report(trainer.out_dir, trainer.history, trainer.monitor, info)
     images = {f"report/{name}": wandb.Image(str(p)) for name, p in paths.items() if str(p).endswith(".png")}
-    if images:
-        run.log({"global_step": trainer.step, **images})
+    run.log({"global_step": trainer.step, **images, **custom_charts(trainer)})
     report = wandb.Artifact(f"report-{run.id}", type="report")
     for p in paths.values():
         report.add_file(str(p))
