@@ -17,15 +17,18 @@ bf16 dense peak (on a CPU: n/a, and a measured fp32 matmul rate for reference), 
 (data wait / forward+backward / optimizer / logging) and the time from process start to the first
 optimizer step. The last line of stdout is one JSON object with every number.
 
-Flags of this script: --steps, --warmup, --rounds, --device, --data, --variants; every other argument is
-a train_wandb.py `--field=value` (with --preset=NAME), parsed by train_wandb.parse_args.
+Flags of this script: --steps, --warmup, --rounds, --device, --data, --variants, --threads; every other
+argument is a train_wandb.py `--field=value` (with --preset=NAME), parsed by train_wandb.parse_args.
+CPU timings on a shared machine are noisy: compare the medians, their spread, and the attributed
+logging cost (measured directly, so background load does not move it).
 """
 
 import time
 
 _WALL_START = time.time()  # the module's first line; the process itself started earlier (see startup below)
 
-import argparse  # noqa: E402
+import argparse  # noqa: E402  (imports below are timed as part of start-up)
+import atexit
 import contextlib
 import dataclasses
 import gc
@@ -33,6 +36,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -44,17 +48,12 @@ import psutil
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+import wandb
+
 REPO_DIR = Path(__file__).resolve().parent
-_BENCH_TMP = tempfile.mkdtemp(prefix="benchmark-")
-os.environ["WANDB_DIR"] = _BENCH_TMP  # offline runs are written here, never into the repository
-os.environ.setdefault("WANDB_SILENT", "true")
-for _name in ("WANDB_MODE", "WANDB_RUN_ID", "WANDB_RESUME"):  # each variant sets its own mode
-    os.environ.pop(_name, None)
 
-import wandb  # noqa: E402
-
-import train_wandb as tw  # noqa: E402
-from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops  # noqa: E402
+import train_wandb as tw
+from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
 
 _IMPORTED = time.time()
 
@@ -80,6 +79,17 @@ PEAK_BF16_FLOPS = [
 # set-up
 
 
+def prepare_environment():
+    """A temp dir for W&B's offline runs and the checkpoints (removed at exit); each variant sets its own mode."""
+    tmp = tempfile.mkdtemp(prefix="benchmark-")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    os.environ["WANDB_DIR"] = tmp  # offline runs are written here, never into the repository
+    os.environ.setdefault("WANDB_SILENT", "true")
+    for name in ("WANDB_MODE", "WANDB_RUN_ID", "WANDB_RESUME"):
+        os.environ.pop(name, None)
+    return tmp
+
+
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -87,11 +97,12 @@ def parse(argv):
     parser.add_argument("--steps", type=int, default=30, help="measured optimizer steps per variant and round")
     parser.add_argument("--warmup", type=int, default=None,
                         help="unmeasured steps before them (default: log_frequency, so windows stay aligned)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of all variants; medians are reported")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of all variants; medians are reported")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--data", choices=("synthetic", "bundled"), default="synthetic",
                         help="random images and captions of the configured shape, or the configured data_dir")
     parser.add_argument("--variants", default="abcd", help="which of a b c d to run (default: all)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args, rest = parser.parse_known_args(argv)
     if args.steps < 1 or args.rounds < 1 or (args.warmup is not None and args.warmup < 1):
         parser.error("--steps, --warmup and --rounds must be at least 1")
@@ -177,6 +188,18 @@ def measured_matmul_flops(device, size=1024, seconds=0.5):
 def parameter_count(model_cfg):
     with torch.device("meta"):
         return MultimodalModel(model_cfg).num_parameters()
+
+
+def background_cpu_s():
+    """CPU seconds used so far by this process's children: W&B's wandb-core and system monitor processes."""
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def sync(device):
@@ -280,8 +303,8 @@ def instrumented(trainer, phases):
 
 
 class Bench:
-    def __init__(self, args, cfg, wcfg, health):
-        self.args, self.cfg, self.wcfg, self.health = args, cfg, wcfg, health
+    def __init__(self, args, cfg, wcfg, health, tmp):
+        self.args, self.cfg, self.wcfg, self.health, self.tmp = args, cfg, wcfg, health, tmp
         self.device = tw.resolve_device(cfg)
         if self.device.type == "cuda":  # as main() does
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -311,7 +334,7 @@ class Bench:
 
     def build(self, variant, label):
         """A fresh model (same seed, so every variant starts from the same weights), loader, run and Trainer."""
-        cfg = dataclasses.replace(self.cfg, out_dir=str(Path(_BENCH_TMP) / f"out-{label}"), max_steps=0)
+        cfg = dataclasses.replace(self.cfg, out_dir=str(Path(self.tmp) / f"out-{label}"), max_steps=0)
         wcfg = dataclasses.replace(self.wcfg, mode="offline" if variant in "cd" else "disabled")
         if variant == "d":
             wcfg = dataclasses.replace(wcfg, log_frequency=1, track_gradients=True)
@@ -340,13 +363,13 @@ class Bench:
             torch.cuda.reset_peak_memory_stats(self.device)
         trainer, timings = self.build(variant, label)
         phases = Phases(self.device, instrument)
-        quiet = contextlib.redirect_stderr(open(os.devnull, "w"))  # tqdm's bar; findings are counted below
         finished = False
         try:
-            with quiet:
+            if True:  # tqdm's bar goes to stderr as in the real program (W&B's console capture included)
                 if variant == "a":
                     self.bare_loop(trainer, self.warmup, None)
                     sync(self.device)
+                    background = background_cpu_s()
                     start = time.perf_counter()
                     self.bare_loop(trainer, self.args.steps, phases)
                 else:
@@ -355,10 +378,12 @@ class Bench:
                     sync(self.device)
                     trainer.epoch, trainer.cfg.max_steps = 2, self.warmup + self.args.steps
                     with instrumented(trainer, phases):
+                        background = background_cpu_s()
                         start = time.perf_counter()
                         trainer.train_epoch()
                 sync(self.device)
                 elapsed = time.perf_counter() - start
+                background = max(0.0, background_cpu_s() - background)
             start = time.time()
             trainer.run.finish()
             finished = True
@@ -371,6 +396,8 @@ class Bench:
             "samples_per_s": steps * self.cfg.batch_size / elapsed,
             "step_ms": 1000 * elapsed / steps,
             "flushes": phases.flushes if variant != "a" else 0,
+            # CPU time of this process's child processes (wandb-core, wandb's system monitor) while timed
+            "background_cpu_ms_per_step": 1000 * background / steps,
             "findings": [f"{f.analysis}/{f.code}" for f in trainer.monitor.findings] if variant != "a" else [],
             **timings,
         }
@@ -426,7 +453,9 @@ def summarize(values):
 
 def main(argv=None):
     args, cfg, wcfg, health = parse(sys.argv[1:] if argv is None else argv)
-    bench = Bench(args, cfg, wcfg, health)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bench = Bench(args, cfg, wcfg, health, prepare_environment())
     device, name = bench.device, device_name(bench.device)
     variants = [v for v in "abcd" if v in args.variants]
     flops = estimate_flops(bench.model_cfg, batch_size=cfg.batch_size)
@@ -465,6 +494,15 @@ def main(argv=None):
         return None
 
     overhead_offline, overhead_heavy, harness = paired("b", "c"), paired("b", "d"), paired("b", "a")
+
+    def attributed(x):
+        """Noise-free cross-check: the time logging itself takes per step (the loop outside train_step, flush
+        included, plus W&B's background processes' CPU), beyond variant b's, over b's step time."""
+        if x not in runs or "b" not in runs:
+            return None
+        cost = {v: breakdown[v]["logging"] + statistics.median(r["background_cpu_ms_per_step"] for r in runs[v])
+                for v in ("b", x)}
+        return (cost[x] - cost["b"]) / statistics.median(r["step_ms"] for r in runs["b"])
     if harness:
         harness = {k: (1 + val if k != "values" else [1 + x for x in val]) for k, val in harness.items()}
     peak = peak_flops(name) if device.type == "cuda" else None
@@ -477,6 +515,7 @@ def main(argv=None):
                   "fraction_of_measured_matmul": achieved / matmul if matmul else None}
     startup = {
         "process_start_to_first_optimizer_step_s": bench.first_step["at"] - psutil.Process().create_time(),
+        "interpreter_s": _WALL_START - psutil.Process().create_time(),
         "interpreter_and_imports_s": _IMPORTED - psutil.Process().create_time(),
         "data_s": bench.data_s,
         "first_run": {k: runs[variants[0]][0][k] for k in ("build_s", "wandb_init_s")},
@@ -498,6 +537,10 @@ def main(argv=None):
 
     print(f"Logging overhead, W&B offline vs disabled (b/c - 1; target <= 3%):   {pct(overhead_offline)}")
     print(f"Logging overhead, heavy vs disabled (b/d - 1; target <= 10%):        {pct(overhead_heavy)}")
+    for x, label in (("c", "offline"), ("d", "heavy")):
+        if attributed(x) is not None:
+            print(f"  attributed {label} logging cost (flush + loop + W&B background CPU, beyond b): "
+                  f"{100 * attributed(x):+.2f}% of b's step time")
     if harness:
         print(f"Harness ratio, Trainer vs bare loop (b/a; aim >= 0.95):             {harness['median']:.3f} "
               f"(rounds: {', '.join(f'{x:.3f}' for x in harness['values'])})")
@@ -543,6 +586,7 @@ def main(argv=None):
         "samples_per_s": {VARIANTS[v][0]: sps[v] for v in variants},
         "logging_overhead_offline": overhead_offline,
         "logging_overhead_heavy": overhead_heavy,
+        "logging_overhead_attributed": {"offline": attributed("c"), "heavy": attributed("d")},
         "harness_ratio": harness,
         "peak_flops": peak, "peak_kind": "bf16 dense (datasheet)" if peak else None,
         "measured_matmul_flops": matmul,

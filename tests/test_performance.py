@@ -1,6 +1,7 @@
 """Performance properties checkable on a CPU: the FLOP count behind MFU, and a training step that never
 waits for the device (issue 5). Timings are never asserted here; they live in benchmark.py / BENCHMARKS.md."""
 import collections
+import json
 import contextlib
 import traceback
 
@@ -16,6 +17,16 @@ from data.engravings import generate
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
 
 aten = torch.ops.aten
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tests count FLOPs and calls, never time. One thread keeps them fast on a shared 2-core machine,
+    where a second busy process can stall two-thread OpenMP regions by 10x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------
@@ -286,3 +297,30 @@ def test_training_steps_pass_cuda_sync_debug_mode(engraving_items, tmp_path):
         finally:
             torch.cuda.set_sync_debug_mode("default")
         assert window.means()["loss_total"] > 0
+
+
+# ----------------------------------------------------------------------------
+# the benchmark itself, in CI-sized settings (its numbers are never asserted: only that it produces them)
+
+
+def test_benchmark_runs_every_variant_and_ends_with_one_json_line(capsys, monkeypatch, tmp_path):
+    import benchmark
+
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))  # restored afterwards, whatever the benchmark sets
+    for name in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert benchmark.main(["--preset=quick", "--image_size=32", "--batch_size=8", "--log_frequency=2",
+                           "--steps=2", "--warmup=2", "--rounds=1", "--device=cpu"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["device"].startswith("CPU") and summary["device_type"] == "cpu"
+    variants = ("bare", "disabled", "offline", "heavy")
+    assert set(summary["samples_per_s"]) == set(variants)
+    assert all(summary["samples_per_s"][v]["median"] > 0 for v in variants)
+    for key in ("logging_overhead_offline", "logging_overhead_heavy", "harness_ratio"):
+        assert len(summary[key]["values"]) == 1
+    assert set(summary["breakdown_ms_per_step"]["disabled"]) >= {"data", "fwd_bwd", "optimizer", "logging"}
+    assert summary["runs"]["offline"][0]["flushes"] == 1 and summary["runs"]["heavy"][0]["flushes"] == 2
+    assert summary["mfu"]["disabled"]["mfu"] is None  # no datasheet peak for a CPU
+    assert summary["startup"]["process_start_to_first_optimizer_step_s"] > 0
+    assert summary["flops_per_sample"]["training"] == 3 * summary["flops_per_sample"]["forward"]
