@@ -652,15 +652,19 @@ def setup_wandb(cfg, wcfg, model, run_id=None):
             settings=wandb.Settings(init_timeout=90),
         )
 
-    try:
-        run = init(mode)
-    except Exception as e:  # a server that refuses or times out must not cost the training run
-        if mode != "online":
-            raise
-        print(f"warning: W&B could not start online ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-              "logging offline instead", file=sys.stderr)
-        mode = "offline"
-        run = init(mode)
+    for attempt in range(20):
+        try:
+            run = init(mode)
+            break
+        except Exception as e:
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            if "in use" in str(e) and attempt < 19:  # a killed run's W&B service still holds the id: it exits soon
+                time.sleep(3)
+            elif mode == "online":  # a server that refuses or times out must not cost the training run
+                print(f"warning: W&B could not start online ({reason}); logging offline instead", file=sys.stderr)
+                mode = "offline"
+            else:
+                raise ConfigError(f"W&B could not start a {mode} run ({reason}); try --mode=disabled") from None
     run.define_metric("global_step")
     for prefix in ("train", "val"):
         run.define_metric(f"{prefix}/*", step_metric="global_step")
