@@ -34,6 +34,7 @@ import dataclasses
 import gc
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -98,6 +99,11 @@ def parse(argv):
     parser.add_argument("--warmup", type=int, default=None,
                         help="unmeasured steps before them (default: log_frequency, so windows stay aligned)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of all variants; medians are reported")
+    parser.add_argument("--max-rounds", type=int, default=None,
+                        help="keep adding rounds (up to this many) until --rounds of them ran undisturbed")
+    parser.add_argument("--max-other-cores", type=float, default=None,
+                        help="a round is undisturbed when other processes used at most this many cores in each of "
+                             "its runs (default: 0.1 on a CPU, no limit on a GPU)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--data", choices=("synthetic", "bundled"), default="synthetic",
                         help="random images and captions of the configured shape, or the configured data_dir")
@@ -202,6 +208,15 @@ def background_cpu_s():
     return total
 
 
+def other_cpu_s():
+    """CPU seconds the whole machine has been busy (steal included), less this process's and its children's:
+    what other programs took. On a shared 2-core machine they decide whether a timing means anything."""
+    t = psutil.cpu_times()
+    busy = sum(getattr(t, k, 0.0) for k in ("user", "nice", "system", "irq", "softirq", "steal"))
+    own = psutil.Process().cpu_times()
+    return busy - own.user - own.system - background_cpu_s()
+
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -303,29 +318,34 @@ def instrumented(trainer, phases):
 
 
 class Bench:
+    """The data, tokenizer and model config every variant shares; builds fresh Runners."""
+
     def __init__(self, args, cfg, wcfg, health, tmp):
         self.args, self.cfg, self.wcfg, self.health, self.tmp = args, cfg, wcfg, health, tmp
         self.device = tw.resolve_device(cfg)
         if self.device.type == "cuda":  # as main() does
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        self.warmup = args.warmup if args.warmup is not None else wcfg.log_frequency
+        self.chunk = wcfg.log_frequency  # steps per variant per turn: one log window of b and c, ten of d
+        self.warmup = args.warmup if args.warmup is not None else self.chunk
+        self.cycles = math.ceil(args.steps / self.chunk)  # turns per variant per round
         start = time.time()
         if args.data == "bundled":
             self.dataset, self.tokenizer = bundled_dataset(cfg)
         else:  # a tokenizer the size of the bundled collection's (1266 tokens)
             self.tokenizer = tw.CaptionTokenizer([f"word{i}" for i in range(1262)])
-            n = cfg.batch_size * (max(args.steps, self.warmup) + 1)
+            n = cfg.batch_size * (max(self.chunk, self.warmup) + 1)
             self.dataset = synthetic_dataset(cfg, self.tokenizer, n, cfg.seed)
         n = len(self.dataset.images)
         self.train_idx, self.val_idx = torch.arange(n), torch.arange(min(n, cfg.batch_size))
-        if n // cfg.batch_size < max(args.steps, self.warmup):
+        if n // cfg.batch_size < max(self.chunk, self.warmup):
             raise SystemExit(f"error: {self.dataset.name} holds {n // cfg.batch_size} batches of {cfg.batch_size}; "
-                             f"lower --steps/--warmup or --batch_size")
+                             f"need {max(self.chunk, self.warmup)} (log_frequency, warm-up): lower them or --batch_size")
         self.model_cfg = model_config(cfg, self.tokenizer)
         self.data_s = time.time() - start
         self.first_step = {}
         self.handle = register_optimizer_step_post_hook(self._first_step_hook)
+        wandb.setup(wandb.Settings(reinit="create_new"))  # the offline and heavy runs are open side by side
 
     def _first_step_hook(self, optimizer, args, kwargs):
         sync(self.device)
@@ -355,77 +375,46 @@ class Bench:
                 run = tw.setup_wandb(cfg, dataclasses.replace(wcfg, run_name=f"benchmark-{label}"), model)
         timings["wandb_init_s"] = time.time() - start
         trainer = tw.Trainer(cfg, wcfg, self.health, model, self.tokenizer, train_loader, val_loader, self.device, run)
-        return trainer, timings
+        return Runner(self, variant, trainer, timings)
 
-    def run_variant(self, variant, label, instrument):
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(self.device)
-        trainer, timings = self.build(variant, label)
-        phases = Phases(self.device, instrument)
-        finished = False
-        try:
-            if True:  # tqdm's bar goes to stderr as in the real program (W&B's console capture included)
-                if variant == "a":
-                    self.bare_loop(trainer, self.warmup, None)
-                    sync(self.device)
-                    background = background_cpu_s()
-                    start = time.perf_counter()
-                    self.bare_loop(trainer, self.args.steps, phases)
-                else:
-                    trainer.epoch, trainer.cfg.max_steps = 1, self.warmup
-                    trainer.train_epoch()
-                    sync(self.device)
-                    trainer.epoch, trainer.cfg.max_steps = 2, self.warmup + self.args.steps
-                    with instrumented(trainer, phases):
-                        background = background_cpu_s()
-                        start = time.perf_counter()
-                        trainer.train_epoch()
-                sync(self.device)
-                elapsed = time.perf_counter() - start
-                background = max(0.0, background_cpu_s() - background)
-            start = time.time()
-            trainer.run.finish()
-            finished = True
-            timings["wandb_finish_s"] = time.time() - start
-        finally:
-            if not finished:
-                trainer.run.finish()
-        steps = self.args.steps
-        result = {
-            "samples_per_s": steps * self.cfg.batch_size / elapsed,
-            "step_ms": 1000 * elapsed / steps,
-            "flushes": phases.flushes if variant != "a" else 0,
-            # CPU time of this process's child processes (wandb-core, wandb's system monitor) while timed
-            "background_cpu_ms_per_step": 1000 * background / steps,
-            "findings": [f"{f.analysis}/{f.code}" for f in trainer.monitor.findings] if variant != "a" else [],
-            **timings,
-        }
-        if instrument:
-            compute = phases.step - phases.optimizer
-            result["breakdown_ms"] = {
-                "data": 1000 * phases.data / steps,
-                "fwd_bwd": 1000 * compute / steps,  # forward, backward, and in the Trainer its metrics and clipping
-                "optimizer": 1000 * phases.optimizer / steps,
-                "logging": 1000 * max(0.0, elapsed - phases.data - phases.step) / steps,  # window, flush, loop
-            }
-            if variant != "a":
-                result["breakdown_ms"]["flush_only"] = 1000 * phases.flush / steps
-        if self.device.type == "cuda":
-            result["peak_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 1e9
-        del trainer
-        gc.collect()
-        return result
 
-    def bare_loop(self, trainer, steps, phases):
+class Runner:
+    """One variant's Trainer, advanced a given number of optimizer steps at a time."""
+
+    def __init__(self, bench, variant, trainer, timings):
+        self.bench, self.variant, self.trainer, self.timings = bench, variant, trainer, timings
+        self.phases = Phases(bench.device, instrument=False)  # accumulates over the measured turns
+        self.batches = iter(())  # the bare loop's batch stream
+
+    def advance(self, steps, phases=None):
+        """Run `steps` optimizer steps -> (seconds, W&B background CPU seconds, other processes' CPU seconds)."""
+        phases = phases or Phases(self.bench.device, instrument=False)
+        trainer, device = self.trainer, self.bench.device
+        sync(device)
+        background, others = background_cpu_s(), other_cpu_s()
+        start = time.perf_counter()
+        if self.variant == "a":
+            self.bare_loop(steps, phases)
+        else:  # the real loop: train_epoch stops after max_steps, flushing the window it is in
+            trainer.epoch, trainer.cfg.max_steps = trainer.epoch + 1, trainer.step + steps
+            with instrumented(trainer, phases):
+                trainer.train_epoch()
+        sync(device)
+        elapsed = time.perf_counter() - start
+        return elapsed, max(0.0, background_cpu_s() - background), max(0.0, other_cpu_s() - others)
+
+    def bare_loop(self, steps, phases):
         """What a training step costs with nothing around it: the Trainer's forward (compiled and autocast as
-        configured), its fused/foreach AdamW and batches, no metrics, no logging, no scheduler."""
+        configured), its fused/foreach AdamW and batches; no metrics, no logging, no scheduler."""
+        trainer, clip = self.trainer, self.bench.cfg.grad_clip
         trainer.model.train()
-        phases = phases or Phases(self.device, False)
-        batches = iter(trainer.train_loader)
         for _ in range(steps):
             start = phases.now()
-            images_u8, captions = next(batches)
+            batch = next(self.batches, None)
+            if batch is None:
+                self.batches = iter(trainer.train_loader)
+                batch = next(self.batches)
+            images_u8, captions = batch
             fetched = phases.now()
             images = images_u8.float().div_(255)
             with trainer.autocast:
@@ -433,8 +422,8 @@ class Bench:
                 loss = tw.total_loss(out, trainer.weights)
             trainer.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if self.cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(trainer.params, self.cfg.grad_clip, foreach=True)
+            if clip > 0:
+                torch.nn.utils.clip_grad_norm_(trainer.params, clip, foreach=True)
             computed = phases.now()
             trainer.optimizer.step()
             stepped = phases.now()
@@ -442,13 +431,71 @@ class Bench:
             phases.step += stepped - fetched
             phases.optimizer += stepped - computed
 
+    def finish(self):
+        start = time.time()
+        self.trainer.run.finish()
+        self.timings["wandb_finish_s"] = time.time() - start
+
+    def breakdown(self, elapsed, steps):
+        """ms per step of each phase over the measured turns (`elapsed` seconds, `steps` steps)."""
+        p = self.phases
+        out = {
+            "data": 1000 * p.data / steps,
+            "fwd_bwd": 1000 * (p.step - p.optimizer) / steps,  # in the Trainer: with its metrics and clipping
+            "optimizer": 1000 * p.optimizer / steps,
+            "logging": 1000 * max(0.0, elapsed - p.data - p.step) / steps,  # window, flush, loop, tqdm
+        }
+        if self.variant != "a":
+            out["flush_only"] = 1000 * p.flush / steps
+        return out
+
 
 # ----------------------------------------------------------------------------
-# report
+# the measurement
+
+
+def build_round(bench, variants, label):
+    """Fresh runners (same seed), each warmed up right after it is built. The Trainer with W&B offline goes
+    first, so the first optimizer step of the process is the one `python train_wandb.py` would reach."""
+    runners = {}
+    for v in sorted(variants, key="cbda".index):
+        runners[v] = bench.build(v, f"{VARIANTS[v][0]}-{label}")
+        runners[v].advance(bench.warmup)
+    return runners
+
+
+def measure_round(bench, variants, r):
+    """One round: fresh runners; then `cycles` turns in which every variant runs one log window of steps,
+    in an order that rotates every turn, so slow spells of a shared machine fall on all variants alike."""
+    runners = build_round(bench, variants, f"r{r}")
+    turns = []
+    try:
+        for c in range(bench.cycles):
+            k = (r * bench.cycles + c) % len(variants)
+            order = variants[k:] + variants[:k]
+            turn = {}
+            for v in order:
+                elapsed, background, others = runners[v].advance(bench.chunk, runners[v].phases)
+                turn[v] = {"s": elapsed, "background_cpu_s": background, "other_cores": others / elapsed}
+            turns.append(turn)
+    finally:
+        for runner in runners.values():
+            runner.finish()
+    return runners, turns
+
+
+def quartiles(values):
+    values = sorted(values)
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[1], q[2]
 
 
 def summarize(values):
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
+    lo, med, hi = quartiles(values)
+    return {"median": med, "q1": lo, "q3": hi, "min": min(values), "max": max(values), "n": len(values),
+            "values": values}
 
 
 def main(argv=None):
@@ -457,98 +504,160 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     bench = Bench(args, cfg, wcfg, health, prepare_environment())
     device, name = bench.device, device_name(bench.device)
+    if args.max_other_cores is None:
+        args.max_other_cores = 0.1 if device.type == "cpu" else float("inf")
     variants = [v for v in "abcd" if v in args.variants]
     flops = estimate_flops(bench.model_cfg, batch_size=cfg.batch_size)
+    steps = bench.cycles * bench.chunk
     print(f"Device: {name}")
     print(f"Config: batch_size={cfg.batch_size} image_size={cfg.image_size} width={cfg.width} "
           f"latent_dim={cfg.latent_dim} precision={cfg.precision} compile={cfg.compile} "
           f"log_frequency={wcfg.log_frequency} track_gradients={wcfg.track_gradients} "
-          f"track_hardware={wcfg.track_hardware}")
-    print(f"Data: {bench.dataset.name}; {args.rounds} rounds x variants {','.join(variants)} x "
-          f"({bench.warmup} warm-up + {args.steps} measured steps)")
+          f"track_hardware={wcfg.track_hardware}; {parameter_count(bench.model_cfg):,} parameters")
+    print(f"Data: {bench.dataset.name}. Per round: fresh models, {bench.warmup} warm-up steps each, then "
+          f"{bench.cycles} turns of {bench.chunk} steps per variant ({steps} measured steps), interleaved; "
+          f"{args.rounds} round(s)" + (f", up to {args.max_rounds} to collect {args.rounds} rounds' worth of "
+                                       "undisturbed turns" if args.max_rounds else ""))
     print(f"Training FLOPs per sample (3 x forward, estimate_flops): {flops['training'] / 1e9:.3f} GFLOP")
     sys.stdout.flush()
 
-    runs = {v: [] for v in variants}
-    instrument_all = device.type != "cuda"  # on a CPU the phase timers cost nothing; on CUDA they sync
-    for r in range(args.rounds):
-        order = variants[r % len(variants):] + variants[: r % len(variants)]  # rotate: no variant always first
-        for v in order:
-            result = bench.run_variant(v, f"{VARIANTS[v][0]}-r{r}", instrument_all)
-            runs[v].append(result)
-            print(f"  round {r + 1}/{args.rounds}  {v} {VARIANTS[v][0]:<9} {result['samples_per_s']:9.2f} samples/s"
-                  f"  ({result['step_ms']:.1f} ms/step)", flush=True)
-    breakdown = {}
-    for v in variants:
-        if instrument_all:
-            rows = [run["breakdown_ms"] for run in runs[v]]
+    # -- measure
+    all_turns, round_info, phases_total = [], [], {v: [0.0, 0] for v in variants}
+    breakdown_runners = {}
+    max_rounds = max(args.rounds, args.max_rounds or args.rounds)
+    wanted = args.rounds * bench.cycles
+
+    def clean(turn):
+        return max(t["other_cores"] for t in turn.values()) <= args.max_other_cores
+
+    while sum(clean(t) for t in all_turns) < wanted and len(round_info) < max_rounds:
+        r = len(round_info)
+        runners, turns = measure_round(bench, variants, r)
+        all_turns += turns
+        info = {v: {**runners[v].timings, "flushes": runners[v].phases.flushes,
+                    "findings": [f"{f.analysis}/{f.code}" for f in runners[v].trainer.monitor.findings]}
+                for v in variants}
+        round_info.append(info)
+        for v in variants:
+            phases_total[v][0] += sum(t[v]["s"] for t in turns)
+            phases_total[v][1] += len(turns) * bench.chunk
+        if device.type != "cuda":  # CPU: the phase timers need no sync, so the measured turns give the breakdown
+            for v in variants:
+                breakdown_runners.setdefault(v, []).append(
+                    runners[v].breakdown(sum(t[v]["s"] for t in turns), len(turns) * bench.chunk))
+        for c, turn in enumerate(turns):
+            print(f"  round {r + 1} turn {c + 1}: " + "  ".join(
+                f"{v} {cfg.batch_size * bench.chunk / turn[v]['s']:8.2f}" for v in variants)
+                + f" samples/s; other processes up to {max(t['other_cores'] for t in turn.values()):.2f} cores"
+                + ("" if clean(turn) else "  (disturbed: not used)"), flush=True)
+        del runners
+        gc.collect()
+
+    used = [t for t in all_turns if clean(t)]
+    if not used:
+        print(f"  warning: every turn was disturbed (other processes above {args.max_other_cores} cores); "
+              "the numbers below use all of them and are unreliable", flush=True)
+        used = all_turns
+
+    breakdown, peak_memory = {}, {}
+    if device.type == "cuda":  # one more pass, variant by variant, with synchronising phase timers
+        for v in variants:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+            runner = bench.build(v, f"{VARIANTS[v][0]}-breakdown")
+            runner.advance(bench.warmup)
+            phases = Phases(device, instrument=True)
+            elapsed = sum(runner.advance(bench.chunk, phases)[0] for _ in range(bench.cycles))
+            runner.phases = phases
+            breakdown[v] = runner.breakdown(elapsed, steps)
+            peak_memory[v] = torch.cuda.max_memory_allocated(device) / 1e9
+            runner.finish()
+            del runner
+    else:
+        for v in variants:
+            rows = breakdown_runners[v]
             breakdown[v] = {k: statistics.median(row[k] for row in rows) for k in rows[0]}
-        else:  # one extra, synchronised pass for the breakdown only; its throughput is not used
-            breakdown[v] = bench.run_variant(v, f"{VARIANTS[v][0]}-breakdown", True)["breakdown_ms"]
 
-    sps = {v: summarize([run["samples_per_s"] for run in runs[v]]) for v in variants}
+    # -- summarise
+    per_turn = cfg.batch_size * bench.chunk
+    sps = {v: summarize([per_turn / t[v]["s"] for t in used]) for v in variants}
+    for v in variants:
+        sps[v]["overall"] = per_turn * len(used) / sum(t[v]["s"] for t in used)
 
-    def paired(x, y):  # per-round x/y - 1, so a slow round slows both sides alike
-        if x in runs and y in runs:
-            return summarize([rx["samples_per_s"] / ry["samples_per_s"] - 1 for rx, ry in zip(runs[x], runs[y])])
+    def paired(x, y):  # per turn: samples/s of y over x's, minus 1 (x, y ran back to back in the same turn)
+        if x in variants and y in variants:
+            return summarize([t[x]["s"] / t[y]["s"] - 1 for t in used])
         return None
 
-    overhead_offline, overhead_heavy, harness = paired("b", "c"), paired("b", "d"), paired("b", "a")
+    overhead_offline, overhead_heavy = paired("c", "b"), paired("d", "b")
+    harness = paired("a", "b")
+    if harness:
+        harness = {k: ([1 + x for x in val] if k == "values" else val if k == "n" else 1 + val)
+                   for k, val in harness.items()}
+    # W&B's background processes serve both open runs; charge all their CPU to each W&B variant (an upper bound)
+    background_ms = 1000 * sum(t[v]["background_cpu_s"] for t in all_turns for v in variants) / (
+        len(all_turns) * bench.chunk)
 
     def attributed(x):
-        """Noise-free cross-check: the time logging itself takes per step (the loop outside train_step, flush
-        included, plus W&B's background processes' CPU), beyond variant b's, over b's step time."""
-        if x not in runs or "b" not in runs:
+        """Noise-free cross-check: the time logging itself takes per step (loop outside train_step, flush
+        included) plus W&B's background CPU, beyond variant b's, over b's median step time."""
+        if x not in variants or "b" not in variants:
             return None
-        cost = {v: breakdown[v]["logging"] + statistics.median(r["background_cpu_ms_per_step"] for r in runs[v])
-                for v in ("b", x)}
-        return (cost[x] - cost["b"]) / statistics.median(r["step_ms"] for r in runs["b"])
-    if harness:
-        harness = {k: (1 + val if k != "values" else [1 + x for x in val]) for k, val in harness.items()}
+        extra = breakdown[x]["logging"] - breakdown["b"]["logging"] + background_ms
+        return extra / (1000 * cfg.batch_size / sps["b"]["median"])
+
     peak = peak_flops(name) if device.type == "cuda" else None
     matmul = measured_matmul_flops(device) if device.type == "cpu" else None
     mfu = {}
     for v in variants:
         achieved = sps[v]["median"] * flops["training"]
-        mfu[v] = {"achieved_tflops": achieved / 1e12,
-                  "mfu": achieved / peak if peak else None,
+        mfu[v] = {"achieved_tflops": achieved / 1e12, "mfu": achieved / peak if peak else None,
                   "fraction_of_measured_matmul": achieved / matmul if matmul else None}
+    created = psutil.Process().create_time()
+    first = sorted(variants, key="cbda".index)[0]
     startup = {
-        "process_start_to_first_optimizer_step_s": bench.first_step["at"] - psutil.Process().create_time(),
-        "interpreter_s": _WALL_START - psutil.Process().create_time(),
-        "interpreter_and_imports_s": _IMPORTED - psutil.Process().create_time(),
+        "process_start_to_first_optimizer_step_s": bench.first_step["at"] - created,
+        "interpreter_s": _WALL_START - created,
+        "interpreter_and_imports_s": _IMPORTED - created,
         "data_s": bench.data_s,
-        "first_run": {k: runs[variants[0]][0][k] for k in ("build_s", "wandb_init_s")},
-        "note": f"the first step is variant {variants[0]}'s first warm-up step (compile={cfg.compile} included)",
+        "first_variant": VARIANTS[first][0],
+        "model_build_s": round_info[0][first]["build_s"],
+        "wandb_init_s": round_info[0][first]["wandb_init_s"],
+        "note": f"includes the first step itself (compile={cfg.compile})",
     }
 
+    # -- report
     print()
-    print(f"{'variant':<52} {'samples/s (median)':>18} {'spread (min-max)':>18}  {'ms/step':>8}  {'MFU':>8}")
+    print(f"Medians over {len(used)} of {len(all_turns)} turns" + (" (undisturbed)" if used is not all_turns else ""))
+    print(f"{'variant':<56} {'samples/s':>10} {'quartiles':>17} {'ms/step':>8} {'MFU':>8}")
     for v in variants:
         s, m = sps[v], mfu[v]
         mfu_text = f"{100 * m['mfu']:.2f}%" if m["mfu"] is not None else "n/a"
-        print(f"{v} {VARIANTS[v][1]:<50} {s['median']:18.2f} {s['min']:8.2f} - {s['max']:7.2f}  "
-              f"{1000 * cfg.batch_size / s['median']:8.1f}  {mfu_text:>8}")
+        print(f"{v} {VARIANTS[v][1]:<54} {s['median']:10.2f} {s['q1']:8.2f}-{s['q3']:8.2f} "
+              f"{1000 * cfg.batch_size / s['median']:8.1f} {mfu_text:>8}")
     print()
 
     def pct(summary):
-        return (f"{100 * summary['median']:+.2f}% (rounds: {', '.join(f'{100 * x:+.1f}%' for x in summary['values'])})"
-                if summary else "not run")
+        if not summary:
+            return "not run"
+        return (f"{100 * summary['median']:+.2f}% (quartiles {100 * summary['q1']:+.2f}% .. {100 * summary['q3']:+.2f}%,"
+                f" {summary['n']} paired turns)")
 
-    print(f"Logging overhead, W&B offline vs disabled (b/c - 1; target <= 3%):   {pct(overhead_offline)}")
-    print(f"Logging overhead, heavy vs disabled (b/d - 1; target <= 10%):        {pct(overhead_heavy)}")
+    print(f"Logging overhead, W&B offline vs disabled (b/c - 1; target <= 3%):  {pct(overhead_offline)}")
+    print(f"Logging overhead, heavy vs disabled (b/d - 1; target <= 10%):       {pct(overhead_heavy)}")
     for x, label in (("c", "offline"), ("d", "heavy")):
         if attributed(x) is not None:
-            print(f"  attributed {label} logging cost (flush + loop + W&B background CPU, beyond b): "
+            print(f"  attributed {label:<7} (logging time beyond b's + all W&B background CPU): "
                   f"{100 * attributed(x):+.2f}% of b's step time")
     if harness:
-        print(f"Harness ratio, Trainer vs bare loop (b/a; aim >= 0.95):             {harness['median']:.3f} "
-              f"(rounds: {', '.join(f'{x:.3f}' for x in harness['values'])})")
+        print(f"Harness ratio, Trainer vs bare loop (b/a; aim >= 0.95):            {harness['median']:.3f} "
+              f"(quartiles {harness['q1']:.3f} .. {harness['q3']:.3f})")
     if peak:
         print(f"MFU against {peak / 1e12:.0f} TFLOP/s bf16 dense peak (precision={cfg.precision})")
     elif matmul:
+        ref = mfu["b" if "b" in variants else variants[0]]
         print(f"MFU: n/a on a CPU. Measured fp32 1024^3 matmul rate for reference: {matmul / 1e9:.1f} GFLOP/s; "
-              f"variant b reaches {100 * mfu.get('b', mfu[variants[0]])['fraction_of_measured_matmul']:.1f}% of it")
+              f"the Trainer reaches {100 * ref['fraction_of_measured_matmul']:.1f}% of it")
     else:
         print(f"MFU: no peak known for {name}")
     print()
@@ -558,16 +667,18 @@ def main(argv=None):
         b = breakdown[v]
         print(f"{v} {VARIANTS[v][0]:<38} {b['data']:8.2f} {b['fwd_bwd']:8.2f} {b['optimizer']:8.2f} "
               f"{b['logging']:8.2f} {b.get('flush_only', 0.0):8.2f}")
-    print("  (fwd+bwd of the Trainer includes its metrics and gradient statistics; logging = window, flush, loop)")
+    print("  (the Trainer's fwd+bwd includes its metrics and gradient statistics; logging = window, flush, loop)")
+    print(f"W&B background processes: {background_ms:.2f} ms CPU per measured step")
     print()
     print(f"Process start -> first optimizer step: {startup['process_start_to_first_optimizer_step_s']:.2f} s "
           f"(interpreter+imports {startup['interpreter_and_imports_s']:.2f} s, data {bench.data_s:.2f} s, "
-          f"model build {startup['first_run']['build_s']:.2f} s)")
+          f"model build {startup['model_build_s']:.2f} s, W&B init {startup['wandb_init_s']:.2f} s, "
+          f"then the first step of variant {first} {VARIANTS[first][0]})")
     for v in variants:
         if v in "cd":
-            print(f"W&B offline {VARIANTS[v][0]}: init {statistics.median(r['wandb_init_s'] for r in runs[v]):.2f} s, "
-                  f"finish {statistics.median(r['wandb_finish_s'] for r in runs[v]):.2f} s (outside the timed steps)")
-    findings = sorted({f for v in variants for run in runs[v] for f in run["findings"]})
+            print(f"W&B {VARIANTS[v][0]}: init {statistics.median(i[v]['wandb_init_s'] for i in round_info):.2f} s, "
+                  f"finish {statistics.median(i[v]['wandb_finish_s'] for i in round_info):.2f} s (outside the timing)")
+    findings = sorted({f for info in round_info for v in variants for f in info[v]["findings"]})
     if findings:
         print(f"Health findings during the runs: {', '.join(findings)}")
 
@@ -578,7 +689,9 @@ def main(argv=None):
         "wandb": wandb.__version__,
         "source": source_state(),
         "data": bench.dataset.name,
-        "steps": args.steps, "warmup": bench.warmup, "rounds": args.rounds,
+        "warmup": bench.warmup, "turn_steps": bench.chunk, "turns_per_round": bench.cycles,
+        "rounds_run": len(round_info), "turns_used": len(used), "turns_run": len(all_turns),
+        "max_other_cores": args.max_other_cores if math.isfinite(args.max_other_cores) else None,
         "config": {**dataclasses.asdict(cfg), **{f"wandb_{k}": v for k, v in dataclasses.asdict(wcfg).items()}},
         "parameters": parameter_count(bench.model_cfg),
         "flops_per_sample": {"forward": flops["forward"], "training": flops["training"],
@@ -592,13 +705,14 @@ def main(argv=None):
         "measured_matmul_flops": matmul,
         "mfu": {VARIANTS[v][0]: mfu[v] for v in variants},
         "breakdown_ms_per_step": {VARIANTS[v][0]: breakdown[v] for v in variants},
+        "wandb_background_cpu_ms_per_step": background_ms,
         "startup": startup,
-        "runs": {VARIANTS[v][0]: [{k: val for k, val in run.items() if k != "breakdown_ms"} for run in runs[v]]
-                 for v in variants},
+        "rounds": [{VARIANTS[v][0]: info[v] for v in variants} for info in round_info],
+        "turns": [{VARIANTS[v][0]: t[v] for v in variants} for t in all_turns],
         "seed_reference_samples_per_s": 14.2,
     }
-    if device.type == "cuda":
-        summary["peak_memory_gb"] = {VARIANTS[v][0]: max(r["peak_memory_gb"] for r in runs[v]) for v in variants}
+    if peak_memory:
+        summary["peak_memory_gb"] = {VARIANTS[v][0]: peak_memory[v] for v in variants}
     print(json.dumps(summary), flush=True)
     return 0
 
