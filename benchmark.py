@@ -5,20 +5,24 @@
     python benchmark.py --device=cuda                        # the default ~82M config on a GPU
     python benchmark.py --data=bundled --batch_size=128      # the bundled engravings; any --field=value of train_wandb.py
 
-Each round runs four variants on a fresh model (same seed, same batches), in rotating order:
+Each round builds four variants, each on a fresh model (same seed, same data):
   a  bare      forward + backward + clip + AdamW step over the Trainer's model, optimizer and batches:
                no metrics, no logging (the harness-free reference)
   b  disabled  Trainer.train_epoch (train_step, window accumulation, flush) with W&B disabled
   c  offline   the same with W&B logging offline at the configured log_frequency (WANDB_DIR: a temp dir)
   d  heavy     W&B offline with log_frequency=1 and track_gradients=True
-and reports samples/s (median and spread over rounds), logging overheads b/c - 1 and b/d - 1 (paired
-within each round, then the median), the harness ratio b/a (aim >= 0.95), MFU against the GPU's
+then runs them interleaved: turn after turn, each variant runs one log window of steps (log_frequency),
+in an order that rotates every turn, so the slow spells of a shared machine fall on every variant alike.
+Turns in which other processes used the CPU (more than --max-other-cores) are left out. It reports
+samples/s (median and quartiles over turns), the logging overheads b/c - 1 and b/d - 1 and the harness
+ratio b/a (each paired within a turn, then the median; aim >= 0.95), MFU against the GPU's
 bf16 dense peak (on a CPU: n/a, and a measured fp32 matmul rate for reference), the step-time breakdown
 (data wait / forward+backward / optimizer / logging) and the time from process start to the first
 optimizer step. The last line of stdout is one JSON object with every number.
 
-Flags of this script: --steps, --warmup, --rounds, --device, --data, --variants, --threads; every other
-argument is a train_wandb.py `--field=value` (with --preset=NAME), parsed by train_wandb.parse_args.
+Flags of this script: --steps, --warmup, --rounds, --max-rounds, --max-other-cores, --device, --data,
+--variants, --threads; every other argument is a train_wandb.py `--field=value` (with --preset=NAME),
+parsed by train_wandb.parse_args.
 CPU timings on a shared machine are noisy: compare the medians, their spread, and the attributed
 logging cost (measured directly, so background load does not move it).
 """
@@ -95,12 +99,14 @@ def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Other --field=value arguments: see `python train_wandb.py --help`.")
-    parser.add_argument("--steps", type=int, default=30, help="measured optimizer steps per variant and round")
+    parser.add_argument("--steps", type=int, default=50,
+                        help="measured optimizer steps per variant and round (rounded up to whole log windows)")
     parser.add_argument("--warmup", type=int, default=None,
                         help="unmeasured steps before them (default: log_frequency, so windows stay aligned)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of all variants; medians are reported")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, each with fresh models (same seed)")
     parser.add_argument("--max-rounds", type=int, default=None,
-                        help="keep adding rounds (up to this many) until --rounds of them ran undisturbed")
+                        help="keep adding rounds (up to this many) until --rounds rounds' worth of turns ran "
+                             "undisturbed")
     parser.add_argument("--max-other-cores", type=float, default=None,
                         help="a round is undisturbed when other processes used at most this many cores in each of "
                              "its runs (default: 0.1 on a CPU, no limit on a GPU)")
@@ -522,7 +528,7 @@ def main(argv=None):
     sys.stdout.flush()
 
     # -- measure
-    all_turns, round_info, phases_total = [], [], {v: [0.0, 0] for v in variants}
+    all_turns, round_info = [], []
     breakdown_runners = {}
     max_rounds = max(args.rounds, args.max_rounds or args.rounds)
     wanted = args.rounds * bench.cycles
@@ -538,9 +544,6 @@ def main(argv=None):
                     "findings": [f"{f.analysis}/{f.code}" for f in runners[v].trainer.monitor.findings]}
                 for v in variants}
         round_info.append(info)
-        for v in variants:
-            phases_total[v][0] += sum(t[v]["s"] for t in turns)
-            phases_total[v][1] += len(turns) * bench.chunk
         if device.type != "cuda":  # CPU: the phase timers need no sync, so the measured turns give the breakdown
             for v in variants:
                 breakdown_runners.setdefault(v, []).append(

@@ -318,9 +318,9 @@ def test_benchmark_runs_every_variant_and_ends_with_one_json_line(capsys, monkey
     assert set(summary["samples_per_s"]) == set(variants)
     assert all(summary["samples_per_s"][v]["median"] > 0 for v in variants)
     for key in ("logging_overhead_offline", "logging_overhead_heavy", "harness_ratio"):
-        assert len(summary[key]["values"]) == 1
+        assert summary[key]["n"] == 1 == len(summary[key]["values"])
     assert set(summary["breakdown_ms_per_step"]["disabled"]) >= {"data", "fwd_bwd", "optimizer", "logging"}
-    assert summary["runs"][0]["offline"]["flushes"] == 1 and summary["runs"][0]["heavy"]["flushes"] == 2
+    assert summary["rounds"][0]["offline"]["flushes"] == 1 and summary["rounds"][0]["heavy"]["flushes"] == 2
     assert summary["mfu"]["disabled"]["mfu"] is None  # no datasheet peak for a CPU
     assert summary["startup"]["process_start_to_first_optimizer_step_s"] > 0
     assert summary["flops_per_sample"]["training"] == 3 * summary["flops_per_sample"]["forward"]
