@@ -292,11 +292,12 @@ def test_kill_9_then_resume_continues_the_same_run(engravings, tmp_path):
     env = {**os.environ, "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
     env.pop("WANDB_MODE", None)
     proc = subprocess.Popen([sys.executable, str(REPO_DIR / "train_wandb.py"), *common, "--num_epochs=200"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     deadline = time.time() + 180
     while not (tmp_path / "out" / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
-    proc.kill()
+    os.killpg(proc.pid, signal.SIGKILL)  # like a crash or pre-emption: the process and its W&B service die
     proc.wait(timeout=60)
     saved = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
     result = train(tmp_path, *common, f"--num_epochs={saved['epoch'] + 1}", "--resume=True")
