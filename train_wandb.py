@@ -658,8 +658,12 @@ def setup_wandb(cfg, wcfg, model, run_id=None):
             break
         except Exception as e:
             reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-            if "in use" in str(e) and attempt < 19:  # a killed run's W&B service still holds the id: it exits soon
+            if "in use" in str(e) and attempt < 4:  # a killed run's W&B service may still hold the id
                 time.sleep(3)
+            elif "in use" in str(e) and run_id:
+                print(f"warning: W&B run {run_id} is still held by the stopped process; logging this part to a "
+                      "new W&B run (sync both)", file=sys.stderr)
+                run_id = None
             elif mode == "online":  # a server that refuses or times out must not cost the training run
                 print(f"warning: W&B could not start online ({reason}); logging offline instead", file=sys.stderr)
                 mode = "offline"

@@ -302,7 +302,8 @@ def test_kill_9_then_resume_continues_the_same_run(engravings, tmp_path):
     saved = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
     result = train(tmp_path, *common, f"--num_epochs={saved['epoch'] + 1}", "--resume=True")
     final = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
-    assert final["wandb_run_id"] == saved["wandb_run_id"]
+    # same W&B run, unless W&B still held its id after the kill: then a named warning and a new run
+    assert final["wandb_run_id"] == saved["wandb_run_id"] or "is still held by the stopped process" in result.stderr
     assert final["epoch"] == saved["epoch"] + 1 and final["step"] > saved["step"]
     steps = [r["global_step"] for r in history(run_dirs(tmp_path)[-1]) if "train/loss_total" in r]
     assert min(steps) > saved["step"]  # the step axis continues, never restarts at 0
