@@ -8,20 +8,22 @@
 Each round builds four variants, each on a fresh model (same seed, same data):
   a  bare      forward + backward + clip + AdamW step over the Trainer's model, optimizer and batches:
                no metrics, no logging (the harness-free reference)
-  b  disabled  Trainer.train_epoch (train_step, window accumulation, flush) with W&B disabled
+  b  disabled  the Trainer's loop (train_step, window accumulation, progress bar, flush at each window's
+               end: Trainer.train_epoch's body) with W&B disabled
   c  offline   the same with W&B logging offline at the configured log_frequency (WANDB_DIR: a temp dir)
   d  heavy     W&B offline with log_frequency=1 and track_gradients=True
-then runs them interleaved: turn after turn, each variant runs one log window of steps (log_frequency),
-in an order that rotates every turn, so the slow spells of a shared machine fall on every variant alike.
-Turns in which other processes used the CPU (more than --max-other-cores) are left out. It reports
-samples/s (median and quartiles over turns), the logging overheads b/c - 1 and b/d - 1 and the harness
-ratio b/a (each paired within a turn, then the median; aim >= 0.95), MFU against the GPU's
+then runs them interleaved: turn after turn each variant runs one step (on a GPU: one log window, so
+timing adds no synchronisation), in an order that rotates every turn, so the slow spells of a shared
+machine fall on every variant alike. Statistics are per log window (log_frequency steps of each variant);
+windows in which other processes used the CPU (more than --max-other-cores) are left out. It reports
+samples/s (median and quartiles over windows), the logging overheads b/c - 1 and b/d - 1 and the harness
+ratio b/a (each paired within a window, then the median; aim >= 0.95), MFU against the GPU's
 bf16 dense peak (on a CPU: n/a, and a measured fp32 matmul rate for reference), the step-time breakdown
 (data wait / forward+backward / optimizer / logging) and the time from process start to the first
 optimizer step. The last line of stdout is one JSON object with every number.
 
-Flags of this script: --steps, --warmup, --rounds, --max-rounds, --max-other-cores, --device, --data,
---variants, --threads; every other argument is a train_wandb.py `--field=value` (with --preset=NAME),
+Flags of this script: --steps, --warmup, --rounds, --max-rounds, --max-other-cores, --turn-steps,
+--device, --data, --variants, --threads; every other argument is a train_wandb.py `--field=value` (with --preset=NAME),
 parsed by train_wandb.parse_args.
 CPU timings on a shared machine are noisy: compare the medians, their spread, and the attributed
 logging cost (measured directly, so background load does not move it).
@@ -51,6 +53,7 @@ from pathlib import Path
 
 import psutil
 import torch
+from tqdm import tqdm
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import wandb
@@ -68,17 +71,6 @@ VARIANTS = {
     "c": ("offline", "Trainer, W&B offline, configured log_frequency"),
     "d": ("heavy", "Trainer, W&B offline, log_frequency=1, track_gradients"),
 }
-
-# Peak dense bf16 tensor-core FLOP/s (NVIDIA datasheets, without sparsity). Matched in order against
-# torch.cuda.get_device_name: the first key it contains wins.
-PEAK_BF16_FLOPS = [
-    ("H100 PCIe", 756e12),
-    ("H100 NVL", 835e12),
-    ("H200", 989e12),
-    ("H100", 989e12),  # SXM: "NVIDIA H100 80GB HBM3"
-    ("A100", 312e12),
-]
-
 
 # ----------------------------------------------------------------------------
 # set-up
@@ -115,9 +107,12 @@ def parse(argv):
                         help="random images and captions of the configured shape, or the configured data_dir")
     parser.add_argument("--variants", default="abcd", help="which of a b c d to run (default: all)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--turn-steps", type=int, default=None,
+                        help="steps a variant runs before the next one's turn (default: 1 on a CPU, "
+                             "log_frequency on a GPU); must divide log_frequency")
     args, rest = parser.parse_known_args(argv)
-    if args.steps < 1 or args.rounds < 1 or (args.warmup is not None and args.warmup < 1):
-        parser.error("--steps, --warmup and --rounds must be at least 1")
+    if min(args.steps, args.rounds, args.warmup or 1, args.turn_steps or 1) < 1:
+        parser.error("--steps, --warmup, --rounds and --turn-steps must be at least 1")
     if not args.variants or set(args.variants) - set(VARIANTS):
         parser.error("--variants: letters from abcd")
     try:
@@ -145,7 +140,8 @@ def bundled_dataset(cfg):
     items = tw.load_collection(cfg)
     tokenizer, _ = tw.CaptionTokenizer.build([caption for _, caption in items])
     with contextlib.redirect_stderr(open(os.devnull, "w")):
-        dataset = tw.EngravingDataset(items, tokenizer, cfg.image_size, cfg.max_caption_len, cfg.num_workers)
+        dataset = tw.EngravingDataset(items, tokenizer, cfg.image_size, cfg.max_caption_len, cfg.num_workers,
+                                        cfg.cache_dir)
     dataset.name = f"{cfg.data_dir} ({len(dataset)} items)"
     return dataset, tokenizer
 
@@ -172,13 +168,6 @@ def device_name(device):
     except OSError:
         pass
     return f"CPU: {model}, {psutil.cpu_count()} logical cores, {torch.get_num_threads()} torch threads"
-
-
-def peak_flops(name):
-    for key, flops in PEAK_BF16_FLOPS:
-        if key in name:
-            return flops
-    return None
 
 
 def measured_matmul_flops(device, size=1024, seconds=0.5):
@@ -247,82 +236,29 @@ def source_state():
 
 
 class Phases:
-    """Per-phase seconds of one measured run. On CUDA, `sync` is only set for the instrumented pass: the
-    synchronisations happen here in the benchmark's wrappers, never inside the Trainer."""
+    """Seconds per phase, accumulated. `instrument` (the CUDA breakdown pass only) synchronises the device
+    at each phase boundary; the synchronisations happen in the benchmark's timers, never in the Trainer."""
 
-    def __init__(self, device, instrument):
+    def __init__(self, device, instrument=False):
         self.device, self.instrument = device, instrument
-        self.data = self.step = self.optimizer = self.flush = 0.0
-        self.flushes = 0
+        self.data = self.step = self.optimizer = self.flush = self.total = 0.0
+        self.steps = self.flushes = 0
 
     def now(self):
         if self.instrument:
             sync(self.device)
         return time.perf_counter()
 
-
-class TimedLoader:
-    """Wraps a BatchLoader: times each batch fetch (data wait); everything else passes through."""
-
-    def __init__(self, loader, phases):
-        self.__dict__.update(_loader=loader, _phases=phases)
-
-    def __getattr__(self, name):
-        return getattr(self._loader, name)
-
-    def __setattr__(self, name, value):
-        setattr(self._loader, name, value)
-
-    def __len__(self):
-        return len(self._loader)
-
-    def __iter__(self):
-        it = iter(self._loader)
-        while True:
-            start = self._phases.now()
-            try:
-                batch = next(it)
-            except StopIteration:
-                return
-            self._phases.data += self._phases.now() - start
-            yield batch
-
-
-@contextlib.contextmanager
-def instrumented(trainer, phases):
-    """Time the Trainer's phases from outside: batch fetch, train_step, optimizer.step (+ scheduler), flush."""
-    train_step, flush, opt_step, loader = trainer.train_step, trainer.flush, trainer.optimizer.step, trainer.train_loader
-    mark = {}
-
-    def timed_step(*args, **kwargs):
-        start = phases.now()
-        out = train_step(*args, **kwargs)
-        end = phases.now()
-        phases.step += end - start
-        phases.optimizer += end - mark.pop("opt", end)  # optimizer.step and scheduler.step
-        return out
-
-    def timed_opt_step(*args, **kwargs):
-        mark["opt"] = phases.now()
-        return opt_step(*args, **kwargs)  # the LR scheduler's own wrapper, which this one keeps
-
-    timed_opt_step._wrapped_by_lr_sched = True
-
-    def timed_flush(*args, **kwargs):
-        start = phases.now()
-        out = flush(*args, **kwargs)
-        phases.flush += phases.now() - start
-        phases.flushes += 1
-        return out
-
-    trainer.train_step, trainer.flush, trainer.optimizer.step = timed_step, timed_flush, timed_opt_step
-    trainer.train_loader = TimedLoader(loader, phases)
-    try:
-        yield
-    finally:
-        trainer.train_loader = loader
-        trainer.optimizer.step = opt_step
-        del trainer.train_step, trainer.flush  # back to the class's methods
+    def ms_per_step(self):
+        """data wait / forward+backward / optimizer / logging, in ms per step."""
+        n = max(self.steps, 1)
+        return {
+            "data": 1000 * self.data / n,
+            "fwd_bwd": 1000 * (self.step - self.optimizer) / n,  # in the Trainer: with its metrics and clipping
+            "optimizer": 1000 * self.optimizer / n,  # optimizer.step (+ the LR scheduler's step)
+            "logging": 1000 * max(0.0, self.total - self.data - self.step) / n,  # window, flush, bar, loop
+            "flush_only": 1000 * self.flush / n,
+        }
 
 
 class Bench:
@@ -334,21 +270,24 @@ class Bench:
         if self.device.type == "cuda":  # as main() does
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        self.chunk = wcfg.log_frequency  # steps per variant per turn: one log window of b and c, ten of d
-        self.warmup = args.warmup if args.warmup is not None else self.chunk
-        self.cycles = math.ceil(args.steps / self.chunk)  # turns per variant per round
+        self.window = wcfg.log_frequency  # statistics are taken per log window of the configured length
+        # steps per variant per turn: on a CPU one step (the finest pairing; nothing to synchronise); on a
+        # GPU a whole window, so that timing a turn adds no synchronisation the Trainer does not do itself
+        self.turn = args.turn_steps or (self.window if self.device.type == "cuda" else 1)
+        if self.window % self.turn:
+            raise SystemExit(f"error: --turn-steps={self.turn} must divide log_frequency={self.window}")
+        self.warmup = args.warmup if args.warmup is not None else self.window
+        self.windows = math.ceil(args.steps / self.window)  # measured windows per round
         start = time.time()
         if args.data == "bundled":
             self.dataset, self.tokenizer = bundled_dataset(cfg)
         else:  # a tokenizer the size of the bundled collection's (1266 tokens)
             self.tokenizer = tw.CaptionTokenizer([f"word{i}" for i in range(1262)])
-            n = cfg.batch_size * (max(self.chunk, self.warmup) + 1)
-            self.dataset = synthetic_dataset(cfg, self.tokenizer, n, cfg.seed)
+            self.dataset = synthetic_dataset(cfg, self.tokenizer, cfg.batch_size * 16, cfg.seed)
         n = len(self.dataset.images)
         self.train_idx, self.val_idx = torch.arange(n), torch.arange(min(n, cfg.batch_size))
-        if n // cfg.batch_size < max(self.chunk, self.warmup):
-            raise SystemExit(f"error: {self.dataset.name} holds {n // cfg.batch_size} batches of {cfg.batch_size}; "
-                             f"need {max(self.chunk, self.warmup)} (log_frequency, warm-up): lower them or --batch_size")
+        if n < cfg.batch_size:
+            raise SystemExit(f"error: {self.dataset.name} holds fewer than batch_size={cfg.batch_size} items")
         self.model_cfg = model_config(cfg, self.tokenizer)
         self.data_s = time.time() - start
         self.first_step = {}
@@ -383,79 +322,123 @@ class Bench:
                 run = tw.setup_wandb(cfg, dataclasses.replace(wcfg, run_name=f"benchmark-{label}"), model)
         timings["wandb_init_s"] = time.time() - start
         trainer = tw.Trainer(cfg, wcfg, self.health, model, self.tokenizer, train_loader, val_loader, self.device, run)
-        return Runner(self, variant, trainer, timings)
+        return Runner(self, variant, trainer, timings, label)
 
 
 class Runner:
-    """One variant's Trainer, advanced a given number of optimizer steps at a time."""
+    """One variant: its Trainer and the state of its training loop, advanced a few steps at a time.
 
-    def __init__(self, bench, variant, trainer, timings):
+    a: the bare step. b, c, d: the body of Trainer.train_epoch (batch, train_step, window accumulation,
+    progress bar, flush at each window end), calling the Trainer's own train_step and flush."""
+
+    def __init__(self, bench, variant, trainer, timings, label):
         self.bench, self.variant, self.trainer, self.timings = bench, variant, trainer, timings
-        self.phases = Phases(bench.device, instrument=False)  # accumulates over the measured turns
-        self.batches = iter(())  # the bare loop's batch stream
+        self.phases = Phases(bench.device)  # replaced by the caller: warm-up and measured steps apart
+        self.batches = iter(())
+        self.window, self.epoch_loss = tw.MetricWindow(), tw.MetricWindow()
+        self.bar = None if variant == "a" else tqdm(desc=f"{variant} {label}", dynamic_ncols=True, leave=False,
+                                                      disable=not trainer.master)
+        trainer.model.train()
+        trainer.window_start, trainer.window_samples, trainer.data_time = time.perf_counter(), 0, 0.0
+        if variant != "a":
+            self._instrument()
 
-    def advance(self, steps, phases=None):
+    def _instrument(self):
+        """Time train_step, the optimizer step inside it and flush, from outside the Trainer."""
+        trainer = self.trainer
+        train_step, flush, opt_step = trainer.train_step, trainer.flush, trainer.optimizer.step
+        opt_started = []
+
+        def timed_step(*args, **kwargs):
+            p = self.phases
+            start = p.now()
+            out = train_step(*args, **kwargs)
+            end = p.now()
+            p.step += end - start
+            p.optimizer += end - (opt_started.pop() if opt_started else end)  # optimizer and scheduler step
+            return out
+
+        def timed_opt_step(*args, **kwargs):
+            opt_started.append(self.phases.now())
+            return opt_step(*args, **kwargs)  # the LR scheduler's own wrapper, kept
+
+        def timed_flush(*args, **kwargs):
+            p = self.phases
+            start = p.now()
+            out = flush(*args, **kwargs)
+            p.flush += p.now() - start
+            p.flushes += 1
+            return out
+
+        timed_opt_step._wrapped_by_lr_sched = True
+        trainer.train_step, trainer.flush, trainer.optimizer.step = timed_step, timed_flush, timed_opt_step
+
+    def next_batch(self):
+        batch = next(self.batches, None)
+        if batch is None:  # a new epoch of the loader
+            self.batches = iter(self.trainer.train_loader)
+            batch = next(self.batches)
+        return batch
+
+    def advance(self, steps):
         """Run `steps` optimizer steps -> (seconds, W&B background CPU seconds, other processes' CPU seconds)."""
-        phases = phases or Phases(self.bench.device, instrument=False)
-        trainer, device = self.trainer, self.bench.device
+        p, device = self.phases, self.bench.device
         sync(device)
         background, others = background_cpu_s(), other_cpu_s()
         start = time.perf_counter()
-        if self.variant == "a":
-            self.bare_loop(steps, phases)
-        else:  # the real loop: train_epoch stops after max_steps, flushing the window it is in
-            trainer.epoch, trainer.cfg.max_steps = trainer.epoch + 1, trainer.step + steps
-            with instrumented(trainer, phases):
-                trainer.train_epoch()
+        for _ in range(steps):
+            self.bare_step() if self.variant == "a" else self.trainer_step()
         sync(device)
         elapsed = time.perf_counter() - start
+        p.total += elapsed
+        p.steps += steps
         return elapsed, max(0.0, background_cpu_s() - background), max(0.0, other_cpu_s() - others)
 
-    def bare_loop(self, steps, phases):
+    def trainer_step(self):
+        """One iteration of Trainer.train_epoch's loop (without the epoch end, stop and checkpoint checks)."""
+        trainer, p = self.trainer, self.phases
+        start = p.now()
+        images, captions = self.next_batch()
+        fetched = p.now()
+        p.data += fetched - start
+        trainer.data_time += fetched - start
+        metrics = trainer.train_step(images, captions)
+        self.window.add(metrics)
+        self.epoch_loss.add({"loss_total": metrics["loss_total"]})
+        trainer.window_samples += images.shape[0] * trainer.world_size
+        self.bar.update(1)
+        if trainer.step % trainer.wcfg.log_frequency == 0:
+            means = trainer.flush(self.window, epoch=trainer.step / len(trainer.train_loader))
+            self.bar.set_postfix(loss=f"{means['loss_total']:.4f}")
+
+    def bare_step(self):
         """What a training step costs with nothing around it: the Trainer's forward (compiled and autocast as
         configured), its fused/foreach AdamW and batches; no metrics, no logging, no scheduler."""
-        trainer, clip = self.trainer, self.bench.cfg.grad_clip
-        trainer.model.train()
-        for _ in range(steps):
-            start = phases.now()
-            batch = next(self.batches, None)
-            if batch is None:
-                self.batches = iter(trainer.train_loader)
-                batch = next(self.batches)
-            images_u8, captions = batch
-            fetched = phases.now()
-            images = images_u8.float().div_(255)
-            with trainer.autocast:
-                out = trainer.forward(images, captions)
-                loss = tw.total_loss(out, trainer.weights)
-            trainer.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip > 0:
-                torch.nn.utils.clip_grad_norm_(trainer.params, clip, foreach=True)
-            computed = phases.now()
-            trainer.optimizer.step()
-            stepped = phases.now()
-            phases.data += fetched - start
-            phases.step += stepped - fetched
-            phases.optimizer += stepped - computed
+        trainer, p, clip = self.trainer, self.phases, self.bench.cfg.grad_clip
+        start = p.now()
+        images_u8, captions = self.next_batch()
+        fetched = p.now()
+        images = images_u8.float().div_(255)
+        with trainer.autocast:
+            out = trainer.forward(images, captions)
+            loss = tw.total_loss(out, trainer.weights)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(trainer.params, clip, foreach=True)
+        computed = p.now()
+        trainer.optimizer.step()
+        stepped = p.now()
+        p.data += fetched - start
+        p.step += stepped - fetched
+        p.optimizer += stepped - computed
 
     def finish(self):
+        if self.bar is not None:
+            self.bar.close()
         start = time.time()
         self.trainer.run.finish()
         self.timings["wandb_finish_s"] = time.time() - start
-
-    def breakdown(self, elapsed, steps):
-        """ms per step of each phase over the measured turns (`elapsed` seconds, `steps` steps)."""
-        p = self.phases
-        out = {
-            "data": 1000 * p.data / steps,
-            "fwd_bwd": 1000 * (p.step - p.optimizer) / steps,  # in the Trainer: with its metrics and clipping
-            "optimizer": 1000 * p.optimizer / steps,
-            "logging": 1000 * max(0.0, elapsed - p.data - p.step) / steps,  # window, flush, loop, tqdm
-        }
-        if self.variant != "a":
-            out["flush_only"] = 1000 * p.flush / steps
-        return out
 
 
 # ----------------------------------------------------------------------------
@@ -467,29 +450,32 @@ def build_round(bench, variants, label):
     first, so the first optimizer step of the process is the one `python train_wandb.py` would reach."""
     runners = {}
     for v in sorted(variants, key="cbda".index):
-        runners[v] = bench.build(v, f"{VARIANTS[v][0]}-{label}")
+        runners[v] = bench.build(v, label)
         runners[v].advance(bench.warmup)
     return runners
 
 
-def measure_round(bench, variants, r):
-    """One round: fresh runners; then `cycles` turns in which every variant runs one log window of steps,
-    in an order that rotates every turn, so slow spells of a shared machine fall on all variants alike."""
-    runners = build_round(bench, variants, f"r{r}")
-    turns = []
+def measure_round(bench, variants, r, instrument=False):
+    """One round: fresh runners, then turn after turn each variant runs `bench.turn` steps, in an order that
+    rotates every turn, so slow spells of a shared machine fall on all variants alike. Returns the runners
+    and, per log window, each variant's seconds, W&B background CPU and other processes' CPU."""
+    runners = build_round(bench, variants, f"r{r + 1}")
+    for runner in runners.values():
+        runner.phases = Phases(bench.device, instrument)
+    windows = []
     try:
-        for c in range(bench.cycles):
-            k = (r * bench.cycles + c) % len(variants)
-            order = variants[k:] + variants[:k]
-            turn = {}
-            for v in order:
-                elapsed, background, others = runners[v].advance(bench.chunk, runners[v].phases)
-                turn[v] = {"s": elapsed, "background_cpu_s": background, "other_cores": others / elapsed}
-            turns.append(turn)
+        for w in range(bench.windows):
+            window = {v: {"s": 0.0, "background_cpu_s": 0.0, "other_cpu_s": 0.0} for v in variants}
+            for t in range(bench.window // bench.turn):
+                k = (w * bench.window // bench.turn + t) % len(variants)
+                for v in variants[k:] + variants[:k]:
+                    for key, value in zip(("s", "background_cpu_s", "other_cpu_s"), runners[v].advance(bench.turn)):
+                        window[v][key] += value
+            windows.append(window)
     finally:
         for runner in runners.values():
             runner.finish()
-    return runners, turns
+    return runners, windows
 
 
 def quartiles(values):
@@ -516,107 +502,108 @@ def main(argv=None):
         args.max_other_cores = 0.1 if device.type == "cpu" else float("inf")
     variants = [v for v in "abcd" if v in args.variants]
     flops = estimate_flops(bench.model_cfg, batch_size=cfg.batch_size)
-    steps = bench.cycles * bench.chunk
+    steps = bench.windows * bench.window
     print(f"Device: {name}")
     print(f"Config: batch_size={cfg.batch_size} image_size={cfg.image_size} width={cfg.width} "
           f"latent_dim={cfg.latent_dim} precision={cfg.precision} compile={cfg.compile} "
           f"log_frequency={wcfg.log_frequency} track_gradients={wcfg.track_gradients} "
           f"track_hardware={wcfg.track_hardware}; {parameter_count(bench.model_cfg):,} parameters")
     print(f"Data: {bench.dataset.name}. Per round: fresh models, {bench.warmup} warm-up steps each, then "
-          f"{bench.cycles} turns of {bench.chunk} steps per variant ({steps} measured steps), interleaved; "
-          f"{args.rounds} round(s)" + (f", up to {args.max_rounds} to collect {args.rounds} rounds' worth of "
-                                       "undisturbed turns" if args.max_rounds else ""))
+          f"{steps} measured steps each, interleaved {bench.turn} step(s) per turn; {args.rounds} round(s)"
+          + (f", up to {args.max_rounds} to collect {args.rounds} rounds' worth of undisturbed windows"
+             if args.max_rounds else ""))
     print(f"Training FLOPs per sample (3 x forward, estimate_flops): {flops['training'] / 1e9:.3f} GFLOP")
     sys.stdout.flush()
 
     # -- measure
-    all_turns, round_info = [], []
-    breakdown_runners = {}
+    all_windows, round_info, phases = [], [], {v: [] for v in variants}
     max_rounds = max(args.rounds, args.max_rounds or args.rounds)
-    wanted = args.rounds * bench.cycles
+    wanted = args.rounds * bench.windows
 
-    def clean(turn):
-        return max(t["other_cores"] for t in turn.values()) <= args.max_other_cores
+    def other_cores(window):
+        return max(w["other_cpu_s"] / w["s"] for w in window.values())
 
-    while sum(clean(t) for t in all_turns) < wanted and len(round_info) < max_rounds:
+    def clean(window):
+        return other_cores(window) <= args.max_other_cores
+
+    while sum(map(clean, all_windows)) < wanted and len(round_info) < max_rounds:
         r = len(round_info)
-        runners, turns = measure_round(bench, variants, r)
-        all_turns += turns
-        info = {v: {**runners[v].timings, "flushes": runners[v].phases.flushes,
-                    "findings": [f"{f.analysis}/{f.code}" for f in runners[v].trainer.monitor.findings]}
-                for v in variants}
-        round_info.append(info)
-        if device.type != "cuda":  # CPU: the phase timers need no sync, so the measured turns give the breakdown
-            for v in variants:
-                breakdown_runners.setdefault(v, []).append(
-                    runners[v].breakdown(sum(t[v]["s"] for t in turns), len(turns) * bench.chunk))
-        for c, turn in enumerate(turns):
-            print(f"  round {r + 1} turn {c + 1}: " + "  ".join(
-                f"{v} {cfg.batch_size * bench.chunk / turn[v]['s']:8.2f}" for v in variants)
-                + f" samples/s; other processes up to {max(t['other_cores'] for t in turn.values()):.2f} cores"
-                + ("" if clean(turn) else "  (disturbed: not used)"), flush=True)
+        runners, windows = measure_round(bench, variants, r)
+        all_windows += windows
+        round_info.append({v: {**runners[v].timings, "flushes": runners[v].phases.flushes,
+                               "findings": [f"{f.analysis}/{f.code}" for f in runners[v].trainer.monitor.findings]}
+                           for v in variants})
+        for v in variants:
+            phases[v].append(runners[v].phases.ms_per_step())
+        for i, window in enumerate(windows):
+            print(f"  round {r + 1} window {i + 1}: " + "  ".join(
+                f"{v} {cfg.batch_size * bench.window / window[v]['s']:8.2f}" for v in variants)
+                + f" samples/s; other processes {other_cores(window):.2f} cores"
+                + ("" if clean(window) else "  (disturbed: left out)"), flush=True)
         del runners
         gc.collect()
 
-    used = [t for t in all_turns if clean(t)]
+    used = [w for w in all_windows if clean(w)]
     if not used:
-        print(f"  warning: every turn was disturbed (other processes above {args.max_other_cores} cores); "
+        print(f"  warning: every window was disturbed (other processes above {args.max_other_cores} cores); "
               "the numbers below use all of them and are unreliable", flush=True)
-        used = all_turns
+        used = all_windows
 
-    breakdown, peak_memory = {}, {}
-    if device.type == "cuda":  # one more pass, variant by variant, with synchronising phase timers
+    peak_memory = {}
+    if device.type == "cuda":  # one more round, variant by variant, with synchronising phase timers
+        breakdown = {}
         for v in variants:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
-            runner = bench.build(v, f"{VARIANTS[v][0]}-breakdown")
+            runner = bench.build(v, "breakdown")
             runner.advance(bench.warmup)
-            phases = Phases(device, instrument=True)
-            elapsed = sum(runner.advance(bench.chunk, phases)[0] for _ in range(bench.cycles))
-            runner.phases = phases
-            breakdown[v] = runner.breakdown(elapsed, steps)
+            runner.phases = Phases(device, instrument=True)
+            runner.advance(steps)
+            breakdown[v] = runner.phases.ms_per_step()
             peak_memory[v] = torch.cuda.max_memory_allocated(device) / 1e9
             runner.finish()
             del runner
-    else:
-        for v in variants:
-            rows = breakdown_runners[v]
-            breakdown[v] = {k: statistics.median(row[k] for row in rows) for k in rows[0]}
+    else:  # on a CPU the phase timers need no synchronisation: the measured rounds give the breakdown
+        breakdown = {v: {k: statistics.median(row[k] for row in phases[v]) for k in phases[v][0]} for v in variants}
 
     # -- summarise
-    per_turn = cfg.batch_size * bench.chunk
-    sps = {v: summarize([per_turn / t[v]["s"] for t in used]) for v in variants}
+    per_window = cfg.batch_size * bench.window
+    sps = {v: summarize([per_window / w[v]["s"] for w in used]) for v in variants}
     for v in variants:
-        sps[v]["overall"] = per_turn * len(used) / sum(t[v]["s"] for t in used)
+        sps[v]["overall"] = per_window * len(used) / sum(w[v]["s"] for w in used)
 
-    def paired(x, y):  # per turn: samples/s of y over x's, minus 1 (x, y ran back to back in the same turn)
+    def paired(x, y):  # per window: x's time over y's, minus 1 = y's samples/s over x's, minus 1
         if x in variants and y in variants:
-            return summarize([t[x]["s"] / t[y]["s"] - 1 for t in used])
+            return summarize([w[x]["s"] / w[y]["s"] - 1 for w in used])
         return None
 
-    overhead_offline, overhead_heavy = paired("c", "b"), paired("d", "b")
-    harness = paired("a", "b")
+    overhead_offline, overhead_heavy, harness = paired("c", "b"), paired("d", "b"), paired("a", "b")
     if harness:
         harness = {k: ([1 + x for x in val] if k == "values" else val if k == "n" else 1 + val)
                    for k, val in harness.items()}
-    # W&B's background processes serve both open runs; charge all their CPU to each W&B variant (an upper bound)
-    background_ms = 1000 * sum(t[v]["background_cpu_s"] for t in all_turns for v in variants) / (
-        len(all_turns) * bench.chunk)
+    # W&B's background processes (wandb-core, its system monitor) serve both open runs and capture every
+    # variant's progress bar; their CPU time over the wall time is charged in full to each W&B variant: an
+    # upper bound on what they take from training (on a GPU machine, with cores to spare, they take nothing)
+    background = sum(w[v]["background_cpu_s"] for w in all_windows for v in variants) / sum(
+        w[v]["s"] for w in all_windows for v in variants)
+    step_ms_b = 1000 * cfg.batch_size / sps["b"]["median"] if "b" in variants else None
 
     def attributed(x):
-        """Noise-free cross-check: the time logging itself takes per step (loop outside train_step, flush
-        included) plus W&B's background CPU, beyond variant b's, over b's median step time."""
+        """The time logging itself takes per step beyond variant b's (the loop outside train_step, flush
+        included) over b's median step time, plus W&B's background CPU share. Background load on the
+        machine barely moves it, unlike the wall-clock ratios."""
         if x not in variants or "b" not in variants:
             return None
-        extra = breakdown[x]["logging"] - breakdown["b"]["logging"] + background_ms
-        return extra / (1000 * cfg.batch_size / sps["b"]["median"])
+        return (breakdown[x]["logging"] - breakdown["b"]["logging"]) / step_ms_b + background
 
-    peak = peak_flops(name) if device.type == "cuda" else None
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    peak = tw.peak_flops(device, "bf16" if bf16 else "tf32")  # the Trainer's own MFU denominator
     matmul = measured_matmul_flops(device) if device.type == "cpu" else None
     mfu = {}
     for v in variants:
         achieved = sps[v]["median"] * flops["training"]
-        mfu[v] = {"achieved_tflops": achieved / 1e12, "mfu": achieved / peak if peak else None,
+        mfu[v] = {"achieved_tflops": achieved / 1e12,
+                  "mfu": tw.throughput_stats(sps[v]["median"], flops["training"], peak).get("mfu"),
                   "fraction_of_measured_matmul": achieved / matmul if matmul else None}
     created = psutil.Process().create_time()
     first = sorted(variants, key="cbda".index)[0]
@@ -633,7 +620,8 @@ def main(argv=None):
 
     # -- report
     print()
-    print(f"Medians over {len(used)} of {len(all_turns)} turns" + (" (undisturbed)" if used is not all_turns else ""))
+    print(f"Medians over {len(used)} of {len(all_windows)} log windows"
+          + (" (undisturbed)" if used is not all_windows else ""))
     print(f"{'variant':<56} {'samples/s':>10} {'quartiles':>17} {'ms/step':>8} {'MFU':>8}")
     for v in variants:
         s, m = sps[v], mfu[v]
@@ -645,20 +633,20 @@ def main(argv=None):
     def pct(summary):
         if not summary:
             return "not run"
-        return (f"{100 * summary['median']:+.2f}% (quartiles {100 * summary['q1']:+.2f}% .. {100 * summary['q3']:+.2f}%,"
-                f" {summary['n']} paired turns)")
+        return (f"{100 * summary['median']:+.2f}% (quartiles {100 * summary['q1']:+.2f}% .. "
+                f"{100 * summary['q3']:+.2f}%, {summary['n']} paired windows)")
 
     print(f"Logging overhead, W&B offline vs disabled (b/c - 1; target <= 3%):  {pct(overhead_offline)}")
     print(f"Logging overhead, heavy vs disabled (b/d - 1; target <= 10%):       {pct(overhead_heavy)}")
     for x, label in (("c", "offline"), ("d", "heavy")):
         if attributed(x) is not None:
-            print(f"  attributed {label:<7} (logging time beyond b's + all W&B background CPU): "
+            print(f"  attributed {label:<7} (logging time beyond b's + W&B background CPU share): "
                   f"{100 * attributed(x):+.2f}% of b's step time")
     if harness:
         print(f"Harness ratio, Trainer vs bare loop (b/a; aim >= 0.95):            {harness['median']:.3f} "
               f"(quartiles {harness['q1']:.3f} .. {harness['q3']:.3f})")
     if peak:
-        print(f"MFU against {peak / 1e12:.0f} TFLOP/s bf16 dense peak (precision={cfg.precision})")
+        print(f"MFU against {peak / 1e12:.0f} TFLOP/s {'bf16' if bf16 else 'tf32'} dense peak (precision={cfg.precision})")
     elif matmul:
         ref = mfu["b" if "b" in variants else variants[0]]
         print(f"MFU: n/a on a CPU. Measured fp32 1024^3 matmul rate for reference: {matmul / 1e9:.1f} GFLOP/s; "
@@ -671,9 +659,9 @@ def main(argv=None):
     for v in variants:
         b = breakdown[v]
         print(f"{v} {VARIANTS[v][0]:<38} {b['data']:8.2f} {b['fwd_bwd']:8.2f} {b['optimizer']:8.2f} "
-              f"{b['logging']:8.2f} {b.get('flush_only', 0.0):8.2f}")
-    print("  (the Trainer's fwd+bwd includes its metrics and gradient statistics; logging = window, flush, loop)")
-    print(f"W&B background processes: {background_ms:.2f} ms CPU per measured step")
+              f"{b['logging']:8.2f} {b['flush_only']:8.2f}")
+    print("  (the Trainer's fwd+bwd includes its metrics and gradient statistics; logging = window, flush, bar)")
+    print(f"W&B background processes (wandb-core, system monitor): {100 * background:.2f}% of one core while measured")
     print()
     print(f"Process start -> first optimizer step: {startup['process_start_to_first_optimizer_step_s']:.2f} s "
           f"(interpreter+imports {startup['interpreter_and_imports_s']:.2f} s, data {bench.data_s:.2f} s, "
@@ -694,8 +682,9 @@ def main(argv=None):
         "wandb": wandb.__version__,
         "source": source_state(),
         "data": bench.dataset.name,
-        "warmup": bench.warmup, "turn_steps": bench.chunk, "turns_per_round": bench.cycles,
-        "rounds_run": len(round_info), "turns_used": len(used), "turns_run": len(all_turns),
+        "warmup": bench.warmup, "window_steps": bench.window, "turn_steps": bench.turn,
+        "windows_per_round": bench.windows, "rounds_run": len(round_info),
+        "windows_used": len(used), "windows_run": len(all_windows),
         "max_other_cores": args.max_other_cores if math.isfinite(args.max_other_cores) else None,
         "config": {**dataclasses.asdict(cfg), **{f"wandb_{k}": v for k, v in dataclasses.asdict(wcfg).items()}},
         "parameters": parameter_count(bench.model_cfg),
@@ -706,14 +695,14 @@ def main(argv=None):
         "logging_overhead_heavy": overhead_heavy,
         "logging_overhead_attributed": {"offline": attributed("c"), "heavy": attributed("d")},
         "harness_ratio": harness,
-        "peak_flops": peak, "peak_kind": "bf16 dense (datasheet)" if peak else None,
+        "peak_flops": peak, "peak_kind": f"{'bf16' if bf16 else 'tf32'} dense (datasheet)" if peak else None,
         "measured_matmul_flops": matmul,
         "mfu": {VARIANTS[v][0]: mfu[v] for v in variants},
         "breakdown_ms_per_step": {VARIANTS[v][0]: breakdown[v] for v in variants},
-        "wandb_background_cpu_ms_per_step": background_ms,
+        "wandb_background_cpu_cores": background,
         "startup": startup,
         "rounds": [{VARIANTS[v][0]: info[v] for v in variants} for info in round_info],
-        "turns": [{VARIANTS[v][0]: t[v] for v in variants} for t in all_turns],
+        "windows": [{VARIANTS[v][0]: w[v] for v in variants} for w in all_windows],
         "seed_reference_samples_per_s": 14.2,
     }
     if peak_memory:

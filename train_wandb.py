@@ -13,6 +13,7 @@ import ast
 import csv
 import dataclasses
 import difflib
+import hashlib
 import json
 import math
 import netrc
@@ -41,7 +42,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from analysis import HealthConfig, HealthMonitor, replay, write_report
-from model_architecture_large import ModelConfig, MultimodalModel
+from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
 
 REPO_DIR = Path(__file__).resolve().parent
 BUNDLED_DATA_DIR = "data/engravings"  # the default data_dir: generated on first use, relative to this file
@@ -59,6 +60,7 @@ class Config:
     max_caption_len: int = 32  # tokens per caption, <bos> and <eos> included; longer captions are truncated
     val_fraction: float = 0.1  # share of the items held out for validation
     num_workers: int = 4  # threads that decode the images once, at start-up
+    cache_dir: str = ".cache"  # decoded images are kept here and reused by later runs ('' = no cache)
     seed: int = 42  # seeds the split, the initial weights and the batch order
     # model (model_architecture_large.py)
     latent_dim: int = 1024  # size of the shared latent z
@@ -323,6 +325,10 @@ class DataWarning(UserWarning):
     """An item of the collection was skipped or changed; the message says which and why."""
 
 
+class CacheWarning(UserWarning):
+    """The decoded-image cache could not be read or written; training goes on without it."""
+
+
 def _read_metadata(meta):
     """Rows of one metadata.jsonl / metadata.csv as (file_name, text) pairs, file names relative to its folder."""
     rows = []
@@ -404,23 +410,75 @@ def load_image(path, size):
         return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
+DECODE_CACHE_VERSION = 1  # bump when load_image changes what it produces
+
+
+def decode_cache_path(cache_dir, paths, size):
+    """The cache file for these images at this size: named by a hash of every file's path, byte size and
+    modification time, so any added, removed or edited image gives a new file (and the old one is unused)."""
+    h = hashlib.sha256(f"decoded images v{DECODE_CACHE_VERSION} size={size}\n".encode())
+    for path in paths:
+        try:
+            st = os.stat(path)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        h.update(f"{Path(path).resolve()}\0{stamp}\n".encode())
+    return Path(cache_dir) / f"decoded-{size}px-{len(paths)}-{h.hexdigest()[:20]}.pt"
+
+
+def decode_images(paths, size, num_workers=4, cache_dir=""):
+    """-> (uint8 tensor (n_ok, 3, size, size), indices of the paths that decoded, one message per failure,
+    the cache file or None, whether it was loaded from there).
+
+    With a cache_dir, the result is saved there and the next run with the same files loads it instead of
+    decoding (memory-mapped, so it costs no copy); unreadable images are remembered and reported again.
+    """
+    cache = decode_cache_path(cache_dir, paths, size) if cache_dir else None
+    if cache is not None and cache.is_file():
+        try:
+            saved = torch.load(cache, map_location="cpu", weights_only=True, mmap=True)
+            return saved["images"], saved["kept"].tolist(), list(saved["failed"]), cache, True
+        except Exception as e:  # a truncated or foreign file: decode again and overwrite it
+            warnings.warn(f"{cache}: unreadable decoded-image cache ({type(e).__name__}); decoding again",
+                          CacheWarning)
+
+    def decode(path):
+        try:
+            return load_image(path, size), None
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+            return None, f"{path}: unreadable image ({type(e).__name__}: {e}); skipped"
+
+    with ThreadPoolExecutor(max(1, num_workers)) as pool:
+        results = list(tqdm(pool.map(decode, paths), total=len(paths), desc="Decoding images", leave=False))
+    kept = [i for i, (a, _) in enumerate(results) if a is not None]
+    failed = [message for _, message in results if message is not None]
+    images = (torch.from_numpy(np.stack([results[i][0] for i in kept])) if kept
+              else torch.empty(0, 3, size, size, dtype=torch.uint8))
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")  # several processes may write at once
+            torch.save({"images": images, "kept": torch.tensor(kept, dtype=torch.long), "failed": failed}, tmp)
+            os.replace(tmp, cache)
+        except OSError as e:
+            warnings.warn(f"cannot write the decoded-image cache in {cache_dir} ({e}); the next run decodes "
+                          "again (set --cache_dir to a writable folder, or '' to turn the cache off)", CacheWarning)
+            cache = None
+    return images, kept, failed, cache, False
+
+
 class EngravingDataset(torch.utils.data.Dataset):
-    """All images decoded once into one uint8 tensor, all captions tokenized into one id tensor."""
+    """All images decoded once into one uint8 tensor (cached on disk across runs), all captions tokenized
+    into one id tensor."""
 
-    def __init__(self, items, tokenizer, image_size, max_caption_len, num_workers=4):
-        def decode(item):
-            try:
-                return load_image(item[0], image_size)
-            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-                warnings.warn(f"{item[0]}: unreadable image ({type(e).__name__}: {e}); skipped", DataWarning)
-                return None
-
-        with ThreadPoolExecutor(max(1, num_workers)) as pool:
-            arrays = list(tqdm(pool.map(decode, items), total=len(items), desc="Decoding images", leave=False))
-        kept = [(item, a) for item, a in zip(items, arrays) if a is not None]
-        self.captions = [caption for (_, caption), _ in kept]
-        self.paths = [str(path) for (path, _), _ in kept]
-        self.images = torch.from_numpy(np.stack([a for _, a in kept])) if kept else torch.empty(0, 3, image_size, image_size, dtype=torch.uint8)
+    def __init__(self, items, tokenizer, image_size, max_caption_len, num_workers=4, cache_dir=""):
+        self.images, kept, failed, self.cache_file, self.from_cache = decode_images(
+            [path for path, _ in items], image_size, num_workers, cache_dir)
+        for message in failed:
+            warnings.warn(message, DataWarning)
+        self.captions = [items[i][1] for i in kept]
+        self.paths = [str(items[i][0]) for i in kept]
         encoded = [tokenizer.encode(c, max_caption_len) for c in self.captions]
         self.tokens = torch.tensor([ids for ids, _ in encoded], dtype=torch.long).view(-1, max_caption_len)
         self.num_truncated = sum(cut for _, cut in encoded)
@@ -552,6 +610,39 @@ def hardware_stats(device):
     return {"gpu_memory_used": used_mb, "gpu_memory_percent": percent, "cpu_percent": psutil.cpu_percent(interval=None)}
 
 
+# Dense (no sparsity) tensor-core peak FLOP/s from NVIDIA's datasheets: (name fragment, bf16, tf32).
+# Matched in order against torch.cuda.get_device_name; the first fragment it contains wins.
+PEAK_FLOPS = (
+    ("H100 PCIe", 756e12, 378e12),
+    ("H100 NVL", 835e12, 418e12),
+    ("H200", 989e12, 495e12),
+    ("H100", 989e12, 495e12),  # SXM, e.g. "NVIDIA H100 80GB HBM3"
+    ("A100", 312e12, 156e12),
+)
+
+
+def peak_flops(device, precision):
+    """The device's datasheet peak for matmuls in this precision ('bf16', 'tf32' or 'fp32'), or None where
+    unknown (CPUs, unlisted GPUs, plain fp32): then MFU is not logged rather than guessed."""
+    if device.type != "cuda" or precision not in ("bf16", "tf32"):
+        return None
+    name = torch.cuda.get_device_name(device)
+    for fragment, bf16, tf32 in PEAK_FLOPS:
+        if fragment in name:
+            return bf16 if precision == "bf16" else tf32
+    return None
+
+
+def throughput_stats(samples_per_second, flops_per_sample, peak=None):
+    """model_tflops: training FLOPs done per second (estimate_flops' count, 3 x forward), in 10^12;
+    mfu: that over the hardware's peak (model FLOPs utilisation, 0..1), only where a peak is known."""
+    achieved = samples_per_second * flops_per_sample
+    stats = {"model_tflops": achieved / 1e12}
+    if peak:
+        stats["mfu"] = achieved / peak
+    return stats
+
+
 def _gputil_device(device):
     """GPUtil's view of the device, as a fallback; GPUtil is optional (it needs distutils and nvidia-smi)."""
     try:
@@ -670,7 +761,7 @@ def setup_wandb(cfg, wcfg, model, run_id=None):
             else:
                 raise ConfigError(f"W&B could not start a {mode} run ({reason}); try --mode=disabled") from None
     run.define_metric("global_step")
-    for prefix in ("train", "val"):
+    for prefix in ("train", "val", "perf"):
         run.define_metric(f"{prefix}/*", step_metric="global_step")
     run.define_metric("val/loss_total", summary="min")
     if mode == "online":
@@ -748,6 +839,9 @@ class Trainer:
                         "alignment": cfg.alignment_loss_weight}
         use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+        self.flops_per_sample = estimate_flops(model.cfg)["training"]
+        peak = peak_flops(device, "bf16" if use_bf16 else "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32")
+        self.peak_flops = peak * self.world_size if peak else None  # samples_per_second counts every process
         self.eval_forward = torch.compile(model) if cfg.compile else model
         self.forward = self.eval_forward  # training forward: wrapped in DDP under torchrun (gradients all-reduced)
         if self.world_size > 1:
@@ -778,6 +872,7 @@ class Trainer:
         self.monitor = HealthMonitor(health, {**asdict(cfg), **asdict(wcfg)})
         self.stop_signal = None  # set by SIGINT / SIGTERM: finish the step, save, report, exit
         self.first_non_finite = None  # per NON_FINITE_WATCH entry: first step it was not finite (-1: never)
+        self.first_step_s = None  # seconds of this process's first train_step (see record_first_step)
 
     def lr_factor(self, step):
         """Linear warm-up to 1, then cosine decay to min_lr_fraction at total_steps."""
@@ -859,8 +954,11 @@ class Trainer:
         fetched = time.perf_counter()
         for i, (images, captions) in enumerate(bar, first + 1):
             self.batches_done = i
-            self.data_time += time.perf_counter() - fetched
+            started = time.perf_counter()
+            self.data_time += started - fetched
             metrics = self.train_step(images, captions)
+            if self.first_step_s is None:
+                self.record_first_step(time.perf_counter() - started)
             window.add(metrics)
             epoch_loss.add({"loss_total": metrics["loss_total"]})
             self.window_samples += images.shape[0] * self.world_size
@@ -877,6 +975,17 @@ class Trainer:
             fetched = time.perf_counter()
         bar.close()
         return epoch_loss.means().get("loss_total", float("nan"))  # nan: resumed at the very end of an epoch
+
+    def record_first_step(self, seconds):
+        """Start-up cost, in the run summary: perf/time_to_first_step_s from process start until this process's
+        first optimizer step was issued (imports, data, model, W&B, the step), and perf/first_step_s, that step
+        alone: with compile=True it holds the compilation."""
+        self.first_step_s = seconds
+        since_start = time.time() - psutil.Process().create_time()
+        self.run.set_summary({"perf/time_to_first_step_s": since_start, "perf/first_step_s": seconds})
+        if self.master:
+            tqdm.write(f"First optimizer step issued {since_start:.1f} s after start (the step itself: {seconds:.2f} s"
+                       + (", torch.compile included)" if self.cfg.compile else ")"))
 
     def stop_requested(self, window_end):
         """Has SIGINT/SIGTERM asked us to stop? Under torchrun the ranks agree at window ends only, so that
@@ -895,11 +1004,16 @@ class Trainer:
         """Log the window's means with lr, epoch, throughput and hardware; start a new window."""
         means = window.means()  # the one host-device sync of the window
         elapsed = time.perf_counter() - self.window_start
-        row = {**means, "lr": self.lr, "epoch": epoch, "samples_per_second": self.window_samples / elapsed,
+        samples_per_second = self.window_samples / elapsed
+        row = {**means, "lr": self.lr, "epoch": epoch, "samples_per_second": samples_per_second,
                "data_time_fraction": self.data_time / elapsed}
         if self.wcfg.track_hardware:
             row.update(hardware_stats(self.device))
-        self.log("train", row)
+        perf = throughput_stats(samples_per_second, self.flops_per_sample, self.peak_flops)
+        if self.device.type == "cuda":  # the allocator's own counters: no synchronisation
+            perf["peak_memory_allocated_mb"] = torch.cuda.max_memory_allocated(self.device) / 1e6
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.log({"train": row, "perf": perf})
         self.window_start, self.window_samples, self.data_time = time.perf_counter(), 0, 0.0
         return means
 
@@ -938,9 +1052,12 @@ class Trainer:
             "val/latent_histogram": wandb.Histogram(z.float().cpu().numpy()),
         })
 
-    def log(self, prefix, metrics):
-        """The one place metrics leave the Trainer: W&B, the local history (report, metrics.csv), health checks."""
-        row = {"global_step": self.step, **{f"{prefix}/{k}": v for k, v in metrics.items()}}
+    def log(self, groups):
+        """The one place metrics leave the Trainer: W&B, the local history (report, metrics.csv), health checks.
+        groups: {prefix: {name: value}}, logged as one row of `prefix/name` keys (one wandb.log call)."""
+        row = {"global_step": self.step}
+        for prefix, metrics in groups.items():
+            row.update({f"{prefix}/{k}": v for k, v in metrics.items()})
         self.history.append(row)
         self.run.log(row)
         for finding in self.monitor.observe(row):
@@ -976,7 +1093,7 @@ class Trainer:
             if complete:  # else max_steps ended it mid-epoch: the checkpoint keeps the position for a resume
                 self.batches_done = 0
             val = self.evaluate()
-            self.log("val", {**val, "epoch": float(self.epoch)})
+            self.log({"val": {**val, "epoch": float(self.epoch)}})
             if self.master:
                 self.log_visuals()
             is_best = val["loss_total"] < self.best_val_loss
@@ -1149,7 +1266,9 @@ def main(argv=None):
         print(f"  Most common: {counts.most_common(3)}")
 
     print("\nSTEP 3: Creating data loaders...")
-    dataset = EngravingDataset(items, tokenizer, cfg.image_size, cfg.max_caption_len, cfg.num_workers)
+    dataset = EngravingDataset(items, tokenizer, cfg.image_size, cfg.max_caption_len, cfg.num_workers, cfg.cache_dir)
+    if dataset.cache_file is not None:
+        print(f"Decoded images {'loaded from' if dataset.from_cache else 'saved to'} the cache: {dataset.cache_file}")
     if len(dataset) < len(items):
         print(f"Unreadable images skipped: {len(items) - len(dataset)}")
     skipped += len(items) - len(dataset)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from train_wandb import (MetricWindow, caption_perplexity, caption_stats, gradient_stats, hardware_stats,
-                         image_errors, latent_stats, total_loss)
+                         image_errors, latent_stats, peak_flops, throughput_stats, total_loss)
 
 
 def test_latent_stats_on_known_latents():
@@ -86,3 +86,32 @@ def test_hardware_stats_without_a_gpu():
     stats = hardware_stats(torch.device("cpu"))
     assert stats["gpu_memory_used"] == 0 and stats["gpu_memory_percent"] == 0
     assert 0 <= stats["cpu_percent"] <= 100
+
+
+def test_throughput_stats_on_known_numbers():
+    # 1,000 samples/s at 3 GFLOP per training sample = 3 TFLOP/s; against a 10 TFLOP/s peak, 30% MFU
+    stats = throughput_stats(1000.0, 3e9, peak=10e12)
+    assert stats["model_tflops"] == pytest.approx(3.0)
+    assert stats["mfu"] == pytest.approx(0.3)
+
+
+def test_throughput_stats_leaves_mfu_out_without_a_known_peak():
+    assert throughput_stats(500.0, 2e9) == {"model_tflops": pytest.approx(1.0)}
+
+
+def test_peak_flops_is_unknown_on_a_cpu_and_for_plain_fp32():
+    assert peak_flops(torch.device("cpu"), "bf16") is None
+    assert peak_flops(torch.device("cuda"), "fp32") is None  # no tensor-core peak for IEEE fp32 matmuls
+
+
+@pytest.mark.parametrize("name, precision, expected", [
+    ("NVIDIA H100 80GB HBM3", "bf16", 989e12),
+    ("NVIDIA H100 80GB HBM3", "tf32", 495e12),
+    ("NVIDIA H100 PCIe", "bf16", 756e12),
+    ("NVIDIA H200", "bf16", 989e12),
+    ("NVIDIA A100-SXM4-80GB", "bf16", 312e12),
+    ("NVIDIA GeForce RTX 4090", "bf16", None),
+])
+def test_peak_flops_matches_the_device_name(monkeypatch, name, precision, expected):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    assert peak_flops(torch.device("cuda"), precision) == expected

@@ -118,6 +118,32 @@ def test_console_follows_the_seed_and_prints_an_epoch_line_per_epoch(tiny_run):
         assert f"Epoch {epoch} | Train Loss: " in out and "| Val Loss: " in out and "| LR: " in out
 
 
+def test_perf_metrics_are_logged_every_window_and_start_up_in_the_summary(tiny_run):
+    result, tmp, rows = tiny_run
+    train_rows = [r for r in rows if "train/loss_total" in r]
+    for row in train_rows:  # same row, same step: one wandb.log per window
+        assert row["perf/model_tflops"] > 0
+        assert "perf/mfu" not in row  # no peak FLOP/s is known for a CPU, so no MFU is made up
+    # model_tflops is samples_per_second times the model's training FLOPs per sample, in every window
+    ratios = {round(r["perf/model_tflops"] / r["train/samples_per_second"], 15) for r in train_rows}
+    assert len(ratios) == 1
+    (run_dir,) = run_dirs(tmp)
+    summary = json.loads(subprocess.run(["wandb", "leet", "inspect", "--summary", "--json", str(run_dir)],
+                                        capture_output=True, text=True, check=True).stdout)
+    text = json.dumps(summary)
+    assert "perf/time_to_first_step_s" in text and "perf/first_step_s" in text
+    assert "First optimizer step issued" in result.stdout + result.stderr
+
+
+def test_a_second_run_loads_the_decoded_images_from_the_cache(tiny_run, engravings):
+    first, tmp, _ = tiny_run
+    assert "Decoded images saved to the cache" in first.stdout
+    second = train(tmp, f"--data_dir={engravings}", f"--out_dir={tmp / 'out2'}", "--max_steps=1", "--mode=disabled",
+                   *TINY[:-1])
+    assert "Decoded images loaded from the cache" in second.stdout
+    assert "Decoding images" not in second.stderr  # the progress bar of decoding never started
+
+
 def test_checkpoints_hold_model_config_and_tokenizer_and_load_with_weights_only(tiny_run):
     _, tmp, _ = tiny_run
     for name in ("last.pt", "best.pt"):
