@@ -115,3 +115,15 @@ def test_peak_flops_is_unknown_on_a_cpu_and_for_plain_fp32():
 def test_peak_flops_matches_the_device_name(monkeypatch, name, precision, expected):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
     assert peak_flops(torch.device("cuda"), precision) == expected
+
+
+def test_to_pil_maps_0_1_floats_to_0_255_pixels_in_height_width_order():
+    from train_wandb import to_pil
+    image = torch.zeros(3, 2, 4)  # C, H, W
+    image[0, 0, 0], image[1, 1, 3], image[2, 0, 1] = 1.0, 0.5, 2.0  # 2.0 is clamped to white
+    pil = to_pil(image)
+    assert pil.mode == "RGB" and pil.size == (4, 2)  # PIL sizes are (width, height)
+    assert pil.getpixel((0, 0)) == (255, 0, 0)
+    assert pil.getpixel((3, 1)) == (0, 128, 0)
+    assert pil.getpixel((1, 0)) == (0, 0, 255)
+    assert to_pil(torch.full((1, 3, 3), 0.25)).getpixel((2, 2)) == 64
