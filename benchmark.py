@@ -137,7 +137,7 @@ def synthetic_dataset(cfg, tokenizer, n, seed):
 
 
 def bundled_dataset(cfg):
-    items = tw.load_collection(cfg)
+    items, _ = tw.load_collection(cfg)
     tokenizer, _ = tw.CaptionTokenizer.build([caption for _, caption in items])
     with contextlib.redirect_stderr(open(os.devnull, "w")):
         dataset = tw.EngravingDataset(items, tokenizer, cfg.image_size, cfg.max_caption_len, cfg.num_workers,

@@ -324,3 +324,19 @@ def test_benchmark_runs_every_variant_and_ends_with_one_json_line(capsys, monkey
     assert summary["mfu"]["disabled"]["mfu"] is None  # no datasheet peak for a CPU
     assert summary["startup"]["process_start_to_first_optimizer_step_s"] > 0
     assert summary["flops_per_sample"]["training"] == 3 * summary["flops_per_sample"]["forward"]
+
+
+def test_benchmark_runs_on_a_data_folder_and_uses_the_decoded_image_cache(capsys, monkeypatch, tmp_path):
+    import benchmark
+    from data.engravings import generate
+
+    data = generate(tmp_path / "data", num_items=40, image_size=32, seed=0, workers=1, progress=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    args = ["--preset=quick", "--image_size=32", "--batch_size=8", "--log_frequency=2", "--steps=2", "--warmup=2",
+            "--rounds=1", "--max-other-cores=100", "--device=cpu", "--variants=ab", "--data=bundled",
+            f"--data_dir={data}", f"--cache_dir={tmp_path / 'cache'}"]
+    assert benchmark.main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["data"] == f"{data} (40 items)"
+    assert set(summary["samples_per_s"]) == {"bare", "disabled"} and summary["harness_ratio"]["n"] == 1
+    assert len(list((tmp_path / "cache").glob("decoded-32px-40-*.pt"))) == 1
