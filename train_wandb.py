@@ -19,6 +19,7 @@ import math
 import netrc
 import os
 import re
+import shutil
 import signal
 import sys
 import urllib.error
@@ -1106,7 +1107,7 @@ class Trainer:
                 self.run.set_summary({"best_val_loss": val["loss_total"], "best_epoch": self.epoch})
             self.save_checkpoint("last.pt")
             if is_best:
-                self.save_checkpoint("best.pt")
+                self.copy_checkpoint("last.pt", "best.pt")
             if self.wcfg.log_checkpoints and self.master:
                 self.upload_checkpoints(is_best)
             print(f"Epoch {self.epoch} | Train Loss: {train_loss:.4f} | Val Loss: {val['loss_total']:.4f} | "
@@ -1143,6 +1144,20 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.out_dir / f".{name}.tmp"
         torch.save(self.state_dict(), tmp)
+        os.replace(tmp, self.out_dir / name)
+
+    def copy_checkpoint(self, source, name):
+        """out_dir/name becomes the same file as out_dir/source, without serialising the state again: a hard
+        link (the full model's checkpoint is about 1 GB), or a copy where links are not supported. The next
+        save replaces source by a new file, so name keeps this content."""
+        if not self.master:
+            return
+        tmp = self.out_dir / f".{name}.tmp"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(self.out_dir / source, tmp)
+        except OSError:
+            shutil.copyfile(self.out_dir / source, tmp)
         os.replace(tmp, self.out_dir / name)
 
     def upload_checkpoints(self, is_best):

@@ -340,3 +340,25 @@ def test_benchmark_runs_on_a_data_folder_and_uses_the_decoded_image_cache(capsys
     assert summary["data"] == f"{data} (40 items)"
     assert set(summary["samples_per_s"]) == {"bare", "disabled"} and summary["harness_ratio"]["n"] == 1
     assert len(list((tmp_path / "cache").glob("decoded-32px-40-*.pt"))) == 1
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-link", "no-links-copy"])
+def test_best_checkpoint_is_not_serialised_twice_and_keeps_its_epoch(engraving_items, tmp_path, monkeypatch, links):
+    trainer, batches = build_trainer(engraving_items, tmp_path, torch.device("cpu"))
+    if not links:  # a file system without hard links: best.pt is a copy
+        monkeypatch.setattr(train_wandb.os, "link", lambda *a: (_ for _ in ()).throw(OSError("not supported")))
+    saves = []
+    real_save = torch.save
+    monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: (saves.append(f), real_save(obj, f, *a, **k)))
+    trainer.epoch = 1
+    trainer.save_checkpoint("last.pt")
+    trainer.copy_checkpoint("last.pt", "best.pt")
+    assert len(saves) == 1  # best.pt is the same file, not a second serialisation of ~1 GB on the full model
+    trainer.train_step(*batches[0])
+    trainer.epoch = 2
+    trainer.save_checkpoint("last.pt")  # a later, worse epoch: best.pt must keep epoch 1
+    load = lambda name: torch.load(tmp_path / name, map_location="cpu", weights_only=True)  # noqa: E731
+    best, last = load("best.pt"), load("last.pt")
+    assert (best["epoch"], last["epoch"]) == (1, 2)
+    assert best["step"] == last["step"] - 1
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
