@@ -22,6 +22,7 @@ import re
 import shutil
 import signal
 import sys
+import threading
 import urllib.error
 import urllib.request
 import time
@@ -876,6 +877,7 @@ class Trainer:
         self.stop_signal = None  # set by SIGINT / SIGTERM: finish the step, save, report, exit
         self.first_non_finite = None  # per NON_FINITE_WATCH entry: first step it was not finite (-1: never)
         self.first_step_s = None  # seconds of this process's first train_step (see record_first_step)
+        self.writer = CheckpointWriter()
 
     def lr_factor(self, step):
         """Linear warm-up to 1, then cosine decay to min_lr_fraction at total_steps."""
@@ -1112,6 +1114,7 @@ class Trainer:
                 self.upload_checkpoints(is_best)
             print(f"Epoch {self.epoch} | Train Loss: {train_loss:.4f} | Val Loss: {val['loss_total']:.4f} | "
                   f"Time: {time.perf_counter() - start:.1f}s | LR: {self.lr:.2e}")
+        self.writer.wait()  # the last checkpoint is on disk before the run is reported done
         return self.best_val_loss
 
     # -- checkpoints ----------------------------------------------------------------
@@ -1137,14 +1140,13 @@ class Trainer:
         }
 
     def save_checkpoint(self, name):
-        """Write out_dir/name atomically: a crash mid-write never leaves a half checkpoint. Rank 0 only."""
+        """Write out_dir/name atomically, in the background (CheckpointWriter): training waits only for the
+        state's copy to host memory. Rank 0 only."""
         self.saved_at = time.monotonic()
         if not self.master:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.out_dir / f".{name}.tmp"
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, self.out_dir / name)
+        self.writer.submit(self.state_dict(), self.out_dir / name)
 
     def copy_checkpoint(self, source, name):
         """out_dir/name becomes the same file as out_dir/source, without serialising the state again: a hard
@@ -1152,6 +1154,7 @@ class Trainer:
         save replaces source by a new file, so name keeps this content."""
         if not self.master:
             return
+        self.writer.wait()  # source must be complete on disk
         tmp = self.out_dir / f".{name}.tmp"
         tmp.unlink(missing_ok=True)
         try:
@@ -1162,6 +1165,7 @@ class Trainer:
 
     def upload_checkpoints(self, is_best):
         """last.pt as a W&B model Artifact: aliased latest, epoch-N, and best when this epoch is the best so far."""
+        self.writer.wait()
         artifact = wandb.Artifact(f"checkpoint-{self.run.id}", type="model", metadata={"epoch": self.epoch,
                                                                                     "step": self.step})
         artifact.add_file(str(self.out_dir / "last.pt"))
@@ -1183,6 +1187,60 @@ class Trainer:
             self.train_loader.skip = self.batches_done = state["batches_done"]
         if math.isfinite(self.best_val_loss):  # a resumed run keeps the best result so far in its summary
             self.run.set_summary({"best_val_loss": self.best_val_loss, "best_epoch": self.best_epoch})
+
+
+class CheckpointWriter:
+    """Saves checkpoints on a background thread, so training does not wait for the disk (the full model's
+    state with AdamW's moments is about 1 GB, seconds to write; torch.save releases the GIL while writing).
+
+    `submit` snapshots the state into host buffers first, the only part the caller waits for; the buffers
+    are kept and reused by the next save of the same shapes (a fresh 1 GB allocation costs more than the
+    copy itself), pinned when the tensors live on a GPU. The thread then writes a temporary file and
+    renames it into place, so a crash at any moment leaves the previous file whole. One write is in flight
+    at a time. The thread is not a daemon: a normal exit waits for it."""
+
+    def __init__(self):
+        self.thread, self.error = None, None
+        self.buffers = []  # host copies of the last snapshot's tensors, in traversal order
+
+    def submit(self, state, path):
+        self.wait()
+        used = []
+        snapshot = self._snapshot(state, iter(self.buffers), used)
+        self.buffers = used
+        self.thread = threading.Thread(target=self._write, args=(snapshot, Path(path)), name="checkpoint-writer")
+        self.thread.start()
+
+    def _snapshot(self, obj, old, used):
+        """A copy of a nested state dict in which every tensor is a host copy that training cannot change."""
+        if isinstance(obj, torch.Tensor):
+            buffer = next(old, None)
+            if buffer is None or buffer.shape != obj.shape or buffer.dtype != obj.dtype:
+                buffer = torch.empty(obj.shape, dtype=obj.dtype, pin_memory=obj.is_cuda)
+            used.append(buffer.copy_(obj.detach()))
+            return buffer
+        if isinstance(obj, dict):
+            return {k: self._snapshot(v, old, used) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self._snapshot(v, old, used) for v in obj)
+        return obj
+
+    def _write(self, state, path):
+        try:
+            tmp = path.with_name(f".{path.name}.tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        except Exception as e:  # raised again in the training thread by wait()
+            self.error = e
+
+    def wait(self):
+        """Block until the write in flight is on disk; a failed write raises its error here."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
 
 
 def load_checkpoint(path):

@@ -357,6 +357,7 @@ def test_best_checkpoint_is_not_serialised_twice_and_keeps_its_epoch(engraving_i
     trainer.train_step(*batches[0])
     trainer.epoch = 2
     trainer.save_checkpoint("last.pt")  # a later, worse epoch: best.pt must keep epoch 1
+    trainer.writer.wait()
     load = lambda name: torch.load(tmp_path / name, map_location="cpu", weights_only=True)  # noqa: E731
     best, last = load("best.pt"), load("last.pt")
     assert (best["epoch"], last["epoch"]) == (1, 2)

@@ -57,3 +57,57 @@ def test_a_decompression_bomb_is_skipped_with_a_warning(tmp_path, monkeypatch):
     with pytest.warns(DataWarning, match=r"bomb\.png: unreadable image \(DecompressionBombError"):
         dataset = EngravingDataset(items, tokenizer, image_size=16, max_caption_len=8, num_workers=1)
     assert dataset.captions == ["a fine picture"] and tuple(dataset.images.shape) == (1, 3, 16, 16)
+
+
+# -- the background checkpoint writer -----------------------------------------------------------
+
+def test_checkpoint_writer_saves_a_snapshot_that_later_training_cannot_change(tmp_path):
+    import torch
+
+    from train_wandb import CheckpointWriter
+
+    weights = torch.zeros(4)
+    state = {"model": {"w": weights}, "history": [{"train/loss": 1.0}], "step": 3}
+    writer = CheckpointWriter()
+    writer.submit(state, tmp_path / "last.pt")
+    weights.add_(1.0)  # training goes on while the file is written
+    state["history"].append({"train/loss": 0.5})
+    writer.wait()
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert torch.equal(saved["model"]["w"], torch.zeros(4))
+    assert saved["history"] == [{"train/loss": 1.0}] and saved["step"] == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
+
+
+def test_checkpoint_writer_keeps_one_write_in_flight_and_the_last_one_wins(tmp_path):
+    import torch
+
+    from train_wandb import CheckpointWriter
+
+    writer = CheckpointWriter()
+    addresses = set()
+    for step in range(5):
+        writer.submit({"step": step, "w": torch.full((1000,), float(step))}, tmp_path / "last.pt")
+        addresses.add(writer.buffers[0].data_ptr())
+    writer.wait()
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert saved["step"] == 4 and saved["w"][0].item() == 4.0
+    assert len(addresses) == 1  # the host buffer is reused, not allocated again for every save
+    writer.submit({"w": torch.zeros(3)}, tmp_path / "last.pt")  # another shape: a new buffer
+    writer.wait()
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["w"].shape == (3,)
+
+
+def test_a_failed_background_write_raises_in_the_training_thread(tmp_path):
+    import torch
+
+    from train_wandb import CheckpointWriter
+
+    writer = CheckpointWriter()
+    writer.submit({"w": torch.zeros(2)}, tmp_path / "missing-folder" / "last.pt")
+    with pytest.raises(RuntimeError, match="missing-folder"):  # torch.save's error for a missing folder
+        writer.wait()
+    writer.wait()  # reported once; the writer is usable again
+    writer.submit({"w": torch.ones(2)}, tmp_path / "last.pt")
+    writer.wait()
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["w"].sum().item() == 2.0
