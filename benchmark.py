@@ -268,8 +268,7 @@ class Bench:
         self.args, self.cfg, self.wcfg, self.health, self.tmp = args, cfg, wcfg, health, tmp
         self.device = tw.resolve_device(cfg)
         if self.device.type == "cuda":  # as main() does
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+            tw.configure_cuda()
         self.window = wcfg.log_frequency  # statistics are taken per log window of the configured length
         # steps per variant per turn: on a CPU one step (the finest pairing; nothing to synchronise); on a
         # GPU a whole window, so that timing a turn adds no synchronisation the Trainer does not do itself

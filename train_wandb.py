@@ -241,6 +241,14 @@ def setup_distributed(cfg):
     return rank, world_size, device
 
 
+def configure_cuda():
+    """TF32 for the fp32 matmuls and convolutions autocast leaves, and cuDNN's autotuner for the patch
+    embedding (every training batch has the same shape)."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+
+
 def resolve_device(cfg):
     if cfg.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -1305,8 +1313,7 @@ def main(argv=None):
     print()
     if device.type == "cuda":
         print(f"Using GPU: {torch.cuda.get_device_name(device)}")
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        configure_cuda()
     else:
         print(f"Using CPU ({torch.get_num_threads()} threads)")
         if cfg.width >= 512:
