@@ -209,6 +209,9 @@ class HealthMonitor:
             self._check_non_finite(prefix, values)
         if "train" in parts:
             self._observe_train(parts["train"])
+            mfu = row.get("perf/mfu")  # logged in the same row as the train window, on GPUs with a known peak
+            if self.n_train > self.cfg.warmup_windows and finite(mfu):
+                self.settled["mfu"].append(float(mfu))
         if "val" in parts:
             self._observe_val(parts["val"])
         return self._new
@@ -617,6 +620,8 @@ class HealthMonitor:
         if rate:
             evidence.append(f"throughput: median {fmt(statistics.median(rate))} samples/s "
                             f"(min {fmt(min(rate))}, max {fmt(max(rate))})")
+        if s["mfu"]:
+            evidence.append(f"MFU: median {statistics.median(s['mfu']):.1%} of the GPU's peak FLOP/s (perf/mfu)")
         if s["data_time_fraction"]:
             evidence.append(f"data wait: median {statistics.median(s['data_time_fraction']):.1%} of the time "
                             f"(limit {self.cfg.data_wait_fraction:.0%})")

@@ -392,3 +392,12 @@ def test_sweep_yaml_runs_train_wandb_quick_and_sweeps_only_real_fields_with_vali
         assert all(isinstance(v, kind) and not isinstance(v, bool) for v in values), name
     assert params["learning_rate"] == {"distribution": "log_uniform_values", "min": 1e-4, "max": 3e-3}
     assert params["batch_size"]["values"] == [16, 32, 64] and params["latent_dim"]["values"] == [512, 1024]
+
+
+def test_hardware_evidence_quotes_the_median_mfu_after_the_warm_up_windows():
+    rows = history()
+    for t, row in enumerate(train_rows(rows)):
+        row["perf/mfu"] = 0.9 if t < 5 else 0.25 + 0.01 * (t % 3)  # warm-up windows (compilation) are left out
+    evidence = "\n".join(observe(rows)[0].verdicts()["hardware"].evidence)
+    assert "MFU: median 26.0% of the GPU's peak FLOP/s" in evidence
+    assert "MFU" not in "\n".join(observe(history())[0].verdicts()["hardware"].evidence)  # a CPU run logs none
