@@ -61,7 +61,7 @@ import wandb
 REPO_DIR = Path(__file__).resolve().parent
 
 import train_wandb as tw
-from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
+from model_architecture_large import MultimodalModel, estimate_flops
 
 _IMPORTED = time.time()
 
@@ -144,16 +144,6 @@ def bundled_dataset(cfg):
                                         cfg.cache_dir)
     dataset.name = f"{cfg.data_dir} ({len(dataset)} items)"
     return dataset, tokenizer
-
-
-def model_config(cfg, tokenizer):
-    return ModelConfig(
-        vocab_size=len(tokenizer), max_caption_len=cfg.max_caption_len, pad_id=tokenizer.PAD,
-        image_size=cfg.image_size, patch_size=cfg.patch_size, width=cfg.width, num_heads=cfg.num_heads,
-        image_encoder_depth=cfg.image_encoder_depth, image_decoder_depth=cfg.image_decoder_depth,
-        caption_decoder_depth=cfg.caption_decoder_depth, caption_encoder_depth=cfg.caption_encoder_depth,
-        latent_dim=cfg.latent_dim, dropout=cfg.dropout,
-    )
 
 
 def device_name(device):
@@ -287,7 +277,7 @@ class Bench:
         self.train_idx, self.val_idx = torch.arange(n), torch.arange(min(n, cfg.batch_size))
         if n < cfg.batch_size:
             raise SystemExit(f"error: {self.dataset.name} holds fewer than batch_size={cfg.batch_size} items")
-        self.model_cfg = model_config(cfg, self.tokenizer)
+        self.model_cfg = tw.model_config(cfg, self.tokenizer)
         self.data_s = time.time() - start
         self.first_step = {}
         self.handle = register_optimizer_step_post_hook(self._first_step_hook)

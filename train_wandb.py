@@ -1251,6 +1251,17 @@ class CheckpointWriter:
             raise error
 
 
+def model_config(cfg, tokenizer):
+    """The model's configuration from the Config fields and the caption vocabulary."""
+    return ModelConfig(
+        vocab_size=len(tokenizer), max_caption_len=cfg.max_caption_len, pad_id=tokenizer.PAD,
+        image_size=cfg.image_size, patch_size=cfg.patch_size, width=cfg.width, num_heads=cfg.num_heads,
+        image_encoder_depth=cfg.image_encoder_depth, image_decoder_depth=cfg.image_decoder_depth,
+        caption_decoder_depth=cfg.caption_decoder_depth, caption_encoder_depth=cfg.caption_encoder_depth,
+        latent_dim=cfg.latent_dim, dropout=cfg.dropout,
+    )
+
+
 def load_checkpoint(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -1371,13 +1382,7 @@ def main(argv=None):
     print(f"Batches per epoch: {len(train_loader)}" + (" (per process)" if world_size > 1 else ""))
 
     print("\nSTEP 4: Building model...")
-    model_cfg = ModelConfig(
-        vocab_size=len(tokenizer), max_caption_len=cfg.max_caption_len, pad_id=tokenizer.PAD,
-        image_size=cfg.image_size, patch_size=cfg.patch_size, width=cfg.width, num_heads=cfg.num_heads,
-        image_encoder_depth=cfg.image_encoder_depth, image_decoder_depth=cfg.image_decoder_depth,
-        caption_decoder_depth=cfg.caption_decoder_depth, caption_encoder_depth=cfg.caption_encoder_depth,
-        latent_dim=cfg.latent_dim, dropout=cfg.dropout,
-    )
+    model_cfg = model_config(cfg, tokenizer)
     if checkpoint and checkpoint["model_config"] != asdict(model_cfg):
         changed = [k for k, v in asdict(model_cfg).items() if checkpoint["model_config"].get(k) != v]
         raise ConfigError(f"--resume=True: the checkpoint's model differs in {', '.join(changed)}; "

@@ -213,13 +213,7 @@ def build_trainer(items, tmp_path, device, *overrides):
                                            seed=cfg.seed).to(device)
     val_loader = train_wandb.BatchLoader(dataset, val_idx, cfg.batch_size, shuffle=False, drop_last=False).to(device)
     torch.manual_seed(cfg.seed)
-    model = MultimodalModel(ModelConfig(
-        vocab_size=len(tokenizer), max_caption_len=cfg.max_caption_len, pad_id=tokenizer.PAD,
-        image_size=cfg.image_size, patch_size=cfg.patch_size, width=cfg.width, num_heads=cfg.num_heads,
-        image_encoder_depth=cfg.image_encoder_depth, image_decoder_depth=cfg.image_decoder_depth,
-        caption_decoder_depth=cfg.caption_decoder_depth, caption_encoder_depth=cfg.caption_encoder_depth,
-        latent_dim=cfg.latent_dim, dropout=cfg.dropout,
-    )).to(device)
+    model = MultimodalModel(train_wandb.model_config(cfg, tokenizer)).to(device)
     run = train_wandb.ResilientRun(wandb.init(mode="disabled"))
     trainer = train_wandb.Trainer(cfg, wcfg, health, model, tokenizer, train_loader, val_loader, device, run)
     batches = list(train_loader)
