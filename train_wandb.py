@@ -881,7 +881,8 @@ class Trainer:
         self.saved_at = time.monotonic()  # when last.pt was last written
         self.out_dir = Path(cfg.out_dir)
         self.history = []  # every logged row, for report.md and metrics.csv
-        self.monitor = HealthMonitor(health, {**asdict(cfg), **asdict(wcfg)})
+        self.run_config = {**asdict(cfg), **asdict(wcfg)}  # what the health checks read (loss weights, batch size)
+        self.monitor = HealthMonitor(health, self.run_config)
         self.stop_signal = None  # set by SIGINT / SIGTERM: finish the step, save, report, exit
         self.first_non_finite = None  # per NON_FINITE_WATCH entry: first step it was not finite (-1: never)
         self.first_step_s = None  # seconds of this process's first train_step (see record_first_step)
@@ -1009,9 +1010,10 @@ class Trainer:
             return False
         flag = torch.tensor(float(self.stop_signal is not None), device=self.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if flag.item() and self.stop_signal is None:
+        stop = bool(flag.item())
+        if stop and self.stop_signal is None:
             self.stop_signal = "SIGTERM"  # another rank got the signal
-        return bool(flag.item())
+        return stop
 
     def flush(self, window, epoch):
         """Log the window's means with lr, epoch, throughput and hardware; start a new window."""
@@ -1188,7 +1190,7 @@ class Trainer:
         self.best_epoch = state["best_epoch"]
         torch.set_rng_state(state["torch_rng"])
         self.history = list(state["history"])
-        self.monitor = replay(self.history, {**asdict(self.cfg), **asdict(self.wcfg)}, self.health)
+        self.monitor = replay(self.history, self.run_config, self.health)
         self.train_loader.generator.set_state(state["loader_rng"])
         if state["batches_done"]:  # stopped mid-epoch: replay that epoch's batch order from where it stopped
             self.epoch -= 1
@@ -1456,8 +1458,7 @@ def custom_charts(trainer):
     rows = [r for r in trainer.history if "train/loss_total" in r]
     if not rows:
         return {}
-    weights = {"loss_image": trainer.cfg.image_loss_weight, "loss_caption": trainer.cfg.caption_loss_weight,
-               "loss_alignment": trainer.cfg.alignment_loss_weight}
+    weights = {f"loss_{component}": w for component, w in trainer.weights.items()}
     charts = {"charts/loss_components": wandb.plot.line_series(
         xs=[r["global_step"] for r in rows], ys=[[w * r[f"train/{k}"] for r in rows] for k, w in weights.items()],
         keys=[f"{w:g} x {k}" for k, w in weights.items()], title="Weighted loss components", xname="global_step")}
@@ -1487,8 +1488,7 @@ def finish_run(trainer, run, device, status, elapsed):
     for p in paths.values():
         report.add_file(str(p))
     run.log_artifact(report)
-    for verdict_name, verdict in trainer.monitor.verdicts().items():
-        run.set_summary({f"health/{verdict_name}": verdict.status})
+    run.set_summary({f"health/{name}": verdict.status for name, verdict in trainer.monitor.verdicts().items()})
     run.finish(exit_code=0 if status == "finished" or status.startswith("stopped at") else 1)
     print(f"Report: {paths.get('report', trainer.out_dir / 'report.md')}")
 
