@@ -5,22 +5,34 @@
     python benchmark.py --device=cuda                        # the default ~82M config on a GPU
     python benchmark.py --data=bundled --batch_size=128      # the bundled engravings; any --field=value of train_wandb.py
 
-Each round builds four variants, each on a fresh model (same seed, same data):
+Each round builds four variants with train_wandb's builders (build_model, create_logger, build_trainer), each
+on a fresh model (same seed, same data):
   a  bare      forward + backward + clip + AdamW step over the Trainer's model, optimizer and batches:
-               no metrics, no logging (the harness-free reference)
-  b  disabled  the Trainer's loop (train_step, window accumulation, progress bar, flush at each window's
-               end: Trainer.train_epoch's body) with W&B disabled
+               no metrics, no scheduler, no logging (the harness-free reference)
+  b  disabled  the Trainer's own training loop with W&B disabled
   c  offline   the same with W&B logging offline at the configured log_frequency (WANDB_DIR: a temp dir)
   d  heavy     W&B offline with log_frequency=1 and track_gradients=True
-then runs them interleaved: turn after turn each variant runs one step (on a GPU: one log window, so
-timing adds no synchronisation), in an order that rotates every turn, so the slow spells of a shared
-machine fall on every variant alike. Statistics are per log window (log_frequency steps of each variant);
-windows in which other processes used the CPU (more than --max-other-cores) are left out. It reports
-samples/s (median and quartiles over windows), the logging overheads b/c - 1 and b/d - 1 and the harness
-ratio b/a (each paired within a window, then the median; aim >= 0.95), MFU against the GPU's
-bf16 dense peak (on a CPU: n/a, and a measured fp32 matmul rate for reference), the step-time breakdown
-(data wait / forward+backward / optimizer / logging) and the time from process start to the first
-optimizer step. The last line of stdout is one JSON object with every number.
+The Trainer's loop is driven through its documented hook, Trainer.steps(): the whole loop `python
+train_wandb.py` runs (metrics, log windows, health checks, epoch ends), as a generator that yields after
+every optimizer step. The benchmark advances b, c and d with next(); nothing of the loop is copied and
+nothing is patched, so a change to the Trainer shows up here as it is. The variants run interleaved: turn
+after turn each runs one step (on a GPU: one log window, so timing adds no synchronisation), in an order
+that rotates every turn, so the slow spells of a shared machine fall on every variant alike.
+
+Statistics are per log window (log_frequency steps of each variant). Left out are the windows in which
+other processes used the CPU (more than --max-other-cores) and those in which a Trainer ended an epoch
+(validation, visuals, checkpoint: not training throughput; the synthetic data is sized so that a round
+stays inside the first epoch). It reports samples/s (median and quartiles over windows), the logging
+overheads b/c - 1 and b/d - 1 and the harness ratio b/a (each paired within a window, then the median;
+aim >= 0.95), MFU against the GPU's bf16 dense peak (on a CPU: n/a, and a measured fp32 matmul rate for
+reference), the step-time breakdown and the time from process start to the first optimizer step.
+
+The breakdown comes from the Trainer's own timers, LogWindow.seconds: data (waiting for the batch), step
+(forward, backward and optimizer, with the Trainer's metrics), logging (the log windows: metric means,
+hardware, W&B, health checks) and other (the rest of the loop: total - the three). On a GPU it is taken in
+one more pass per variant, run alone, with LogWindow.instrument on (each phase boundary synchronises).
+The Trainers' console is kept quiet (QuietLogger: no progress bars; health findings are collected and
+summed up in one line at the end). The last line of stdout is one JSON object with every number.
 
 Flags of this script: --steps, --warmup, --rounds, --max-rounds, --max-other-cores, --turn-steps,
 --device, --data, --variants, --threads; every other argument is a train_wandb.py `--field=value` (with --preset=NAME),
@@ -35,10 +47,12 @@ _WALL_START = time.time()  # the module's first line; the process itself started
 
 import argparse  # noqa: E402  (imports below are timed as part of start-up)
 import atexit
+import collections
 import contextlib
 import dataclasses
 import gc
 import hashlib
+import io
 import json
 import math
 import os
@@ -61,6 +75,7 @@ import wandb
 REPO_DIR = Path(__file__).resolve().parent
 
 import train_wandb as tw
+from logger import create_logger
 from model_architecture_large import MultimodalModel, estimate_flops
 
 _IMPORTED = time.time()
@@ -71,6 +86,7 @@ VARIANTS = {
     "c": ("offline", "Trainer, W&B offline, configured log_frequency"),
     "d": ("heavy", "Trainer, W&B offline, log_frequency=1, track_gradients"),
 }
+SYNTHETIC_MAX_BYTES = 512 * 2 ** 20  # synthetic training images beyond the minimum stop here (a copy per variant)
 
 # ----------------------------------------------------------------------------
 # set-up
@@ -97,11 +113,11 @@ def parse(argv):
                         help="unmeasured steps before them (default: log_frequency, so windows stay aligned)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, each with fresh models (same seed)")
     parser.add_argument("--max-rounds", type=int, default=None,
-                        help="keep adding rounds (up to this many) until --rounds rounds' worth of turns ran "
-                             "undisturbed")
+                        help="keep adding rounds (up to this many) until --rounds rounds' worth of windows "
+                             "could be used")
     parser.add_argument("--max-other-cores", type=float, default=None,
-                        help="a round is undisturbed when other processes used at most this many cores in each of "
-                             "its runs (default: 0.1 on a CPU, no limit on a GPU)")
+                        help="a window is undisturbed when other processes used at most this many cores in each "
+                             "variant's share of it (default: 0.1 on a CPU, no limit on a GPU)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--data", choices=("synthetic", "bundled"), default="synthetic",
                         help="random images and captions of the configured shape, or the configured data_dir")
@@ -123,7 +139,8 @@ def parse(argv):
 
 
 def synthetic_dataset(cfg, tokenizer, n, seed):
-    """n random images (uint8) and captions (<bos> 3..L-2 random words <eos> <pad>...), like EngravingDataset."""
+    """n random images and captions (<bos> 3..L-2 random words <eos> <pad>...), laid out like EngravingDataset
+    for BatchLoader: images uint8 (n, 3, H, W), tokens (n, L)."""
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8, generator=g)
     L = cfg.max_caption_len
@@ -133,17 +150,7 @@ def synthetic_dataset(cfg, tokenizer, n, seed):
         tokens[i, 0] = tokenizer.BOS
         tokens[i, 1:length + 1] = torch.randint(len(tokenizer.SPECIALS), len(tokenizer), (length,), generator=g)
         tokens[i, length + 1] = tokenizer.EOS
-    return types.SimpleNamespace(images=images, tokens=tokens, name=f"synthetic ({n} items)")
-
-
-def bundled_dataset(cfg):
-    items, _ = tw.load_collection(cfg)
-    tokenizer, _ = tw.CaptionTokenizer.build([caption for _, caption in items])
-    with contextlib.redirect_stderr(open(os.devnull, "w")):
-        dataset = tw.EngravingDataset(items, tokenizer, cfg.image_size, cfg.max_caption_len, cfg.num_workers,
-                                        cfg.cache_dir)
-    dataset.name = f"{cfg.data_dir} ({len(dataset)} items)"
-    return dataset, tokenizer
+    return types.SimpleNamespace(images=images, tokens=tokens)
 
 
 def device_name(device):
@@ -222,37 +229,36 @@ def source_state():
 
 
 # ----------------------------------------------------------------------------
-# timing
+# the variants: built with train_wandb's builders, driven a few steps per turn
 
 
-class Phases:
-    """Seconds per phase, accumulated. `instrument` (the CUDA breakdown pass only) synchronises the device
-    at each phase boundary; the synchronisations happen in the benchmark's timers, never in the Trainer."""
+class QuietLogger:
+    """A variant's logger (create_logger's RunLogger) with a quiet console: no progress bar, no console lines,
+    and the health findings kept for the benchmark's summary instead of printed. Everything else (the W&B
+    calls, the W&B alert itself, the local history) is the wrapped logger's, so logging costs what it costs
+    in training."""
 
-    def __init__(self, device, instrument=False):
-        self.device, self.instrument = device, instrument
-        self.data = self.step = self.optimizer = self.flush = self.total = 0.0
-        self.steps = self.flushes = 0
+    def __init__(self, logger):
+        self.logger, self.findings = logger, []
 
-    def now(self):
-        if self.instrument:
-            sync(self.device)
-        return time.perf_counter()
+    def __getattr__(self, name):
+        return getattr(self.logger, name)
 
-    def ms_per_step(self):
-        """data wait / forward+backward / optimizer / logging, in ms per step."""
-        n = max(self.steps, 1)
-        return {
-            "data": 1000 * self.data / n,
-            "fwd_bwd": 1000 * (self.step - self.optimizer) / n,  # in the Trainer: with its metrics and clipping
-            "optimizer": 1000 * self.optimizer / n,  # optimizer.step (+ the LR scheduler's step)
-            "logging": 1000 * max(0.0, self.total - self.data - self.step) / n,  # window, flush, bar, loop
-            "flush_only": 1000 * self.flush / n,
-        }
+    def progress(self, iterable, **kwargs):
+        return tqdm(iterable, disable=True, **kwargs)
+
+    def write(self, line):
+        pass  # the Trainer's first-step line: the benchmark reports start-up itself
+
+    def alert(self, finding, interval_minutes):
+        self.findings.append(finding)
+        with contextlib.redirect_stderr(io.StringIO()):  # its console line only
+            self.logger.alert(finding, interval_minutes)
 
 
 class Bench:
-    """The data, tokenizer and model config every variant shares; builds fresh Runners."""
+    """What every variant shares: the data, the tokenizer, the model config and the schedule of turns.
+    `build` makes a fresh variant."""
 
     def __init__(self, args, cfg, wcfg, health, tmp):
         self.args, self.cfg, self.wcfg, self.health, self.tmp = args, cfg, wcfg, health, tmp
@@ -267,21 +273,35 @@ class Bench:
             raise SystemExit(f"error: --turn-steps={self.turn} must divide log_frequency={self.window}")
         self.warmup = args.warmup if args.warmup is not None else self.window
         self.windows = math.ceil(args.steps / self.window)  # measured windows per round
+        self.steps = self.warmup + self.windows * self.window  # optimizer steps per variant and round
         start = time.time()
-        if args.data == "bundled":
-            self.dataset, self.tokenizer = bundled_dataset(cfg)
-        else:  # a tokenizer the size of the bundled collection's (1266 tokens)
-            self.tokenizer = tw.CaptionTokenizer([f"word{i}" for i in range(1262)])
-            self.dataset = synthetic_dataset(cfg, self.tokenizer, cfg.batch_size * 16, cfg.seed)
-        n = len(self.dataset.images)
-        self.train_idx, self.val_idx = torch.arange(n), torch.arange(min(n, cfg.batch_size))
-        if n < cfg.batch_size:
-            raise SystemExit(f"error: {self.dataset.name} holds fewer than batch_size={cfg.batch_size} items")
-        self.model_cfg = tw.model_config(cfg, self.tokenizer)
+        self.dataset, self.tokenizer, self.data_name, self.train_idx, self.val_idx = self.load_data()
         self.data_s = time.time() - start
+        steps_per_epoch = len(self.train_idx) // cfg.batch_size
+        if steps_per_epoch < 1:
+            raise SystemExit(f"error: {self.data_name} holds fewer than batch_size={cfg.batch_size} training items")
+        self.num_epochs = max(cfg.num_epochs, math.ceil(self.steps / steps_per_epoch))  # steps() must not end first
+        self.model_cfg = tw.model_config(cfg, self.tokenizer)
         self.first_step = {}
         self.handle = register_optimizer_step_post_hook(self._first_step_hook)
         wandb.setup(wandb.Settings(reinit="create_new"))  # the offline and heavy runs are open side by side
+
+    def load_data(self):
+        """-> (dataset, tokenizer, its name, training indices, validation indices). bundled: build_data's dataset
+        and split; synthetic: enough random items for a round to stay inside the first epoch (up to
+        SYNTHETIC_MAX_BYTES of images), a tokenizer the size of the bundled collection's (1266 tokens)."""
+        cfg = self.cfg
+        if self.args.data == "bundled":
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                data = tw.build_data(cfg, torch.device("cpu"))
+            train_idx, val_idx = tw.split_indices(len(data.dataset), cfg.val_fraction, cfg.seed)  # build_data's
+            return data.dataset, data.tokenizer, f"{cfg.data_dir} ({len(data.dataset)} items)", train_idx, val_idx
+        tokenizer = tw.CaptionTokenizer([f"word{i}" for i in range(1262)])
+        batch_bytes = cfg.batch_size * 3 * cfg.image_size ** 2
+        n_train = cfg.batch_size * min(self.steps + 1, max(16, SYNTHETIC_MAX_BYTES // batch_bytes))
+        n = n_train + cfg.batch_size  # and one validation batch
+        dataset = synthetic_dataset(cfg, tokenizer, n, cfg.seed)
+        return dataset, tokenizer, f"synthetic ({n} items)", torch.arange(n_train), torch.arange(n_train, n)
 
     def _first_step_hook(self, optimizer, args, kwargs):
         sync(self.device)
@@ -289,144 +309,96 @@ class Bench:
         self.handle.remove()
 
     def build(self, variant, label):
-        """A fresh model (same seed, so every variant starts from the same weights), loader, run and Trainer."""
-        cfg = dataclasses.replace(self.cfg, out_dir=str(Path(self.tmp) / f"out-{label}"), max_steps=0)
-        wcfg = dataclasses.replace(self.wcfg, mode="offline" if variant in "cd" else "disabled")
+        """A fresh variant through train_wandb's builders: the model (same seed, so every variant starts from
+        the same weights), fresh loaders over the shared data, its logger and its Trainer. -> Runner"""
+        name = VARIANTS[variant][0]
+        cfg = dataclasses.replace(self.cfg, out_dir=str(Path(self.tmp) / f"out-{label}-{name}"), max_steps=0,
+                                  num_epochs=self.num_epochs, checkpoint_every=0.0)  # no timed mid-epoch saves
+        wcfg = dataclasses.replace(self.wcfg, mode="offline" if variant in "cd" else "disabled",
+                                   run_name=f"benchmark-{label}-{name}")
         if variant == "d":
             wcfg = dataclasses.replace(wcfg, log_frequency=1, track_gradients=True)
-        timings = {}
+        printed = io.StringIO()  # the builders' console lines
         start = time.time()
         torch.manual_seed(cfg.seed)
-        model = MultimodalModel(self.model_cfg).to(self.device)
+        with contextlib.redirect_stdout(printed):
+            model = tw.build_model(cfg, self.tokenizer, self.device)
         train_loader = tw.BatchLoader(self.dataset, self.train_idx, cfg.batch_size, shuffle=True, drop_last=True,
                                       seed=cfg.seed).to(self.device)
         val_loader = tw.BatchLoader(self.dataset, self.val_idx, cfg.batch_size, shuffle=False,
                                     drop_last=False).to(self.device)
-        timings["build_s"] = time.time() - start
-        start = time.time()
-        if wcfg.mode == "disabled":
-            run = tw.ResilientRun(wandb.init(mode="disabled"))
-        else:
-            with contextlib.redirect_stdout(open(os.devnull, "w")):
-                run = tw.setup_wandb(cfg, dataclasses.replace(wcfg, run_name=f"benchmark-{label}"), model)
-        timings["wandb_init_s"] = time.time() - start
-        trainer = tw.Trainer(cfg, wcfg, self.health, model, self.tokenizer, train_loader, val_loader, self.device, run)
-        return Runner(self, variant, trainer, timings, label)
+        data = tw.Data(self.tokenizer, self.dataset, train_loader, val_loader, skipped=0)
+        built = time.time()
+        with contextlib.redirect_stdout(printed):
+            logger = QuietLogger(create_logger(wcfg, tw.flat_config(cfg, wcfg, self.health), model, rank=0))
+        logged = time.time()
+        trainer = tw.build_trainer(cfg, wcfg, self.health, model, data, self.device, logger, rank=0, world_size=1)
+        timings = {"build_s": built - start + time.time() - logged, "wandb_init_s": logged - built}
+        return Runner(variant, trainer, logger, timings)
 
 
 class Runner:
-    """One variant: its Trainer and the state of its training loop, advanced a few steps at a time.
+    """One variant in motion, advanced a few optimizer steps per turn with next(): b, c and d through the
+    Trainer's own loop, Trainer.steps(); a through bare_steps() over the same Trainer's model, optimizer and
+    batches. Both time their phases with a train_wandb.LogWindow: the Trainer's own, and one for a."""
 
-    a: the bare step. b, c, d: the body of Trainer.train_epoch (batch, train_step, window accumulation,
-    progress bar, flush at each window end), calling the Trainer's own train_step and flush."""
+    def __init__(self, variant, trainer, logger, timings):
+        self.variant, self.trainer, self.logger, self.timings = variant, trainer, logger, timings
+        self.device = trainer.device
+        if variant == "a":
+            self.window = tw.LogWindow(trainer.wcfg.log_frequency, 1, self.device)
+            self.loop = self.bare_steps()
+        else:
+            self.window = trainer.window
+            self.loop = trainer.steps()
 
-    def __init__(self, bench, variant, trainer, timings, label):
-        self.bench, self.variant, self.trainer, self.timings = bench, variant, trainer, timings
-        self.phases = Phases(bench.device)  # replaced by the caller: warm-up and measured steps apart
-        self.batches = iter(())
-        self.window, self.epoch_loss = tw.MetricWindow(), tw.MetricWindow()
-        self.bar = None if variant == "a" else tqdm(desc=f"{variant} {label}", dynamic_ncols=True, leave=False,
-                                                      disable=not trainer.master)
+    def bare_steps(self):
+        """What a training step costs with nothing around it: the Trainer's forward (compiled and autocast as
+        configured), its fused/foreach AdamW and batches; no metrics, no logging, no scheduler. Yields after
+        every optimizer step, like Trainer.steps()."""
+        trainer, window, clip = self.trainer, self.window, self.trainer.cfg.grad_clip
         trainer.model.train()
-        trainer.window_start, trainer.window_samples, trainer.data_time = time.perf_counter(), 0, 0.0
-        if variant != "a":
-            self._instrument()
-
-    def _instrument(self):
-        """Time train_step, the optimizer step inside it and flush, from outside the Trainer."""
-        trainer = self.trainer
-        train_step, flush, opt_step = trainer.train_step, trainer.flush, trainer.optimizer.step
-        opt_started = []
-
-        def timed_step(*args, **kwargs):
-            p = self.phases
-            start = p.now()
-            out = train_step(*args, **kwargs)
-            end = p.now()
-            p.step += end - start
-            p.optimizer += end - (opt_started.pop() if opt_started else end)  # optimizer and scheduler step
-            return out
-
-        def timed_opt_step(*args, **kwargs):
-            opt_started.append(self.phases.now())
-            return opt_step(*args, **kwargs)  # the LR scheduler's own wrapper, kept
-
-        def timed_flush(*args, **kwargs):
-            p = self.phases
-            start = p.now()
-            out = flush(*args, **kwargs)
-            p.flush += p.now() - start
-            p.flushes += 1
-            return out
-
-        timed_opt_step._wrapped_by_lr_sched = True
-        trainer.train_step, trainer.flush, trainer.optimizer.step = timed_step, timed_flush, timed_opt_step
-
-    def next_batch(self):
-        batch = next(self.batches, None)
-        if batch is None:  # a new epoch of the loader
-            self.batches = iter(self.trainer.train_loader)
-            batch = next(self.batches)
-        return batch
+        while True:  # epoch after epoch of the Trainer's loader
+            for images_u8, captions in window.timed(trainer.train_loader):
+                with window.timing("step"):
+                    images = images_u8.float().div_(255)
+                    with trainer.autocast:
+                        loss = tw.total_loss(trainer.forward(images, captions), trainer.weights)
+                    trainer.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if clip > 0:
+                        torch.nn.utils.clip_grad_norm_(trainer.params, clip, foreach=True)
+                    trainer.optimizer.step()
+                yield
 
     def advance(self, steps):
-        """Run `steps` optimizer steps -> (seconds, W&B background CPU seconds, other processes' CPU seconds)."""
-        p, device = self.phases, self.bench.device
-        sync(device)
-        background, others = background_cpu_s(), other_cpu_s()
-        start = time.perf_counter()
-        for _ in range(steps):
-            self.bare_step() if self.variant == "a" else self.trainer_step()
-        sync(device)
-        elapsed = time.perf_counter() - start
-        p.total += elapsed
-        p.steps += steps
-        return elapsed, max(0.0, background_cpu_s() - background), max(0.0, other_cpu_s() - others)
-
-    def trainer_step(self):
-        """One iteration of Trainer.train_epoch's loop (without the epoch end, stop and checkpoint checks)."""
-        trainer, p = self.trainer, self.phases
-        start = p.now()
-        images, captions = self.next_batch()
-        fetched = p.now()
-        p.data += fetched - start
-        trainer.data_time += fetched - start
-        metrics = trainer.train_step(images, captions)
-        self.window.add(metrics)
-        self.epoch_loss.add({"loss_total": metrics["loss_total"]})
-        trainer.window_samples += images.shape[0] * trainer.world_size
-        self.bar.update(1)
-        if trainer.step % trainer.wcfg.log_frequency == 0:
-            means = trainer.flush(self.window, epoch=trainer.step / len(trainer.train_loader))
-            self.bar.set_postfix(loss=f"{means['loss_total']:.4f}")
-
-    def bare_step(self):
-        """What a training step costs with nothing around it: the Trainer's forward (compiled and autocast as
-        configured), its fused/foreach AdamW and batches; no metrics, no logging, no scheduler."""
-        trainer, p, clip = self.trainer, self.phases, self.bench.cfg.grad_clip
-        start = p.now()
-        images_u8, captions = self.next_batch()
-        fetched = p.now()
-        images = images_u8.float().div_(255)
-        with trainer.autocast:
-            out = trainer.forward(images, captions)
-            loss = tw.total_loss(out, trainer.weights)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip > 0:
-            torch.nn.utils.clip_grad_norm_(trainer.params, clip, foreach=True)
-        computed = p.now()
-        trainer.optimizer.step()
-        stepped = p.now()
-        p.data += fetched - start
-        p.step += stepped - fetched
-        p.optimizer += stepped - computed
+        """Run `steps` optimizer steps -> the turn: seconds in all ("s") and per LogWindow phase (data, step,
+        log), W&B's background CPU seconds, other processes' CPU seconds, steps, log windows logged, and
+        epoch_ends (1 when a Trainer ended an epoch in this turn: validation, visuals, checkpoint)."""
+        before, epoch, rows = dict(self.window.seconds), self.trainer.epoch, len(self.logger.history)
+        with contextlib.redirect_stdout(io.StringIO()):  # steps() prints a line at each epoch end
+            sync(self.device)
+            background, others = background_cpu_s(), other_cpu_s()
+            start = time.perf_counter()
+            for _ in range(steps):
+                next(self.loop)
+            sync(self.device)
+            elapsed = time.perf_counter() - start
+            background, others = background_cpu_s() - background, other_cpu_s() - others
+        epoch_end = 0 < epoch < self.trainer.epoch  # 0 -> 1 is the loop's start, not an epoch end
+        if epoch_end:  # the epoch's checkpoint is written in the background: not into the next turns
+            self.trainer.checkpoints.wait()
+        return {"s": elapsed, **{k: v - before[k] for k, v in self.window.seconds.items()},
+                "background_cpu_s": max(0.0, background), "other_cpu_s": max(0.0, others), "steps": steps,
+                "log_windows": sum("train/loss_total" in row for row in self.logger.history[rows:]),
+                "epoch_ends": int(epoch_end)}
 
     def finish(self):
-        if self.bar is not None:
-            self.bar.close()
+        """Close the loop and the W&B run (timed, outside the measurement; no training report)."""
+        self.loop.close()
+        self.trainer.checkpoints.wait()
         start = time.time()
-        self.trainer.run.finish()
+        self.logger.call("finish", exit_code=0)
         self.timings["wandb_finish_s"] = time.time() - start
 
 
@@ -444,27 +416,102 @@ def build_round(bench, variants, label):
     return runners
 
 
-def measure_round(bench, variants, r, instrument=False):
+def add_turn(total, turn):
+    for k, value in turn.items():
+        total[k] = total.get(k, 0) + value
+
+
+def measure_round(bench, variants, r):
     """One round: fresh runners, then turn after turn each variant runs `bench.turn` steps, in an order that
-    rotates every turn, so slow spells of a shared machine fall on all variants alike. Returns the runners
-    and, per log window, each variant's seconds, W&B background CPU and other processes' CPU."""
+    rotates every turn, so slow spells of a shared machine fall on all variants alike. -> (per log window
+    {variant: its turns added up}, per variant what the round says about it)"""
     runners = build_round(bench, variants, f"r{r + 1}")
-    for runner in runners.values():
-        runner.phases = Phases(bench.device, instrument)
+    turns = bench.window // bench.turn
     windows = []
     try:
         for w in range(bench.windows):
-            window = {v: {"s": 0.0, "background_cpu_s": 0.0, "other_cpu_s": 0.0} for v in variants}
-            for t in range(bench.window // bench.turn):
-                k = (w * bench.window // bench.turn + t) % len(variants)
+            window = {v: {} for v in variants}
+            for t in range(turns):
+                k = (w * turns + t) % len(variants)
                 for v in variants[k:] + variants[:k]:
-                    for key, value in zip(("s", "background_cpu_s", "other_cpu_s"), runners[v].advance(bench.turn)):
-                        window[v][key] += value
+                    add_turn(window[v], runners[v].advance(bench.turn))
             windows.append(window)
     finally:
         for runner in runners.values():
             runner.finish()
-    return runners, windows
+    info = {v: {**runners[v].timings, "steps_run": bench.steps,
+                "flushes": sum(w[v]["log_windows"] for w in windows),  # the log windows logged while measured
+                "findings": [f"{f.analysis}/{f.code}" for f in runners[v].logger.findings]} for v in variants}
+    return windows, info
+
+
+def other_cores(window):
+    return max(w["other_cpu_s"] / w["s"] for w in window.values())
+
+
+def left_out(window, max_other_cores):
+    """Why a window is not used, or None: other processes took the CPU, or a Trainer ended an epoch in it."""
+    if any(w["epoch_ends"] for w in window.values()):
+        return "an epoch ended"
+    if other_cores(window) > max_other_cores:
+        return "disturbed"
+    return None
+
+
+def measure(bench, variants):
+    """Rounds until --rounds rounds' worth of windows can be used (at most --max-rounds). -> (every window,
+    per round the variants' info)"""
+    args, cfg = bench.args, bench.cfg
+    all_windows, round_info = [], []
+    wanted, max_rounds = args.rounds * bench.windows, max(args.rounds, args.max_rounds or args.rounds)
+    while (sum(left_out(w, args.max_other_cores) is None for w in all_windows) < wanted
+           and len(round_info) < max_rounds):
+        r = len(round_info)
+        windows, info = measure_round(bench, variants, r)
+        all_windows += windows
+        round_info.append(info)
+        for i, window in enumerate(windows):
+            reason = left_out(window, args.max_other_cores)
+            print(f"  round {r + 1} window {i + 1}: " + "  ".join(
+                f"{v} {cfg.batch_size * bench.window / window[v]['s']:8.2f}" for v in variants)
+                + f" samples/s; other processes {other_cores(window):.2f} cores"
+                + (f"  ({reason}: left out)" if reason else ""), flush=True)
+        gc.collect()
+    return all_windows, round_info
+
+
+def ms_per_step(windows, v):
+    """Variant v's step time over `windows`, split by the LogWindow's phases, in ms per step: data, step
+    (forward, backward, optimizer, with the Trainer's metrics), logging (the log windows) and other (the
+    rest of the loop: total - the three)."""
+    total = {k: sum(w[v][k] for w in windows) for k in ("s", "data", "step", "log", "steps")}
+    n = max(total["steps"], 1)
+    return {"data": 1000 * total["data"] / n, "step": 1000 * total["step"] / n, "logging": 1000 * total["log"] / n,
+            "other": 1000 * max(0.0, total["s"] - total["data"] - total["step"] - total["log"]) / n}
+
+
+def breakdown_pass(bench, variants):
+    """On a GPU: one more build per variant, run alone with LogWindow.instrument on (each phase boundary
+    synchronises the device), so that each phase holds its own GPU work. -> (breakdown, peak memory in GB)"""
+    breakdown, peak_memory = {}, {}
+    for v in variants:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(bench.device)
+        runner = bench.build(v, "breakdown")
+        runner.advance(bench.warmup)
+        runner.window.instrument = True
+        turns = [runner.advance(bench.turn) for _ in range(bench.windows * bench.window // bench.turn)]
+        breakdown[v] = ms_per_step([{v: t} for t in turns if not t["epoch_ends"]], v)
+        logged = [row["perf/peak_memory_allocated_mb"] / 1e3 for row in runner.logger.history
+                  if "perf/peak_memory_allocated_mb" in row]  # the Trainer resets the counter every log window
+        peak_memory[v] = max([torch.cuda.max_memory_allocated(bench.device) / 1e9, *logged])
+        runner.finish()
+        del runner
+    return breakdown, peak_memory
+
+
+# ----------------------------------------------------------------------------
+# the summary: every number, under the names of the JSON line
 
 
 def quartiles(values):
@@ -481,82 +528,9 @@ def summarize(values):
             "values": values}
 
 
-def main(argv=None):
-    args, cfg, wcfg, health = parse(sys.argv[1:] if argv is None else argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    bench = Bench(args, cfg, wcfg, health, prepare_environment())
-    device, name = bench.device, device_name(bench.device)
-    if args.max_other_cores is None:
-        args.max_other_cores = 0.1 if device.type == "cpu" else float("inf")
-    variants = [v for v in "abcd" if v in args.variants]
-    flops = estimate_flops(bench.model_cfg, batch_size=cfg.batch_size)
-    steps = bench.windows * bench.window
-    print(f"Device: {name}")
-    print(f"Config: batch_size={cfg.batch_size} image_size={cfg.image_size} width={cfg.width} "
-          f"latent_dim={cfg.latent_dim} precision={cfg.precision} compile={cfg.compile} "
-          f"log_frequency={wcfg.log_frequency} track_gradients={wcfg.track_gradients} "
-          f"track_hardware={wcfg.track_hardware}; {parameter_count(bench.model_cfg):,} parameters")
-    print(f"Data: {bench.dataset.name}. Per round: fresh models, {bench.warmup} warm-up steps each, then "
-          f"{steps} measured steps each, interleaved {bench.turn} step(s) per turn; {args.rounds} round(s)"
-          + (f", up to {args.max_rounds} to collect {args.rounds} rounds' worth of undisturbed windows"
-             if args.max_rounds else ""))
-    print(f"Training FLOPs per sample (3 x forward, estimate_flops): {flops['training'] / 1e9:.3f} GFLOP")
-    sys.stdout.flush()
-
-    # -- measure
-    all_windows, round_info, phases = [], [], {v: [] for v in variants}
-    max_rounds = max(args.rounds, args.max_rounds or args.rounds)
-    wanted = args.rounds * bench.windows
-
-    def other_cores(window):
-        return max(w["other_cpu_s"] / w["s"] for w in window.values())
-
-    def clean(window):
-        return other_cores(window) <= args.max_other_cores
-
-    while sum(map(clean, all_windows)) < wanted and len(round_info) < max_rounds:
-        r = len(round_info)
-        runners, windows = measure_round(bench, variants, r)
-        all_windows += windows
-        round_info.append({v: {**runners[v].timings, "flushes": runners[v].phases.flushes,
-                               "findings": [f"{f.analysis}/{f.code}" for f in runners[v].trainer.monitor.findings]}
-                           for v in variants})
-        for v in variants:
-            phases[v].append(runners[v].phases.ms_per_step())
-        for i, window in enumerate(windows):
-            print(f"  round {r + 1} window {i + 1}: " + "  ".join(
-                f"{v} {cfg.batch_size * bench.window / window[v]['s']:8.2f}" for v in variants)
-                + f" samples/s; other processes {other_cores(window):.2f} cores"
-                + ("" if clean(window) else "  (disturbed: left out)"), flush=True)
-        del runners
-        gc.collect()
-
-    used = [w for w in all_windows if clean(w)]
-    if not used:
-        print(f"  warning: every window was disturbed (other processes above {args.max_other_cores} cores); "
-              "the numbers below use all of them and are unreliable", flush=True)
-        used = all_windows
-
-    peak_memory = {}
-    if device.type == "cuda":  # one more round, variant by variant, with synchronising phase timers
-        breakdown = {}
-        for v in variants:
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
-            runner = bench.build(v, "breakdown")
-            runner.advance(bench.warmup)
-            runner.phases = Phases(device, instrument=True)
-            runner.advance(steps)
-            breakdown[v] = runner.phases.ms_per_step()
-            peak_memory[v] = torch.cuda.max_memory_allocated(device) / 1e9
-            runner.finish()
-            del runner
-    else:  # on a CPU the phase timers need no synchronisation: the measured rounds give the breakdown
-        breakdown = {v: {k: statistics.median(row[k] for row in phases[v]) for k in phases[v][0]} for v in variants}
-
-    # -- summarise
-    per_window = cfg.batch_size * bench.window
+def throughput(bench, variants, all_windows, used, breakdown):
+    """samples/s per variant, the paired overheads and harness ratio, and the attributed logging cost."""
+    per_window = bench.cfg.batch_size * bench.window
     sps = {v: summarize([per_window / w[v]["s"] for w in used]) for v in variants}
     for v in variants:
         sps[v]["overall"] = per_window * len(used) / sum(w[v]["s"] for w in used)
@@ -566,37 +540,56 @@ def main(argv=None):
             return summarize([w[x]["s"] / w[y]["s"] - 1 for w in used])
         return None
 
-    overhead_offline, overhead_heavy, harness = paired("c", "b"), paired("d", "b"), paired("a", "b")
+    harness = paired("a", "b")
     if harness:
         harness = {k: ([1 + x for x in val] if k == "values" else val if k == "n" else 1 + val)
                    for k, val in harness.items()}
-    # W&B's background processes (wandb-core, its system monitor) serve both open runs and capture every
-    # variant's progress bar; their CPU time over the wall time is charged in full to each W&B variant: an
-    # upper bound on what they take from training (on a GPU machine, with cores to spare, they take nothing)
+    # W&B's background processes (wandb-core, its system monitor) serve both open runs; their CPU time over the
+    # wall time is charged in full to each W&B variant: an upper bound on what they take from training (on a
+    # GPU machine, with cores to spare, they take nothing)
     background = sum(w[v]["background_cpu_s"] for w in all_windows for v in variants) / sum(
         w[v]["s"] for w in all_windows for v in variants)
-    step_ms_b = 1000 * cfg.batch_size / sps["b"]["median"] if "b" in variants else None
 
     def attributed(x):
-        """The time logging itself takes per step beyond variant b's (the loop outside train_step, flush
-        included) over b's median step time, plus W&B's background CPU share. Background load on the
-        machine barely moves it, unlike the wall-clock ratios."""
+        """The time x spends outside data and step beyond b's (logging and the rest of the loop) over b's
+        median step time, plus W&B's background CPU share. Background load barely moves it."""
         if x not in variants or "b" not in variants:
             return None
-        return (breakdown[x]["logging"] - breakdown["b"]["logging"]) / step_ms_b + background
+        outside = {v: breakdown[v]["logging"] + breakdown[v]["other"] for v in (x, "b")}
+        return (outside[x] - outside["b"]) / (1000 * bench.cfg.batch_size / sps["b"]["median"]) + background
 
+    return {
+        "samples_per_s": {VARIANTS[v][0]: sps[v] for v in variants},
+        "logging_overhead_offline": paired("c", "b"),
+        "logging_overhead_heavy": paired("d", "b"),
+        "logging_overhead_attributed": {"offline": attributed("c"), "heavy": attributed("d")},
+        "harness_ratio": harness,
+        "wandb_background_cpu_cores": background,
+    }
+
+
+def utilisation(bench, variants, sps, flops):
+    """MFU against the device's dense peak (the Trainer's own denominator); on a CPU the fraction of a
+    measured fp32 matmul rate instead."""
+    cfg, device = bench.cfg, bench.device
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    peak = tw.peak_flops(device, "bf16" if bf16 else "tf32")  # the Trainer's own MFU denominator
+    peak = tw.peak_flops(device, "bf16" if bf16 else "tf32")
     matmul = measured_matmul_flops(device) if device.type == "cpu" else None
     mfu = {}
     for v in variants:
-        achieved = sps[v]["median"] * flops["training"]
-        mfu[v] = {"achieved_tflops": achieved / 1e12,
-                  "mfu": tw.throughput_stats(sps[v]["median"], flops["training"], peak).get("mfu"),
-                  "fraction_of_measured_matmul": achieved / matmul if matmul else None}
+        rate = sps[VARIANTS[v][0]]["median"]
+        achieved = rate * flops["training"]
+        mfu[VARIANTS[v][0]] = {"achieved_tflops": achieved / 1e12,
+                               "mfu": tw.throughput_stats(rate, flops["training"], peak).get("mfu"),
+                               "fraction_of_measured_matmul": achieved / matmul if matmul else None}
+    return {"peak_flops": peak, "peak_kind": f"{'bf16' if bf16 else 'tf32'} dense (datasheet)" if peak else None,
+            "measured_matmul_flops": matmul, "mfu": mfu}
+
+
+def startup(bench, variants, round_info):
     created = psutil.Process().create_time()
     first = sorted(variants, key="cbda".index)[0]
-    startup = {
+    return {
         "process_start_to_first_optimizer_step_s": bench.first_step["at"] - created,
         "interpreter_s": _WALL_START - created,
         "interpreter_and_imports_s": _IMPORTED - created,
@@ -604,99 +597,176 @@ def main(argv=None):
         "first_variant": VARIANTS[first][0],
         "model_build_s": round_info[0][first]["build_s"],
         "wandb_init_s": round_info[0][first]["wandb_init_s"],
-        "note": f"includes the first step itself (compile={cfg.compile})",
+        "note": f"includes the first step itself (compile={bench.cfg.compile})",
     }
 
-    # -- report
-    print()
-    print(f"Medians over {len(used)} of {len(all_windows)} log windows"
-          + (" (undisturbed)" if used is not all_windows else ""))
-    print(f"{'variant':<56} {'samples/s':>10} {'quartiles':>17} {'ms/step':>8} {'MFU':>8}")
-    for v in variants:
-        s, m = sps[v], mfu[v]
-        mfu_text = f"{100 * m['mfu']:.2f}%" if m["mfu"] is not None else "n/a"
-        print(f"{v} {VARIANTS[v][1]:<54} {s['median']:10.2f} {s['q1']:8.2f}-{s['q3']:8.2f} "
-              f"{1000 * cfg.batch_size / s['median']:8.1f} {mfu_text:>8}")
-    print()
 
-    def pct(summary):
-        if not summary:
-            return "not run"
-        return (f"{100 * summary['median']:+.2f}% (quartiles {100 * summary['q1']:+.2f}% .. "
-                f"{100 * summary['q3']:+.2f}%, {summary['n']} paired windows)")
+def health_findings(variants, round_info):
+    """{"analysis/code": {"count": n, "variants": [...]}} over every round: raised by the synthetic data,
+    collected by QuietLogger rather than printed."""
+    counts, seen = collections.Counter(), collections.defaultdict(set)
+    for info in round_info:
+        for v in variants:
+            for code in info[v]["findings"]:
+                counts[code] += 1
+                seen[code].add(VARIANTS[v][0])
+    return {code: {"count": counts[code], "variants": sorted(seen[code])} for code in sorted(counts)}
 
-    print(f"Logging overhead, W&B offline vs disabled (b/c - 1; target <= 3%):  {pct(overhead_offline)}")
-    print(f"Logging overhead, heavy vs disabled (b/d - 1; target <= 10%):       {pct(overhead_heavy)}")
-    for x, label in (("c", "offline"), ("d", "heavy")):
-        if attributed(x) is not None:
-            print(f"  attributed {label:<7} (logging time beyond b's + W&B background CPU share): "
-                  f"{100 * attributed(x):+.2f}% of b's step time")
-    if harness:
-        print(f"Harness ratio, Trainer vs bare loop (b/a; aim >= 0.95):            {harness['median']:.3f} "
-              f"(quartiles {harness['q1']:.3f} .. {harness['q3']:.3f})")
-    if peak:
-        print(f"MFU against {peak / 1e12:.0f} TFLOP/s {'bf16' if bf16 else 'tf32'} dense peak (precision={cfg.precision})")
-    elif matmul:
-        ref = mfu["b" if "b" in variants else variants[0]]
-        print(f"MFU: n/a on a CPU. Measured fp32 1024^3 matmul rate for reference: {matmul / 1e9:.1f} GFLOP/s; "
-              f"the Trainer reaches {100 * ref['fraction_of_measured_matmul']:.1f}% of it")
-    else:
-        print(f"MFU: no peak known for {name}")
-    print()
-    print(f"{'step-time breakdown, ms/step (median)':<40} {'data':>8} {'fwd+bwd':>8} {'optim':>8} {'logging':>8}"
-          f" {'(flush)':>8}")
-    for v in variants:
-        b = breakdown[v]
-        print(f"{v} {VARIANTS[v][0]:<38} {b['data']:8.2f} {b['fwd_bwd']:8.2f} {b['optimizer']:8.2f} "
-              f"{b['logging']:8.2f} {b['flush_only']:8.2f}")
-    print("  (the Trainer's fwd+bwd includes its metrics and gradient statistics; logging = window, flush, bar)")
-    print(f"W&B background processes (wandb-core, system monitor): {100 * background:.2f}% of one core while measured")
-    print()
-    print(f"Process start -> first optimizer step: {startup['process_start_to_first_optimizer_step_s']:.2f} s "
-          f"(interpreter+imports {startup['interpreter_and_imports_s']:.2f} s, data {bench.data_s:.2f} s, "
-          f"model build {startup['model_build_s']:.2f} s, W&B init {startup['wandb_init_s']:.2f} s, "
-          f"then the first step of variant {first} {VARIANTS[first][0]})")
-    for v in variants:
-        if v in "cd":
-            print(f"W&B {VARIANTS[v][0]}: init {statistics.median(i[v]['wandb_init_s'] for i in round_info):.2f} s, "
-                  f"finish {statistics.median(i[v]['wandb_finish_s'] for i in round_info):.2f} s (outside the timing)")
-    findings = sorted({f for info in round_info for v in variants for f in info[v]["findings"]})
-    if findings:
-        print(f"Health findings during the runs: {', '.join(findings)}")
 
-    summary = {
-        "device": name,
-        "device_type": device.type,
-        "torch": torch.__version__,
-        "wandb": wandb.__version__,
-        "source": source_state(),
-        "data": bench.dataset.name,
+def summary(bench, variants, all_windows, used, round_info, breakdown, peak_memory):
+    """Every number of the run, as the JSON line gives it."""
+    cfg, wcfg, device = bench.cfg, bench.wcfg, bench.device
+    flops = estimate_flops(bench.model_cfg, batch_size=cfg.batch_size)
+    speed = throughput(bench, variants, all_windows, used, breakdown)
+    result = {
+        "device": device_name(device), "device_type": device.type,
+        "torch": torch.__version__, "wandb": wandb.__version__, "source": source_state(),
+        "data": bench.data_name,
         "warmup": bench.warmup, "window_steps": bench.window, "turn_steps": bench.turn,
         "windows_per_round": bench.windows, "rounds_run": len(round_info),
         "windows_used": len(used), "windows_run": len(all_windows),
-        "max_other_cores": args.max_other_cores if math.isfinite(args.max_other_cores) else None,
+        "windows_with_epoch_end": sum(any(w[v]["epoch_ends"] for v in variants) for w in all_windows),
+        "epoch_ends": "windows in which a Trainer ended an epoch (validation, visuals, checkpoint) are left out",
+        "max_other_cores": bench.args.max_other_cores if math.isfinite(bench.args.max_other_cores) else None,
         "config": {**dataclasses.asdict(cfg), **{f"wandb_{k}": v for k, v in dataclasses.asdict(wcfg).items()}},
         "parameters": parameter_count(bench.model_cfg),
         "flops_per_sample": {"forward": flops["forward"], "training": flops["training"],
                              "convention": "2*m*n*k per matmul, attention QK^T+AV, training = 3 x forward"},
-        "samples_per_s": {VARIANTS[v][0]: sps[v] for v in variants},
-        "logging_overhead_offline": overhead_offline,
-        "logging_overhead_heavy": overhead_heavy,
-        "logging_overhead_attributed": {"offline": attributed("c"), "heavy": attributed("d")},
-        "harness_ratio": harness,
-        "peak_flops": peak, "peak_kind": f"{'bf16' if bf16 else 'tf32'} dense (datasheet)" if peak else None,
-        "measured_matmul_flops": matmul,
-        "mfu": {VARIANTS[v][0]: mfu[v] for v in variants},
+        **speed,
+        **utilisation(bench, variants, speed["samples_per_s"], flops),
         "breakdown_ms_per_step": {VARIANTS[v][0]: breakdown[v] for v in variants},
-        "wandb_background_cpu_cores": background,
-        "startup": startup,
+        "breakdown_phases": "data: batch wait; step: forward+backward+optimizer with the Trainer's metrics; "
+                            "logging: log windows (metric means, hardware, W&B, health checks); other: the rest "
+                            "of the loop (LogWindow.seconds; total - the three)",
+        "startup": startup(bench, variants, round_info),
+        "health_findings": health_findings(variants, round_info),
         "rounds": [{VARIANTS[v][0]: info[v] for v in variants} for info in round_info],
         "windows": [{VARIANTS[v][0]: w[v] for v in variants} for w in all_windows],
         "seed_reference_samples_per_s": 14.2,
     }
     if peak_memory:
-        summary["peak_memory_gb"] = {VARIANTS[v][0]: peak_memory[v] for v in variants}
-    print(json.dumps(summary), flush=True)
+        result["peak_memory_gb"] = {VARIANTS[v][0]: peak_memory[v] for v in variants}
+    return result
+
+
+# ----------------------------------------------------------------------------
+# the report
+
+
+def print_setup(bench, variants):
+    cfg, wcfg, args = bench.cfg, bench.wcfg, bench.args
+    print(f"Device: {device_name(bench.device)}")
+    print(f"Config: batch_size={cfg.batch_size} image_size={cfg.image_size} width={cfg.width} "
+          f"latent_dim={cfg.latent_dim} precision={cfg.precision} compile={cfg.compile} "
+          f"log_frequency={wcfg.log_frequency} track_gradients={wcfg.track_gradients} "
+          f"track_hardware={wcfg.track_hardware}; {parameter_count(bench.model_cfg):,} parameters")
+    print(f"Data: {bench.data_name}. Per round: fresh models, {bench.warmup} warm-up steps each, then "
+          f"{bench.windows * bench.window} measured steps each, interleaved {bench.turn} step(s) per turn; "
+          f"{args.rounds} round(s)" + (f", up to {args.max_rounds} to collect {args.rounds} rounds' worth of "
+                                       "usable windows" if args.max_rounds else ""))
+    flops = estimate_flops(bench.model_cfg, batch_size=cfg.batch_size)
+    print(f"Training FLOPs per sample (3 x forward, estimate_flops): {flops['training'] / 1e9:.3f} GFLOP")
+    sys.stdout.flush()
+
+
+def pct(stats):
+    if not stats:
+        return "not run"
+    return (f"{100 * stats['median']:+.2f}% (quartiles {100 * stats['q1']:+.2f}% .. "
+            f"{100 * stats['q3']:+.2f}%, {stats['n']} paired windows)")
+
+
+def print_throughput(bench, variants, s):
+    print()
+    print(f"Medians over {s['windows_used']} of {s['windows_run']} log windows"
+          + (f" ({s['windows_with_epoch_end']} left out: an epoch ended in them)" if s["windows_with_epoch_end"]
+             else ""))
+    print(f"{'variant':<56} {'samples/s':>10} {'quartiles':>17} {'ms/step':>8} {'MFU':>8}")
+    for v in variants:
+        sps, mfu = s["samples_per_s"][VARIANTS[v][0]], s["mfu"][VARIANTS[v][0]]["mfu"]
+        print(f"{v} {VARIANTS[v][1]:<54} {sps['median']:10.2f} {sps['q1']:8.2f}-{sps['q3']:8.2f} "
+              f"{1000 * bench.cfg.batch_size / sps['median']:8.1f} "
+              f"{f'{100 * mfu:.2f}%' if mfu is not None else 'n/a':>8}")
+    print()
+    print(f"Logging overhead, W&B offline vs disabled (b/c - 1; target <= 3%):  {pct(s['logging_overhead_offline'])}")
+    print(f"Logging overhead, heavy vs disabled (b/d - 1; target <= 10%):       {pct(s['logging_overhead_heavy'])}")
+    for label, value in s["logging_overhead_attributed"].items():
+        if value is not None:
+            print(f"  attributed {label:<7} (time outside data and step beyond b's + W&B background CPU share): "
+                  f"{100 * value:+.2f}% of b's step time")
+    if s["harness_ratio"]:
+        h = s["harness_ratio"]
+        print(f"Harness ratio, Trainer vs bare loop (b/a; aim >= 0.95):            {h['median']:.3f} "
+              f"(quartiles {h['q1']:.3f} .. {h['q3']:.3f})")
+    if s["peak_flops"]:
+        print(f"MFU against {s['peak_flops'] / 1e12:.0f} TFLOP/s {s['peak_kind']} peak "
+              f"(precision={bench.cfg.precision})")
+    elif s["measured_matmul_flops"]:
+        ref = s["mfu"]["disabled" if "b" in variants else VARIANTS[variants[0]][0]]
+        print(f"MFU: n/a on a CPU. Measured fp32 1024^3 matmul rate for reference: "
+              f"{s['measured_matmul_flops'] / 1e9:.1f} GFLOP/s; the Trainer reaches "
+              f"{100 * ref['fraction_of_measured_matmul']:.1f}% of it")
+    else:
+        print(f"MFU: no peak known for {s['device']}")
+
+
+def print_breakdown_and_startup(variants, s):
+    print()
+    print(f"{'step-time breakdown, ms/step':<40} {'data':>8} {'step':>8} {'logging':>8} {'other':>8}")
+    for v in variants:
+        b = s["breakdown_ms_per_step"][VARIANTS[v][0]]
+        print(f"{v} {VARIANTS[v][0]:<38} {b['data']:8.2f} {b['step']:8.2f} {b['logging']:8.2f} {b['other']:8.2f}")
+    print("  (the Trainer's LogWindow.seconds. step: forward+backward+optimizer, with the Trainer's metrics and "
+          "gradient statistics; logging: the log windows; other: the rest of the loop)")
+    print(f"W&B background processes (wandb-core, system monitor): {100 * s['wandb_background_cpu_cores']:.2f}% of "
+          "one core while measured")
+    print()
+    st = s["startup"]
+    print(f"Process start -> first optimizer step: {st['process_start_to_first_optimizer_step_s']:.2f} s "
+          f"(interpreter+imports {st['interpreter_and_imports_s']:.2f} s, data {st['data_s']:.2f} s, "
+          f"model build {st['model_build_s']:.2f} s, W&B init {st['wandb_init_s']:.2f} s, "
+          f"then the first step of variant {st['first_variant']})")
+    for v in variants:
+        if v in "cd":
+            rounds = [r[VARIANTS[v][0]] for r in s["rounds"]]
+            print(f"W&B {VARIANTS[v][0]}: init {statistics.median(r['wandb_init_s'] for r in rounds):.2f} s, "
+                  f"finish {statistics.median(r['wandb_finish_s'] for r in rounds):.2f} s (outside the timing)")
+    if s["health_findings"]:
+        print("Health findings during the runs (collected, not shown as they came): " + ", ".join(
+            f"{code} x{f['count']} ({', '.join(f['variants'])})" for code, f in s["health_findings"].items()))
+
+
+# ----------------------------------------------------------------------------
+# main
+
+
+def main(argv=None):
+    args, cfg, wcfg, health = parse(sys.argv[1:] if argv is None else argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bench = Bench(args, cfg, wcfg, health, prepare_environment())
+    if args.max_other_cores is None:
+        args.max_other_cores = 0.1 if bench.device.type == "cpu" else float("inf")
+    variants = [v for v in "abcd" if v in args.variants]
+    print_setup(bench, variants)
+
+    all_windows, round_info = measure(bench, variants)
+    epoch_free = [w for w in all_windows if left_out(w, math.inf) is None]
+    used = [w for w in epoch_free if left_out(w, args.max_other_cores) is None]
+    if not used:
+        print("  warning: no window was both undisturbed and free of epoch ends; the numbers below use "
+              + ("every window without an epoch end" if epoch_free else "every window") + " and are unreliable",
+              flush=True)
+        used = epoch_free or all_windows
+    if bench.device.type == "cuda":
+        breakdown, peak_memory = breakdown_pass(bench, variants)
+    else:  # on a CPU the phase timers need no synchronisation: the measured windows give the breakdown
+        breakdown, peak_memory = {v: ms_per_step(used, v) for v in variants}, {}
+
+    result = summary(bench, variants, all_windows, used, round_info, breakdown, peak_memory)
+    print_throughput(bench, variants, result)
+    print_breakdown_and_startup(variants, result)
+    print(json.dumps(result), flush=True)
     return 0
 
 

@@ -5,26 +5,24 @@
     python train_wandb.py --batch_size=32 --learning_rate=5e-4   # any Config / WandBConfig field
     python train_wandb.py --help                   # every field with its default
 
-Sections, top to bottom: configuration, caption tokenizer, engraving dataset,
-metric definitions, W&B setup, the Trainer, main().
+Sections, top to bottom: configuration, caption tokenizer, engraving dataset, metric definitions,
+the log window, the Trainer, the builders (data, model, logger, trainer) and main(), which reads as
+STEP 1..6. Beside this file: logger.py (every W&B call), checkpoints.py (save, load, resume checks),
+analysis.py (health checks, report, compare) and model_architecture_large.py (the model).
 """
 
 import ast
+import contextlib
 import csv
 import dataclasses
 import difflib
 import hashlib
 import json
 import math
-import netrc
 import os
 import re
-import shutil
 import signal
 import sys
-import threading
-import urllib.error
-import urllib.request
 import time
 import warnings
 from collections import Counter
@@ -32,17 +30,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, get_type_hints
-from urllib.parse import urlparse
 
 import numpy as np
 import psutil
 import torch
 import torch.distributed as dist
-import wandb
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from analysis import HealthConfig, HealthMonitor, replay, write_report
+from analysis import HealthConfig, HealthMonitor, replay
+from checkpoints import CheckpointError, Checkpoints, check_model_config, load_checkpoint
+from logger import LoggerError, create_logger
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
 
 REPO_DIR = Path(__file__).resolve().parent
@@ -57,22 +55,22 @@ class Config:
     # data
     data_dir: str = BUNDLED_DATA_DIR  # images + captions: metadata.jsonl/.csv (file_name, text) or a .txt beside each image
     max_items: int = 0  # use only the first N items of the collection (0 = all)
-    image_size: int = 128  # pixels; images are fitted into a white square of this side
-    max_caption_len: int = 32  # tokens per caption, <bos> and <eos> included; longer captions are truncated
+    image_size: int = ModelConfig.image_size  # pixels; images are fitted into a white square of this side
+    max_caption_len: int = ModelConfig.max_caption_len  # tokens per caption, <bos> and <eos> included; longer ones are cut
     val_fraction: float = 0.1  # share of the items held out for validation
     num_workers: int = 4  # threads that decode the images once, at start-up
     cache_dir: str = ".cache"  # decoded images are kept here and reused by later runs ('' = no cache)
     seed: int = 42  # seeds the split, the initial weights and the batch order
-    # model (model_architecture_large.py)
-    latent_dim: int = 1024  # size of the shared latent z
-    width: int = 768  # transformer width of every encoder and decoder
-    num_heads: int = 12  # attention heads
-    patch_size: int = 8  # pixels per image patch side; image_size must be a multiple
-    image_encoder_depth: int = 4  # transformer blocks in each part
-    image_decoder_depth: int = 4
-    caption_decoder_depth: int = 2
-    caption_encoder_depth: int = 1
-    dropout: float = 0.0  # dropout in attention and MLPs
+    # model (model_architecture_large.py; the defaults are ModelConfig's)
+    latent_dim: int = ModelConfig.latent_dim  # size of the shared latent z
+    width: int = ModelConfig.width  # transformer width of every encoder and decoder
+    num_heads: int = ModelConfig.num_heads  # attention heads
+    patch_size: int = ModelConfig.patch_size  # pixels per image patch side; image_size must be a multiple
+    image_encoder_depth: int = ModelConfig.image_encoder_depth  # transformer blocks in each part
+    image_decoder_depth: int = ModelConfig.image_decoder_depth
+    caption_decoder_depth: int = ModelConfig.caption_decoder_depth
+    caption_encoder_depth: int = ModelConfig.caption_encoder_depth
+    dropout: float = ModelConfig.dropout  # dropout in attention and MLPs
     # optimisation
     batch_size: int = 128  # samples per optimizer step (the seed used 16, which leaves a large GPU idle: --preset=seed)
     num_epochs: int = 100  # passes over the training split
@@ -93,6 +91,8 @@ class Config:
     out_dir: str = "out"  # checkpoints (last.pt, best.pt), report.md, metrics.csv and plots go here
     checkpoint_every: float = 30.0  # minutes between mid-epoch saves of last.pt (0 = only at epoch ends)
     resume: bool = False  # continue from out_dir/last.pt
+    # fault injection, for the diagnosis benchmark (diagnose.py) only
+    fault_grad_spike_every: int = 0  # every N-th step's loss is multiplied by 100 before backward: a gradient spike (0 = off)
 
 
 @dataclass
@@ -108,15 +108,17 @@ class WandBConfig:
     log_checkpoints: bool = False  # upload last.pt as a W&B Artifact at each epoch end (alias best when it is)
 
 
+# the Config fields that are also ModelConfig fields (model_config() passes them on)
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name in Config.__dataclass_fields__)
+
 PRESETS = {
     # the seed's own run: batch 16 (too small to keep a large GPU busy; kept for comparison with the seed)
     "seed": dict(batch_size=16),
-    # ~0.8M parameters at 64 px: learns the bundled engravings on a 2-core CPU in a few minutes
-    "quick": dict(
-        image_size=64, latent_dim=128, width=96, num_heads=4, image_encoder_depth=2, image_decoder_depth=2,
-        caption_decoder_depth=1, caption_encoder_depth=1, batch_size=64, num_epochs=8, learning_rate=2e-3,
-        warmup_fraction=0.02, out_dir="out/quick",
-    ),
+    # ModelConfig.small() (~0.8M parameters) at 64 px: learns the bundled engravings on a 2-core CPU in a few minutes
+    "quick": dict(**{name: getattr(ModelConfig.small(), name) for name in MODEL_FIELDS
+                     if getattr(ModelConfig.small(), name) != getattr(ModelConfig(), name)},
+                  image_size=64, batch_size=64, num_epochs=8, learning_rate=2e-3, warmup_fraction=0.02,
+                  out_dir="out/quick"),
 }
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -209,6 +211,7 @@ def validate(cfg, wcfg):
                  "caption_encoder_depth"):
         check(getattr(cfg, name) >= 1, name, "must be at least 1")
     for name in ("max_items", "max_steps", "num_workers", "weight_decay", "grad_clip", "checkpoint_every",
+                 "fault_grad_spike_every",
                  "image_loss_weight", "caption_loss_weight", "alignment_loss_weight"):
         check(getattr(cfg, name) >= 0, name, "must not be negative")
     check(cfg.max_caption_len >= 3, "max_caption_len", "must be at least 3 (<bos>, a word, <eos>)")
@@ -550,9 +553,20 @@ def split_indices(n, val_fraction, seed):
 # metric definitions: each logged metric is defined once, here
 
 def latent_stats(z):
-    """latent_mean / latent_std over every value of z (B, D); latent_norm = mean L2 norm of a sample's z."""
+    """Of z (B, D): latent_mean / latent_std over every value (mostly differences between dimensions);
+    latent_norm: the mean L2 norm of a sample's z; latent_batch_std: the spread between images, the std of each
+    dimension across the batch averaged over dimensions (0 when every image maps to the same z)."""
     z = z.float()
-    return {"latent_mean": z.mean(), "latent_std": z.std(), "latent_norm": z.norm(dim=1).mean()}
+    return {"latent_mean": z.mean(), "latent_std": z.std(), "latent_norm": z.norm(dim=1).mean(),
+            "latent_batch_std": z.std(dim=0, correction=0).mean()}
+
+
+def latent_diversity(z):
+    """1 - the mean cosine similarity between the z of two different images of the batch: 0 when every image
+    maps to the same direction, about 1 for unrelated directions."""
+    z = torch.nn.functional.normalize(z.float(), dim=1)
+    n = z.shape[0]
+    return 1 - (z @ z.T).sum().sub(n).div(max(n * (n - 1), 1))
 
 
 def image_errors(recon, target):
@@ -577,7 +591,8 @@ def caption_perplexity(mean_loss_caption):
 
 
 def gradient_stats(grads):
-    """grad_norm: global L2 norm; grad_mean: mean |g| over every element; grad_max: max |g|.
+    """grad_norm: global L2 norm; grad_mean: mean |g| over every element; grad_max: max |g| (of one step; a log
+    window keeps the largest, see WINDOW_MAXIMA).
 
     Always 0 <= grad_mean <= grad_max <= grad_norm. Fused over all tensors, no host sync.
     """
@@ -664,161 +679,110 @@ def _gputil_device(device):
         return None
 
 
+# The window statistics that keep the extremes: logged name -> the per-step metric whose largest value over the
+# window's steps it is. grad_max is only a maximum; grad_norm is logged as its mean and, as grad_norm_max, its maximum
+# (a single-step spike would be averaged away in the mean).
+WINDOW_MAXIMA = {"grad_max": "grad_max", "grad_norm_max": "grad_norm"}
+
+
 class MetricWindow:
-    """Accumulates metric tensors on the device; `means()` is the single host sync of a log window."""
+    """Accumulates metric tensors on the device: the (weighted) mean of every metric, and the maximum of those
+    in WINDOW_MAXIMA. `means()` is the single host sync of a log window."""
 
     def __init__(self):
-        self.sums, self.weight = {}, 0.0
+        self.sums, self.maxima, self.weight = {}, {}, 0.0
 
     def add(self, metrics, weight=1.0):
         for k, v in metrics.items():
-            self.sums[k] = self.sums[k] + v * weight if k in self.sums else v * weight
+            if k not in WINDOW_MAXIMA:
+                self.sums[k] = self.sums[k] + v * weight if k in self.sums else v * weight
+        for name, k in WINDOW_MAXIMA.items():
+            if k in metrics:
+                self.maxima[name] = torch.maximum(self.maxima[name], metrics[k]) if name in self.maxima else metrics[k]
         self.weight += weight
 
     def __len__(self):
         return int(self.weight > 0)
 
     def means(self):
-        """Mean of every metric over the window (and over all ranks under torchrun), with caption_perplexity
-        derived; resets the window."""
-        names = list(self.sums)
+        """Mean of every metric over the window (and over all ranks under torchrun), the maxima of WINDOW_MAXIMA,
+        and caption_perplexity derived; resets the window."""
+        names, peaks = list(self.sums), list(self.maxima)
         if not names:
             return {}
         weight = torch.tensor(self.weight, device=self.sums[names[0]].device)
         sums = torch.stack([self.sums[k].float() for k in names] + [weight])
-        if dist.is_initialized():  # every rank logs the same numbers: the mean over the global window
+        maxima = torch.stack([self.maxima[k].float() for k in peaks]) if peaks else sums[:0]
+        if dist.is_initialized():  # every rank logs the same numbers: the mean and maxima over the global window
             dist.all_reduce(sums)
-        *values, weight = sums.tolist()  # host sync
+            if peaks:
+                dist.all_reduce(maxima, op=dist.ReduceOp.MAX)
+        host = torch.cat([sums, maxima]).tolist()  # host sync
+        *values, weight = host[: len(sums)]
         result = {k: v / weight for k, v in zip(names, values)}
+        result.update(zip(peaks, host[len(sums):]))
         if "loss_caption" in result:
             result["caption_perplexity"] = caption_perplexity(result["loss_caption"])
-        self.sums, self.weight = {}, 0.0
+        self.sums, self.maxima, self.weight = {}, {}, 0.0
         return result
 
 
-# ----------------------------------------------------------------------------
-# W&B setup
+class LogWindow:
+    """One log window of the training loop: the metric sums (MetricWindow), the time spent waiting for data,
+    in the steps and in logging, whether the window is due, and its finished row.
 
-def wandb_base_url():
-    """The W&B server wandb will talk to: WANDB_BASE_URL, else wandb's default."""
-    return os.environ.get("WANDB_BASE_URL") or wandb.Settings().base_url
+    `seconds` accumulates the three phases over the whole run (the benchmark reads it). With `instrument`
+    each phase boundary synchronises the device first, for an exact per-phase breakdown on a GPU; training
+    leaves it off (a synchronisation per step would stall the GPU)."""
 
+    def __init__(self, frequency, world_size, device, instrument=False):
+        self.frequency, self.world_size, self.device, self.instrument = frequency, world_size, device, instrument
+        self.metrics = MetricWindow()
+        self.seconds = {"data": 0.0, "step": 0.0, "log": 0.0}
+        self.restart()
 
-def wandb_api_key():
-    """The API key wandb would use: WANDB_API_KEY, else the netrc entry for the W&B server (never printed)."""
-    if os.environ.get("WANDB_API_KEY"):
-        return os.environ["WANDB_API_KEY"]
-    host = urlparse(wandb_base_url()).hostname
-    try:
-        auth = netrc.netrc().authenticators(host)
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        return None
-    return auth[2] if auth else None
+    def restart(self):
+        self.started, self.samples, self.data_s = self.now(), 0, 0.0
 
+    def now(self):
+        if self.instrument and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
 
-def server_reachable(timeout=5.0):
-    """Does the W&B server answer an HTTP request within `timeout` seconds? Any HTTP status counts as an
-    answer; a refused connection, or one accepted but never answered, does not."""
-    try:
-        with urllib.request.urlopen(wandb_base_url().rstrip("/") + "/healthz", timeout=timeout):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except (OSError, ValueError):
-        return False
+    def timed(self, batches):
+        """Yields the batches, adding the time spent waiting for each one to the window's data time."""
+        batches = iter(batches)
+        while True:
+            start = self.now()
+            batch = next(batches, None)
+            waited = self.now() - start
+            self.data_s += waited
+            self.seconds["data"] += waited
+            if batch is None:
+                return
+            yield batch
 
+    @contextlib.contextmanager
+    def timing(self, phase):
+        start = self.now()
+        yield
+        self.seconds[phase] += self.now() - start
 
-def resolve_wandb_mode(mode):
-    """'auto' -> 'online' when an API key exists and the server answers, else 'offline'. Never prompts."""
-    if mode != "auto":
-        return mode, f"mode={mode}"
-    if not wandb_api_key():
-        return "offline", "not logged in (run `wandb login` to log online)"
-    if not server_reachable():
-        return "offline", "the W&B server did not answer"
-    return "online", "logged in"
+    def add(self, metrics, batch_size):
+        self.metrics.add(metrics)
+        self.samples += batch_size * self.world_size  # samples/s counts every process
 
+    def due(self, step):
+        return step % self.frequency == 0
 
-def setup_wandb(cfg, wcfg, model, run_id=None):
-    print("=" * 70)
-    print("SETTING UP WEIGHTS & BIASES")
-    print("=" * 70)
-    mode, reason = resolve_wandb_mode(wcfg.mode)
-    print(f"W&B mode: {mode} ({reason})")
-
-    def init(mode):
-        return wandb.init(
-            project=wcfg.project, entity=wcfg.entity, name=wcfg.run_name, mode=mode,
-            config={**asdict(cfg), **asdict(wcfg), "wandb_mode": mode},
-            id=run_id, resume="allow" if run_id else None,
-            settings=wandb.Settings(init_timeout=90),
-        )
-
-    for attempt in range(20):
-        try:
-            run = init(mode)
-            break
-        except Exception as e:
-            reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-            if "in use" in str(e) and attempt < 4:  # a killed run's W&B service may still hold the id
-                time.sleep(3)
-            elif "in use" in str(e) and run_id:
-                print(f"warning: W&B run {run_id} is still held by the stopped process; logging this part to a "
-                      "new W&B run (sync both)", file=sys.stderr)
-                run_id = None
-            elif mode == "online":  # a server that refuses or times out must not cost the training run
-                print(f"warning: W&B could not start online ({reason}); logging offline instead", file=sys.stderr)
-                mode = "offline"
-            else:
-                raise ConfigError(f"W&B could not start a {mode} run ({reason}); try --mode=disabled") from None
-    run.define_metric("global_step")
-    for prefix in ("train", "val", "perf"):
-        run.define_metric(f"{prefix}/*", step_metric="global_step")
-    run.define_metric("val/loss_total", summary="min")
-    if mode == "online":
-        print(f"✓ W&B run initialized: {run.url}")
-    elif mode == "offline":
-        run_dir = Path(run.dir).parent
-        print(f"✓ W&B run saved offline in {run_dir}")
-        print(f"  upload it later:   wandb sync {run_dir}")
-        print(f"  watch it locally:  wandb leet {run_dir}")
-    else:
-        print("✓ W&B disabled: nothing is logged")
-    if wcfg.log_model and mode != "disabled":
-        run.watch(model, log="gradients", log_freq=wcfg.log_frequency)
-        print("✓ Model gradients being tracked")
-    return ResilientRun(run)
-
-
-class ResilientRun:
-    """The W&B run, but a W&B failure (dead server, full disk) never stops training.
-
-    The first failing call is reported in one warning; later calls are skipped. Nothing is lost:
-    metrics.csv and report.md in out_dir hold every logged row.
-    """
-
-    def __init__(self, run):
-        self._run, self.failed = run, False
-
-    def __getattr__(self, name):
-        attr = getattr(self._run, name)
-        return self._guarded(attr, name) if callable(attr) else attr
-
-    def _guarded(self, fn, name):
-        def call(*args, **kwargs):
-            if self.failed:
-                return None
-            try:
-                return fn(*args, **kwargs)
-            except Exception as e:
-                self.failed = True
-                tqdm.write(f"warning: W&B {name} failed ({type(e).__name__}: {str(e)[:200]}); training goes on "
-                           "without W&B, and out_dir/metrics.csv and report.md keep every metric", file=sys.stderr)
-                return None
-        return call
-
-    def set_summary(self, values):
-        self._guarded(self._run.summary.update, "summary")(values)
+    def finish(self):
+        """The window's row: the metric means and maxima, samples_per_second and data_time_fraction; starts the
+        next window."""
+        means = self.metrics.means()  # the one host-device sync of the window
+        elapsed = time.perf_counter() - self.started
+        row = {**means, "samples_per_second": self.samples / elapsed, "data_time_fraction": self.data_s / elapsed}
+        self.restart()
+        return row
 
 
 # ----------------------------------------------------------------------------
@@ -838,55 +802,51 @@ class TrainingStopped(Exception):
 
 
 class Trainer:
-    """Owns the optimisation loop; every metric leaves through `log()`, the one place that talks to W&B."""
+    """Owns the optimisation: the step, the epoch loop, validation and the training state.
 
-    def __init__(self, cfg, wcfg, health, model, tokenizer, train_loader, val_loader, device, run):
+    Metrics leave through the logger (RunLogger on rank 0, NullLogger elsewhere), checkpoints through
+    Checkpoints; the Trainer itself never talks to W&B nor asks which rank it is on in order to log."""
+
+    def __init__(self, cfg, wcfg, health, model, tokenizer, train_loader, val_loader, device, logger,
+                 run_config=None, world_size=1, checkpoints=None):
         self.cfg, self.wcfg, self.health = cfg, wcfg, health
         self.model, self.tokenizer = model, tokenizer
         self.train_loader, self.val_loader = train_loader, val_loader
-        self.device, self.run = device, run
-        self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-        self.master = self.rank == 0  # the one process that prints, logs to W&B, checkpoints and reports
+        self.device, self.logger, self.world_size = device, logger, world_size
+        self.checkpoints = checkpoints or Checkpoints(cfg.out_dir, logger, cfg.checkpoint_every, enabled=False)
         self.weights = {"image": cfg.image_loss_weight, "caption": cfg.caption_loss_weight,
                         "alignment": cfg.alignment_loss_weight}
         use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
         self.flops_per_sample = estimate_flops(model.cfg)["training"]
         peak = peak_flops(device, "bf16" if use_bf16 else "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32")
-        self.peak_flops = peak * self.world_size if peak else None  # samples_per_second counts every process
+        self.peak_flops = peak * world_size if peak else None  # samples_per_second counts every process
         self.eval_forward = torch.compile(model) if cfg.compile else model
         self.forward = self.eval_forward  # training forward: wrapped in DDP under torchrun (gradients all-reduced)
-        if self.world_size > 1:
+        if world_size > 1:
             self.forward = torch.nn.parallel.DistributedDataParallel(
                 self.eval_forward, device_ids=[device.index] if device.type == "cuda" else None)
-
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.dim() < 2]  # biases, norms, temperature
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.learning_rate, betas=(0.9, 0.95), fused=device.type == "cuda",
-        )
-        steps_per_epoch = len(train_loader)
-        self.total_steps = steps_per_epoch * cfg.num_epochs
+        self.optimizer = build_optimizer(model, cfg, device)
+        self.total_steps = len(train_loader) * cfg.num_epochs
         if cfg.max_steps:
             self.total_steps = min(self.total_steps, cfg.max_steps)
         self.warmup_steps = int(cfg.warmup_fraction * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
         self.params = [p for p in model.parameters() if p.requires_grad]
 
-        self.step, self.epoch, self.best_val_loss = 0, 0, float("inf")
+        self.step, self.epoch, self.best_val_loss, self.best_epoch = 0, 0, float("inf"), 0
         self.lr = self.scheduler.get_last_lr()[0]
-        self.best_epoch = 0
         self.batches_done = 0  # batches finished in the current epoch
-        self.saved_at = time.monotonic()  # when last.pt was last written
-        self.out_dir = Path(cfg.out_dir)
-        self.history = []  # every logged row, for report.md and metrics.csv
-        self.run_config = {**asdict(cfg), **asdict(wcfg)}  # what the health checks read (loss weights, batch size)
+        self.run_config = {**flat_config(cfg, wcfg, health), **(run_config or {}), "total_steps": self.total_steps}
         self.monitor = HealthMonitor(health, self.run_config)
+        self.window = LogWindow(wcfg.log_frequency, world_size, device)
         self.stop_signal = None  # set by SIGINT / SIGTERM: finish the step, save, report, exit
         self.first_non_finite = None  # per NON_FINITE_WATCH entry: first step it was not finite (-1: never)
         self.first_step_s = None  # seconds of this process's first train_step (see record_first_step)
-        self.writer = CheckpointWriter()
+
+    @property
+    def history(self):
+        return self.logger.history
 
     def lr_factor(self, step):
         """Linear warm-up to 1, then cosine decay to min_lr_fraction at total_steps."""
@@ -904,6 +864,8 @@ class Trainer:
             out = self.forward(images, captions)
             loss = total_loss(out, self.weights)
         self.optimizer.zero_grad(set_to_none=True)
+        if self.cfg.fault_grad_spike_every and (self.step + 1) % self.cfg.fault_grad_spike_every == 0:
+            loss = loss * 100.0  # fault injection (diagnosis benchmark): this step's gradients are 100x
         loss.backward()
         with torch.no_grad():
             metrics = model_metrics(out, images, self.tokenizer.PAD, self.weights)
@@ -940,6 +902,13 @@ class Trainer:
         return (f"{', '.join(name for s, name in seen if s == step)} became non-finite first, at step {step} "
                 f"(learning rate {self.lr:.3g})")
 
+    def stop_if_not_finite(self, row, findings):
+        """An explicit step of the loop: a window whose losses or gradient norm are not finite ends training."""
+        if all(math.isfinite(row.get(k, 0.0)) for k in NON_FINITE_WATCH):
+            return
+        action = next((f.action for f in findings if f.code == "non_finite"), "lower learning_rate")
+        raise TrainingStopped(f"{self.non_finite_diagnosis()}; {action}")
+
     def custom_metrics(self, out, images, captions):
         """Extra per-batch metrics: name -> 0-dim tensor on the device (no .item(): that would sync).
 
@@ -947,59 +916,111 @@ class Trainer:
         Edit or override this method to add your own; `out` is the model's output dict
         (z, recon, logits, targets, loss_*), `images` the batch in [0, 1], `captions` its token ids.
         """
-        z = torch.nn.functional.normalize(out["z"].detach().float(), dim=1)
-        n = z.shape[0]
-        mean_cosine = (z @ z.T).sum().sub(n).div(max(n * (n - 1), 1))  # off-diagonal mean cosine similarity
         return {
-            "latent_diversity": 1 - mean_cosine,  # 0 when every image maps to the same direction
+            "latent_diversity": latent_diversity(out["z"].detach()),
             "caption_length": (captions != self.tokenizer.PAD).sum(dim=1).float().mean() - 2,  # words, no <bos>/<eos>
         }
 
     # -- epochs -------------------------------------------------------------------
 
+    def fit(self):
+        """Train to the end: num_epochs, max_steps or a stop signal. Returns the best validation loss."""
+        for _ in self.steps():
+            pass
+        return self.best_val_loss
+
+    def steps(self):
+        """The training loop, as a generator that yields after every optimizer step (the step count).
+
+        This is the hook the benchmark times the real loop through: it advances several Trainers a few steps
+        at a time with next(), so nothing of the loop is copied or patched. Each epoch ends with validation,
+        visuals and a checkpoint."""
+        while (self.epoch < self.cfg.num_epochs and self.stop_signal is None
+               and not (self.cfg.max_steps and self.step >= self.cfg.max_steps)):
+            self.epoch += 1
+            start = time.perf_counter()
+            train_loss = yield from self.train_epoch()
+            complete = self.batches_done >= len(self.train_loader)
+            if self.stop_signal is not None and not complete:
+                # mid-epoch: keep the position so --resume=True continues right here
+                self.save_checkpoint()
+                print(f"Stopped by {self.stop_signal} at step {self.step} (epoch {self.epoch}); "
+                      f"checkpoint saved to {self.checkpoints.last}")
+                break
+            if complete:  # else max_steps ended it mid-epoch: the checkpoint keeps the position for a resume
+                self.batches_done = 0
+            self.end_epoch(train_loss, start)
+        self.checkpoints.wait()  # the last checkpoint is on disk before the run is reported done
+
     def train_epoch(self):
-        """One pass over the training split; returns its mean loss_total."""
+        """One pass over the training split, yielding after every step; returns its mean loss_total."""
         self.model.train()
-        window, epoch_loss = MetricWindow(), MetricWindow()
+        epoch_loss, window = MetricWindow(), self.window
         steps, first = len(self.train_loader), self.train_loader.skip
-        bar = tqdm(self.train_loader, desc=f"Epoch {self.epoch} Train", total=steps, initial=first, dynamic_ncols=True,
-                   disable=not self.master)
-        self.window_start, self.window_samples, self.data_time = time.perf_counter(), 0, 0.0
-        fetched = time.perf_counter()
-        for i, (images, captions) in enumerate(bar, first + 1):
+        bar = self.logger.progress(self.train_loader, desc=f"Epoch {self.epoch} Train", total=steps, initial=first)
+        window.restart()
+        for i, (images, captions) in enumerate(window.timed(bar), first + 1):
             self.batches_done = i
-            started = time.perf_counter()
-            self.data_time += started - fetched
-            metrics = self.train_step(images, captions)
+            with window.timing("step"):
+                metrics = self.train_step(images, captions)
             if self.first_step_s is None:
-                self.record_first_step(time.perf_counter() - started)
-            window.add(metrics)
+                self.record_first_step()
+            window.add(metrics, images.shape[0])
             epoch_loss.add({"loss_total": metrics["loss_total"]})
-            self.window_samples += images.shape[0] * self.world_size
             reached_max = self.cfg.max_steps and self.step >= self.cfg.max_steps
-            window_end = self.step % self.wcfg.log_frequency == 0 or reached_max or i == steps
+            window_end = window.due(self.step) or reached_max or i == steps
             stop = self.stop_requested(window_end)
             if window_end or stop:
-                means = self.flush(window, epoch=self.epoch - 1 + i / steps)
-                bar.set_postfix(loss=f"{means['loss_total']:.4f}")
+                with window.timing("log"):
+                    row, findings = self.log_window(epoch=self.epoch - 1 + i / steps)
+                bar.set_postfix(loss=f"{row['loss_total']:.4f}")
+                self.stop_if_not_finite(row, findings)
+            yield self.step
             if stop or reached_max:
                 break
-            if self.cfg.checkpoint_every and time.monotonic() - self.saved_at > 60 * self.cfg.checkpoint_every:
-                self.save_checkpoint("last.pt")
-            fetched = time.perf_counter()
+            if self.checkpoints.due():
+                self.save_checkpoint()
         bar.close()
         return epoch_loss.means().get("loss_total", float("nan"))  # nan: resumed at the very end of an epoch
 
-    def record_first_step(self, seconds):
+    def log_window(self, epoch):
+        """The finished window's row with lr, epoch, hardware and throughput, logged; -> (row, findings)."""
+        row = {**self.window.finish(), "lr": self.lr, "epoch": epoch}
+        if self.wcfg.track_hardware:
+            row.update(hardware_stats(self.device))
+        perf = throughput_stats(row["samples_per_second"], self.flops_per_sample, self.peak_flops)
+        if self.device.type == "cuda":  # the allocator's own counters: no synchronisation
+            perf["peak_memory_allocated_mb"] = torch.cuda.max_memory_allocated(self.device) / 1e6
+            torch.cuda.reset_peak_memory_stats(self.device)
+        findings = self.log({"train": row, "perf": perf})
+        return row, findings
+
+    def end_epoch(self, train_loss, start):
+        """Validation, visuals, the best result, checkpoints, and the epoch's console line."""
+        val = self.evaluate()
+        self.log({"val": {**val, "epoch": float(self.epoch)}})
+        self.log_visuals()
+        is_best = val["loss_total"] < self.best_val_loss
+        if is_best:
+            self.best_val_loss, self.best_epoch = val["loss_total"], self.epoch
+            self.logger.summary({"best_val_loss": val["loss_total"], "best_epoch": self.epoch})
+        saved = self.save_checkpoint()
+        if is_best and saved:
+            self.checkpoints.mark_best()
+        if self.wcfg.log_checkpoints and saved:
+            self.checkpoints.upload(self.epoch, self.step, is_best)
+        print(f"Epoch {self.epoch} | Train Loss: {train_loss:.4f} | Val Loss: {val['loss_total']:.4f} | "
+              f"Time: {time.perf_counter() - start:.1f}s | LR: {self.lr:.2e}")
+
+    def record_first_step(self):
         """Start-up cost, in the run summary: perf/time_to_first_step_s from process start until this process's
         first optimizer step was issued (imports, data, model, W&B, the step), and perf/first_step_s, that step
         alone: with compile=True it holds the compilation."""
-        self.first_step_s = seconds
+        self.first_step_s = self.window.seconds["step"]
         since_start = time.time() - psutil.Process().create_time()
-        self.run.set_summary({"perf/time_to_first_step_s": since_start, "perf/first_step_s": seconds})
-        if self.master:
-            tqdm.write(f"First optimizer step issued {since_start:.1f} s after start (the step itself: {seconds:.2f} s"
-                       + (", torch.compile included)" if self.cfg.compile else ")"))
+        self.logger.summary({"perf/time_to_first_step_s": since_start, "perf/first_step_s": self.first_step_s})
+        self.logger.write(f"First optimizer step issued {since_start:.1f} s after start (the step itself: "
+                          f"{self.first_step_s:.2f} s" + (", torch.compile included)" if self.cfg.compile else ")"))
 
     def stop_requested(self, window_end):
         """Has SIGINT/SIGTERM asked us to stop? Under torchrun the ranks agree at window ends only, so that
@@ -1014,23 +1035,6 @@ class Trainer:
         if stop and self.stop_signal is None:
             self.stop_signal = "SIGTERM"  # another rank got the signal
         return stop
-
-    def flush(self, window, epoch):
-        """Log the window's means with lr, epoch, throughput and hardware; start a new window."""
-        means = window.means()  # the one host-device sync of the window
-        elapsed = time.perf_counter() - self.window_start
-        samples_per_second = self.window_samples / elapsed
-        row = {**means, "lr": self.lr, "epoch": epoch, "samples_per_second": samples_per_second,
-               "data_time_fraction": self.data_time / elapsed}
-        if self.wcfg.track_hardware:
-            row.update(hardware_stats(self.device))
-        perf = throughput_stats(samples_per_second, self.flops_per_sample, self.peak_flops)
-        if self.device.type == "cuda":  # the allocator's own counters: no synchronisation
-            perf["peak_memory_allocated_mb"] = torch.cuda.max_memory_allocated(self.device) / 1e6
-            torch.cuda.reset_peak_memory_stats(self.device)
-        self.log({"train": row, "perf": perf})
-        self.window_start, self.window_samples, self.data_time = time.perf_counter(), 0, 0.0
-        return means
 
     @torch.no_grad()
     def evaluate(self):
@@ -1047,6 +1051,8 @@ class Trainer:
     @torch.no_grad()
     def log_visuals(self, shown=8):
         """Validation images beside their reconstructions, true vs generated captions, latent histogram."""
+        if not self.logger.wants_media:
+            return
         self.model.eval()
         images_u8, captions = next(iter(self.val_loader))
         images = images_u8.float() / 255
@@ -1056,78 +1062,28 @@ class Trainer:
             generated = self.model.generate_captions(images[:shown], self.tokenizer.BOS, self.tokenizer.EOS)
         from torchvision.utils import make_grid  # imported here: torchvision adds ~2 s to every start-up
         grid = make_grid(torch.cat([images[:shown], recon[:shown]]), nrow=min(shown, len(images)))
-        table = wandb.Table(columns=["image", "reconstruction", "caption", "generated caption"])
-        for img, rec, cap, gen in zip(images[:shown].cpu(), recon[:shown].cpu(), captions[:shown].tolist(),
-                                      generated.tolist()):
-            table.add_data(wandb.Image(to_pil(img)), wandb.Image(to_pil(rec)), self.tokenizer.decode(cap),
-                           self.tokenizer.decode(gen))
-        self.run.log({
-            "global_step": self.step,
-            "val/reconstructions": wandb.Image(to_pil(grid), caption="top: validation images, bottom: reconstructions"),
-            "val/captions": table,
-            "val/latent_histogram": wandb.Histogram(z.float().cpu().numpy()),
-        })
+        samples = [(to_pil(img), to_pil(rec), self.tokenizer.decode(cap), self.tokenizer.decode(gen))
+                   for img, rec, cap, gen in zip(images[:shown].cpu(), recon[:shown].cpu(), captions[:shown].tolist(),
+                                                 generated.tolist())]
+        self.logger.log_visuals(self.step, to_pil(grid), samples, z.float().cpu().numpy())
 
     def log(self, groups):
-        """The one place metrics leave the Trainer: W&B, the local history (report, metrics.csv), health checks.
-        groups: {prefix: {name: value}}, logged as one row of `prefix/name` keys (one wandb.log call)."""
+        """One row of `prefix/name` keys from {prefix: {name: value}}: to the logger (W&B and the local history)
+        and the health monitor, whose findings the logger reports. -> the findings."""
         row = {"global_step": self.step}
         for prefix, metrics in groups.items():
             row.update({f"{prefix}/{k}": v for k, v in metrics.items()})
-        self.history.append(row)
-        self.run.log(row)
-        for finding in self.monitor.observe(row):
-            self.on_finding(finding)
+        self.logger.log(row)
+        findings = self.monitor.observe(row)
+        for finding in findings:
+            self.logger.alert(finding, self.health.alert_interval_minutes)
+        return findings
 
-    def on_finding(self, finding):
-        """A health check fired: console line, rate-limited W&B alert, summary entry; non-finite values stop training."""
-        if self.master:
-            tqdm.write(f"warning [{finding.analysis}/{finding.code}] step {finding.step}: {finding.message} "
-                       f"-> {finding.action}", file=sys.stderr)
-            level = wandb.AlertLevel.ERROR if finding.severity == "error" else wandb.AlertLevel.WARN
-            self.run.alert(title=f"{finding.analysis}: {finding.code}",
-                           text=f"{finding.message}\nAction: {finding.action}", level=level,
-                           wait_duration=60 * self.health.alert_interval_minutes)
-            self.run.set_summary({f"health/findings/{finding.code}": finding.message})
-        if finding.code == "non_finite":  # every rank sees the same all-reduced rows, so all of them stop here
-            raise TrainingStopped(f"{self.non_finite_diagnosis()}; {finding.action}")
+    # -- state --------------------------------------------------------------------
 
-    def fit(self):
-        """Epochs until num_epochs, max_steps or a stop signal; each ends with validation, visuals, checkpoints."""
-        while (self.epoch < self.cfg.num_epochs and self.stop_signal is None
-               and not (self.cfg.max_steps and self.step >= self.cfg.max_steps)):
-            self.epoch += 1
-            start = time.perf_counter()
-            train_loss = self.train_epoch()
-            complete = self.batches_done >= len(self.train_loader)
-            if self.stop_signal is not None and not complete:
-                # mid-epoch: keep the position so --resume=True continues right here
-                self.save_checkpoint("last.pt")
-                print(f"Stopped by {self.stop_signal} at step {self.step} (epoch {self.epoch}); "
-                      f"checkpoint saved to {self.out_dir / 'last.pt'}")
-                break
-            if complete:  # else max_steps ended it mid-epoch: the checkpoint keeps the position for a resume
-                self.batches_done = 0
-            val = self.evaluate()
-            self.log({"val": {**val, "epoch": float(self.epoch)}})
-            if self.master:
-                self.log_visuals()
-            is_best = val["loss_total"] < self.best_val_loss
-            if is_best:
-                self.best_val_loss = val["loss_total"]
-                self.best_epoch = self.epoch
-                self.run.set_summary({"best_val_loss": val["loss_total"], "best_epoch": self.epoch})
-            self.save_checkpoint("last.pt")
-            if is_best:
-                self.copy_checkpoint("last.pt", "best.pt")
-            if self.wcfg.log_checkpoints and self.master:
-                self.upload_checkpoints(is_best)
-            print(f"Epoch {self.epoch} | Train Loss: {train_loss:.4f} | Val Loss: {val['loss_total']:.4f} | "
-                  f"Time: {time.perf_counter() - start:.1f}s | LR: {self.lr:.2e}")
-        self.writer.wait()  # the last checkpoint is on disk before the run is reported done
-        return self.best_val_loss
-
-    # -- checkpoints ----------------------------------------------------------------
+    def save_checkpoint(self):
+        """out_dir/last.pt, written in the background (Checkpoints); False when it was not written."""
+        return self.checkpoints.save(self.state_dict(), self.model)
 
     def state_dict(self):
         return {
@@ -1142,44 +1098,11 @@ class Trainer:
             "loader_rng": self.train_loader.epoch_rng_state if self.batches_done else self.train_loader.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "history": self.history,  # every logged row: a resumed run's report and metrics.csv cover the whole run
-            "config": asdict(self.cfg),
-            "wandb_config": asdict(self.wcfg),
+            "config": self.run_config,
             "model_config": self.model.config_dict(),
             "tokenizer": self.tokenizer.state_dict(),
-            "wandb_run_id": getattr(self.run, "id", None),
+            "wandb_run_id": self.logger.run_id,
         }
-
-    def save_checkpoint(self, name):
-        """Write out_dir/name atomically, in the background (CheckpointWriter): training waits only for the
-        state's copy to host memory. Rank 0 only."""
-        self.saved_at = time.monotonic()
-        if not self.master:
-            return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.writer.submit(self.state_dict(), self.out_dir / name)
-
-    def copy_checkpoint(self, source, name):
-        """out_dir/name becomes the same file as out_dir/source, without serialising the state again: a hard
-        link (the full model's checkpoint is about 1 GB), or a copy where links are not supported. The next
-        save replaces source by a new file, so name keeps this content."""
-        if not self.master:
-            return
-        self.writer.wait()  # source must be complete on disk
-        tmp = self.out_dir / f".{name}.tmp"
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(self.out_dir / source, tmp)
-        except OSError:
-            shutil.copyfile(self.out_dir / source, tmp)
-        os.replace(tmp, self.out_dir / name)
-
-    def upload_checkpoints(self, is_best):
-        """last.pt as a W&B model Artifact: aliased latest, epoch-N, and best when this epoch is the best so far."""
-        self.writer.wait()
-        artifact = wandb.Artifact(f"checkpoint-{self.run.id}", type="model", metadata={"epoch": self.epoch,
-                                                                                    "step": self.step})
-        artifact.add_file(str(self.out_dir / "last.pt"))
-        self.run.log_artifact(artifact, aliases=["latest", f"epoch-{self.epoch}"] + (["best"] if is_best else []))
 
     def load_state_dict(self, state):
         self.model.load_state_dict(state["model"])
@@ -1189,90 +1112,42 @@ class Trainer:
         self.lr = self.scheduler.get_last_lr()[0]
         self.best_epoch = state["best_epoch"]
         torch.set_rng_state(state["torch_rng"])
-        self.history = list(state["history"])
+        self.logger.history[:] = state["history"]
         self.monitor = replay(self.history, self.run_config, self.health)
         self.train_loader.generator.set_state(state["loader_rng"])
         if state["batches_done"]:  # stopped mid-epoch: replay that epoch's batch order from where it stopped
             self.epoch -= 1
             self.train_loader.skip = self.batches_done = state["batches_done"]
         if math.isfinite(self.best_val_loss):  # a resumed run keeps the best result so far in its summary
-            self.run.set_summary({"best_val_loss": self.best_val_loss, "best_epoch": self.best_epoch})
+            self.logger.summary({"best_val_loss": self.best_val_loss, "best_epoch": self.best_epoch})
 
 
-class CheckpointWriter:
-    """Saves checkpoints on a background thread, so training does not wait for the disk (the full model's
-    state with AdamW's moments is about 1 GB, seconds to write; torch.save releases the GIL while writing).
+def build_optimizer(model, cfg, device):
+    """AdamW with decoupled weight decay on the weight matrices only (not biases, norms, the temperature)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.learning_rate, betas=(0.9, 0.95), fused=device.type == "cuda",
+    )
 
-    `submit` snapshots the state into host buffers first, the only part the caller waits for; the buffers
-    are kept and reused by the next save of the same shapes (a fresh 1 GB allocation costs more than the
-    copy itself), pinned when the tensors live on a GPU. The thread then writes a temporary file and
-    renames it into place, so a crash at any moment leaves the previous file whole. One write is in flight
-    at a time. The thread is not a daemon: a normal exit waits for it."""
 
-    def __init__(self):
-        self.thread, self.error = None, None
-        self.buffers = []  # host copies of the last snapshot's tensors, in traversal order
+# ----------------------------------------------------------------------------
+# builders: the data, the model, the logger and the Trainer (main() and the benchmark use them)
 
-    def submit(self, state, path):
-        self.wait()
-        used = []
-        snapshot = self._snapshot(state, iter(self.buffers), used)
-        self.buffers = used
-        self.thread = threading.Thread(target=self._write, args=(snapshot, Path(path)), name="checkpoint-writer")
-        self.thread.start()
+def format_warning(message, category, filename, lineno, line=None):
+    return f"warning ({category.__name__}): {message}\n"
 
-    def _snapshot(self, obj, old, used):
-        """A copy of a nested state dict in which every tensor is a host copy that training cannot change."""
-        if isinstance(obj, torch.Tensor):
-            buffer = next(old, None)
-            if buffer is None or buffer.shape != obj.shape or buffer.dtype != obj.dtype:
-                buffer = torch.empty(obj.shape, dtype=obj.dtype, pin_memory=obj.is_cuda)
-            used.append(buffer.copy_(obj.detach()))
-            return buffer
-        if isinstance(obj, dict):
-            return {k: self._snapshot(v, old, used) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return type(obj)(self._snapshot(v, old, used) for v in obj)
-        return obj
 
-    def _write(self, state, path):
-        try:
-            tmp = path.with_name(f".{path.name}.tmp")
-            torch.save(state, tmp)
-            os.replace(tmp, path)
-        except Exception as e:  # raised again in the training thread by wait()
-            self.error = e
-
-    def wait(self):
-        """Block until the write in flight is on disk; a failed write raises its error here."""
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
+def flat_config(cfg, wcfg, health):
+    """The one resolved configuration, as W&B, the checkpoint and the report see it."""
+    return {**asdict(cfg), **asdict(wcfg), **asdict(health)}
 
 
 def model_config(cfg, tokenizer):
     """The model's configuration from the Config fields and the caption vocabulary."""
-    return ModelConfig(
-        vocab_size=len(tokenizer), max_caption_len=cfg.max_caption_len, pad_id=tokenizer.PAD,
-        image_size=cfg.image_size, patch_size=cfg.patch_size, width=cfg.width, num_heads=cfg.num_heads,
-        image_encoder_depth=cfg.image_encoder_depth, image_decoder_depth=cfg.image_decoder_depth,
-        caption_decoder_depth=cfg.caption_decoder_depth, caption_encoder_depth=cfg.caption_encoder_depth,
-        latent_dim=cfg.latent_dim, dropout=cfg.dropout,
-    )
-
-
-def load_checkpoint(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-# ----------------------------------------------------------------------------
-# main
-
-def format_warning(message, category, filename, lineno, line=None):
-    return f"warning ({category.__name__}): {message}\n"
+    return ModelConfig(vocab_size=len(tokenizer), pad_id=tokenizer.PAD,
+                       **{name: getattr(cfg, name) for name in MODEL_FIELDS})
 
 
 def load_collection(cfg, generate=True):
@@ -1308,58 +1183,38 @@ def report_skipped(caught, shown=5):
         print(f"Skipped items: {len(caught)}")
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print_help()
-        return 0
-    warnings.formatwarning = format_warning
-    cfg, wcfg, health = parse_args(argv)
-    rank, world_size, device = setup_distributed(cfg)
-    if rank > 0:  # one console: rank 0 prints, the others only report errors
-        sys.stdout = open(os.devnull, "w")
-    torch.manual_seed(cfg.seed)
+@dataclass
+class Data:
+    tokenizer: CaptionTokenizer
+    dataset: EngravingDataset
+    train_loader: BatchLoader
+    val_loader: BatchLoader
+    skipped: int  # items of the collection that could not be used
 
-    print("=" * 70)
-    print("MULTIMODAL TRAINING WITH W&B LOGGING")
-    print("=" * 70)
-    print()
-    if device.type == "cuda":
-        print(f"Using GPU: {torch.cuda.get_device_name(device)}")
-        configure_cuda()
-    else:
-        print(f"Using CPU ({torch.get_num_threads()} threads)")
-        if cfg.width >= 512:
-            print("Note: this config is sized for a GPU; on a CPU try `python train_wandb.py --preset=quick`")
-    print("Config: " + json.dumps({**asdict(cfg), **asdict(wcfg)}))
 
-    checkpoint = None
-    if cfg.resume:
-        path = Path(cfg.out_dir) / "last.pt"
-        if not path.is_file():
-            raise ConfigError(f"--resume=True: no checkpoint at {path}; run once without --resume first")
-        checkpoint = load_checkpoint(path)
+def build_tokenizer(captions, checkpoint):
+    """STEP 2: the vocabulary, restored from the checkpoint on resume."""
+    if checkpoint:
+        tokenizer = CaptionTokenizer.from_state_dict(checkpoint["tokenizer"])
+        print(f"Vocabulary restored from the checkpoint: {len(tokenizer)} tokens")
+        return tokenizer
+    print(f"Building vocabulary from {len(captions)} captions...")
+    tokenizer, counts = CaptionTokenizer.build(captions)
+    print("✓ Vocabulary built:")
+    print(f"  Total tokens: {len(tokenizer)}")
+    print(f"  Unique words added: {len(tokenizer) - len(CaptionTokenizer.SPECIALS)}")
+    print(f"  Most common: {counts.most_common(3)}")
+    return tokenizer
 
-    if world_size > 1:
-        print(f"Distributed: {world_size} processes ({dist.get_backend()}), batch_size {cfg.batch_size} per process, "
-              f"{cfg.batch_size * world_size} per optimizer step")
 
+def build_data(cfg, device, rank=0, world_size=1, checkpoint=None):
+    """STEPS 1-3: the collection, the tokenizer, the decoded dataset and the train/val loaders on the device."""
     print("\nSTEP 1: Loading dataset...")
     items, skipped = load_collection(cfg, generate=rank == 0)
     print(f"Total captions found: {len(items)}")
 
     print("\nSTEP 2: Building tokenizer...")
-    captions = [caption for _, caption in items]
-    if checkpoint:
-        tokenizer = CaptionTokenizer.from_state_dict(checkpoint["tokenizer"])
-        print(f"Vocabulary restored from the checkpoint: {len(tokenizer)} tokens")
-    else:
-        print(f"Building vocabulary from {len(captions)} captions...")
-        tokenizer, counts = CaptionTokenizer.build(captions)
-        print("✓ Vocabulary built:")
-        print(f"  Total tokens: {len(tokenizer)}")
-        print(f"  Unique words added: {len(tokenizer) - len(CaptionTokenizer.SPECIALS)}")
-        print(f"  Most common: {counts.most_common(3)}")
+    tokenizer = build_tokenizer([caption for _, caption in items], checkpoint)
 
     print("\nSTEP 3: Creating data loaders...")
     dataset = EngravingDataset(items, tokenizer, cfg.image_size, cfg.max_caption_len, cfg.num_workers, cfg.cache_dir)
@@ -1367,7 +1222,6 @@ def main(argv=None):
         print(f"Decoded images {'loaded from' if dataset.from_cache else 'saved to'} the cache: {dataset.cache_file}")
     if len(dataset) < len(items):
         print(f"Unreadable images skipped: {len(items) - len(dataset)}")
-    skipped += len(items) - len(dataset)
     if len(dataset) < 2:
         raise DataError(f"{cfg.data_dir}: fewer than 2 readable images")
     if dataset.num_truncated:
@@ -1382,32 +1236,124 @@ def main(argv=None):
     print(f"Train samples: {len(train_idx)}")
     print(f"Val samples: {len(val_idx)}")
     print(f"Batches per epoch: {len(train_loader)}" + (" (per process)" if world_size > 1 else ""))
+    return Data(tokenizer, dataset, train_loader, val_loader, skipped + len(items) - len(dataset))
 
+
+def reference_levels(data, global_batch, batches=8, seed=0):
+    """What each loss component is worth before training, for the dominant-loss analysis:
+    loss_image: the MSE of predicting the mean training image (the pixels' variance around it);
+    loss_caption: ln(vocabulary), a uniform guess; loss_alignment: ln(global batch), a uniform guess;
+    and alignment_floor: the alignment loss a perfect model still has because identical captions in a batch
+    cannot be told apart (mean over items of ln(#identical captions in its batch)), on a few random batches."""
+    images, tokens = data.train_loader.images, data.train_loader.tokens
+    sample = images[: 2048].float().div(255)
+    pixel_variance = sample.var(dim=0, correction=0).mean().item()
+    g = torch.Generator().manual_seed(seed)
+    floors = []
+    for _ in range(batches):
+        idx = torch.randperm(len(tokens), generator=g)[: global_batch].to(tokens.device)
+        batch = tokens[idx]
+        same = (batch[:, None, :] == batch[None, :, :]).all(dim=-1).sum(dim=1).float()
+        floors.append(same.log().mean().item())
+    return {"reference_levels": {"loss_image": pixel_variance, "loss_caption": math.log(len(data.tokenizer)),
+                                 "loss_alignment": math.log(global_batch)},
+            "alignment_floor": sum(floors) / len(floors)}
+
+
+def build_model(cfg, tokenizer, device, checkpoint=None):
+    """STEP 4: the model (the checkpoint's architecture must match on resume)."""
     print("\nSTEP 4: Building model...")
     model_cfg = model_config(cfg, tokenizer)
-    if checkpoint and checkpoint["model_config"] != asdict(model_cfg):
-        changed = [k for k, v in asdict(model_cfg).items() if checkpoint["model_config"].get(k) != v]
-        raise ConfigError(f"--resume=True: the checkpoint's model differs in {', '.join(changed)}; "
-                          "use the same model fields or another out_dir")
+    if checkpoint:
+        check_model_config(checkpoint, asdict(model_cfg))
     model = MultimodalModel(model_cfg).to(device)
     print(f"Total parameters: {model.num_parameters():,}")
+    return model
 
-    print("\nSTEP 5: Setting up W&B...")
-    if rank == 0:
-        run = setup_wandb(cfg, wcfg, model, run_id=checkpoint.get("wandb_run_id") if checkpoint else None)
-        if os.environ.get("WANDB_SWEEP_ID") and not cfg.resume:  # sweep trials must not overwrite each other
-            cfg.out_dir = str(Path(cfg.out_dir) / run.id)
-            print(f"Sweep run: checkpoints and report go to {cfg.out_dir}")
-    else:  # one W&B run per training, written by rank 0; the others log into a no-op run
-        run = ResilientRun(wandb.init(mode="disabled"))
-    run.set_summary({"data/items": len(dataset), "data/skipped_items": skipped})
-    trainer = Trainer(cfg, wcfg, health, model, tokenizer, train_loader, val_loader, device, run)
+
+def build_trainer(cfg, wcfg, health, model, data, device, logger, rank=0, world_size=1, checkpoint=None):
+    """The Trainer with its checkpoints (written by rank 0 only, the process with a RunLogger); restored from
+    the checkpoint on resume."""
+    checkpoints = Checkpoints(cfg.out_dir, logger, cfg.checkpoint_every, enabled=rank == 0)
+    run_config = reference_levels(data, cfg.batch_size * world_size, seed=cfg.seed)
+    trainer = Trainer(cfg, wcfg, health, model, data.tokenizer, data.train_loader, data.val_loader, device, logger,
+                      run_config=run_config, world_size=world_size, checkpoints=checkpoints)
     if checkpoint:
         trainer.load_state_dict(checkpoint)
         where = f", batch {trainer.batches_done} of epoch {trainer.epoch + 1}" if trainer.batches_done else ""
         print(f"Resumed from epoch {checkpoint['epoch']}, step {trainer.step}{where}")
+    return trainer
+
+
+# ----------------------------------------------------------------------------
+# main
+
+def setup_console(rank):
+    """One console under torchrun: rank 0 prints, the others only report errors (on stderr)."""
+    warnings.formatwarning = format_warning
+    if rank > 0:
+        sys.stdout = open(os.devnull, "w")
+
+
+def print_setup(cfg, wcfg, health, device, world_size):
+    print("=" * 70)
+    print("MULTIMODAL TRAINING WITH W&B LOGGING")
+    print("=" * 70)
+    print()
+    if device.type == "cuda":
+        print(f"Using GPU: {torch.cuda.get_device_name(device)}")
+    else:
+        print(f"Using CPU ({torch.get_num_threads()} threads)")
+        if cfg.width >= 512:
+            print("Note: this config is sized for a GPU; on a CPU try `python train_wandb.py --preset=quick`")
+    print("Config: " + json.dumps(flat_config(cfg, wcfg, health)))
+    if world_size > 1:
+        print(f"Distributed: {world_size} processes ({dist.get_backend()}), batch_size {cfg.batch_size} per process, "
+              f"{cfg.batch_size * world_size} per optimizer step")
+
+
+def resume_checkpoint(cfg):
+    """The checkpoint to resume from (--resume=True), or None."""
+    if not cfg.resume:
+        return None
+    path = Path(cfg.out_dir) / "last.pt"
+    if not path.is_file():
+        raise ConfigError(f"--resume=True: no checkpoint at {path}; run once without --resume first")
+    return load_checkpoint(path)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print_help()
+        return 0
+    cfg, wcfg, health = parse_args(argv)
+    rank, world_size, device = setup_distributed(cfg)
+    setup_console(rank)
+    if device.type == "cuda":
+        configure_cuda()
+    torch.manual_seed(cfg.seed)
+    print_setup(cfg, wcfg, health, device, world_size)
+    checkpoint = resume_checkpoint(cfg)
+    data = build_data(cfg, device, rank, world_size, checkpoint)  # STEPS 1-3
+    model = build_model(cfg, data.tokenizer, device, checkpoint)  # STEP 4
+
+    print("\nSTEP 5: Setting up W&B...")
+    logger = create_logger(wcfg, flat_config(cfg, wcfg, health), model, rank,
+                           run_id=checkpoint.get("wandb_run_id") if checkpoint else None)
+    if os.environ.get("WANDB_SWEEP_ID") and not cfg.resume and logger.run_id:  # sweep trials must not overwrite
+        cfg.out_dir = str(Path(cfg.out_dir) / logger.run_id)
+        print(f"Sweep run: checkpoints and report go to {cfg.out_dir}")
+    logger.summary({"data/items": len(data.dataset), "data/skipped_items": data.skipped})
+    trainer = build_trainer(cfg, wcfg, health, model, data, device, logger, rank, world_size, checkpoint)
 
     print("\nSTEP 6: Starting training...")
+    return train(trainer, device)
+
+
+def train(trainer, device):
+    """Run the Trainer to the end, then write the report and close the run whatever happened. -> exit status."""
+    cfg = trainer.cfg
     install_stop_handlers(trainer)
     start = time.perf_counter()
     status, exit_code, error = "finished", 0, None
@@ -1426,8 +1372,7 @@ def main(argv=None):
         status, exit_code = f"failed: {error}", 3
     finally:
         elapsed = time.perf_counter() - start
-        run.set_summary({"training_time_s": elapsed})
-        finish_run(trainer, run, device, status, elapsed)
+        finish(trainer, device, status, elapsed)
         if dist.is_initialized():
             dist.destroy_process_group()
     if error:
@@ -1436,6 +1381,19 @@ def main(argv=None):
         print(f"\nDone in {elapsed:.1f}s ({status}). Best val loss: {trainer.best_val_loss:.4f}. "
               f"Checkpoints and report in {cfg.out_dir}/")
     return exit_code
+
+
+def finish(trainer, device, status, elapsed):
+    """The report (report.md, metrics.csv, summary.json, plots) in out_dir, attached to the closed W&B run."""
+    logger = trainer.logger
+    logger.summary({"training_time_s": elapsed})
+    info = {"status": status, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
+            "training_time_s": elapsed, "best_val_loss": trainer.best_val_loss, "best_epoch": trainer.best_epoch,
+            "steps": trainer.step, "config": trainer.run_config}
+    ok = status == "finished" or status.startswith("stopped at")
+    paths = logger.finish(trainer.checkpoints.out_dir, trainer.monitor, info, trainer.weights, trainer.step, ok)
+    if paths:
+        print(f"Report: {paths.get('report', trainer.checkpoints.out_dir / 'report.md')}")
 
 
 def install_stop_handlers(trainer):
@@ -1451,51 +1409,9 @@ def install_stop_handlers(trainer):
         signal.signal(sig, stop)
 
 
-def custom_charts(trainer):
-    """Two of the seed's custom dashboards as W&B charts: the weighted loss components over the steps, and
-    loss_total against GPU memory. (Hyper-parameter vs final loss spans runs: a parallel-coordinates or
-    scatter panel over the project, on the summary's best_val_loss.)"""
-    rows = [r for r in trainer.history if "train/loss_total" in r]
-    if not rows:
-        return {}
-    weights = {f"loss_{component}": w for component, w in trainer.weights.items()}
-    charts = {"charts/loss_components": wandb.plot.line_series(
-        xs=[r["global_step"] for r in rows], ys=[[w * r[f"train/{k}"] for r in rows] for k, w in weights.items()],
-        keys=[f"{w:g} x {k}" for k, w in weights.items()], title="Weighted loss components", xname="global_step")}
-    if all("train/gpu_memory_percent" in r for r in rows):
-        table = wandb.Table(columns=["gpu_memory_percent", "loss_total"],
-                            data=[[r["train/gpu_memory_percent"], r["train/loss_total"]] for r in rows])
-        charts["charts/loss_vs_gpu_memory"] = wandb.plot.scatter(table, "gpu_memory_percent", "loss_total",
-                                                                 title="loss_total vs GPU memory")
-    return charts
-
-
-def finish_run(trainer, run, device, status, elapsed):
-    """Write report.md, metrics.csv and the plots to out_dir, attach them to the W&B run, finish the run."""
-    if not trainer.master:
-        run.finish()
-        return
-    info = {
-        "status": status, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
-        "training_time_s": elapsed, "best_val_loss": trainer.best_val_loss, "best_epoch": trainer.best_epoch,
-        "steps": trainer.step, "config": {**asdict(trainer.cfg), **asdict(trainer.wcfg), **asdict(trainer.health)},
-        "wandb_run": getattr(run, "url", None) or (str(Path(run.dir).parent) if getattr(run, "dir", None) else None),
-    }
-    paths = write_report(trainer.out_dir, trainer.history, trainer.monitor, info)
-    images = {f"report/{name}": wandb.Image(str(p)) for name, p in paths.items() if str(p).endswith(".png")}
-    run.log({"global_step": trainer.step, **images, **custom_charts(trainer)})
-    report = wandb.Artifact(f"report-{run.id}", type="report")
-    for p in paths.values():
-        report.add_file(str(p))
-    run.log_artifact(report)
-    run.set_summary({f"health/{name}": verdict.status for name, verdict in trainer.monitor.verdicts().items()})
-    run.finish(exit_code=0 if status == "finished" or status.startswith("stopped at") else 1)
-    print(f"Report: {paths.get('report', trainer.out_dir / 'report.md')}")
-
-
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, CheckpointError, LoggerError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

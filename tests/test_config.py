@@ -13,7 +13,8 @@ import torch
 import train_wandb
 from analysis import HealthConfig
 from train_wandb import (PRESETS, Config, ConfigError, WandBConfig, config_fields, main, parse_args, parse_value,
-                         resolve_wandb_mode, validate)
+                         validate)
+from logger import resolve_wandb_mode
 
 REPO_DIR = Path(train_wandb.__file__).resolve().parent
 WANDB_VARS = ("WANDB_PROJECT", "WANDB_ENTITY", "WANDB_MODE")

@@ -1,11 +1,13 @@
 """Each logged metric's definition, checked on tensors whose answer is known by hand."""
 import math
+import time
 
+import psutil
 import pytest
 import torch
 
 from train_wandb import (MetricWindow, caption_perplexity, caption_stats, gradient_stats, hardware_stats,
-                         image_errors, latent_stats, peak_flops, throughput_stats, total_loss)
+                         image_errors, latent_diversity, latent_stats, peak_flops, throughput_stats, total_loss)
 
 
 def test_latent_stats_on_known_latents():
@@ -83,9 +85,13 @@ def test_metric_window_means_are_weighted_and_perplexity_comes_from_the_window_m
 
 
 def test_hardware_stats_without_a_gpu():
+    hardware_stats(torch.device("cpu"))  # cpu_percent measures from the previous call
+    end = time.perf_counter() + 0.5
+    while time.perf_counter() < end:  # keep one core busy: system-wide use is at least 1/cores of the time
+        pass
     stats = hardware_stats(torch.device("cpu"))
     assert stats["gpu_memory_used"] == 0 and stats["gpu_memory_percent"] == 0
-    assert 0 <= stats["cpu_percent"] <= 100
+    assert 100 / psutil.cpu_count() * 0.8 <= stats["cpu_percent"] <= 100
 
 
 def test_throughput_stats_on_known_numbers():
@@ -127,3 +133,25 @@ def test_to_pil_maps_0_1_floats_to_0_255_pixels_in_height_width_order():
     assert pil.getpixel((3, 1)) == (0, 128, 0)
     assert pil.getpixel((1, 0)) == (0, 0, 255)
     assert to_pil(torch.full((1, 3, 3), 0.25)).getpixel((2, 2)) == 64
+
+
+def test_a_log_window_keeps_the_largest_gradient_of_its_steps_not_their_mean():
+    window = MetricWindow()
+    for norm, largest in ((1.0, 0.1), (20.0, 3.0), (1.0, 0.2)):  # one spiking step among three
+        window.add({"grad_norm": torch.tensor(norm), "grad_max": torch.tensor(largest), "loss_caption": torch.tensor(1.0)})
+    row = window.means()
+    assert row["grad_norm"] == pytest.approx(22.0 / 3)  # the mean, as before
+    assert row["grad_norm_max"] == 20.0  # the spike itself, for the spike check
+    assert row["grad_max"] == 3.0  # the largest |g| of any step, not a mean of maxima
+    assert row["caption_perplexity"] == pytest.approx(math.e)
+
+
+def test_latent_spread_between_images_is_zero_when_every_image_shares_one_z():
+    shared = torch.randn(1, 16).expand(8, 16)  # one random vector for every image: latent_std stays large
+    stats = latent_stats(shared)
+    assert stats["latent_std"] > 0.3
+    assert stats["latent_batch_std"] == 0
+    assert latent_diversity(shared) == pytest.approx(0.0, abs=1e-6)
+    spread = torch.eye(8)  # orthogonal latents: cosine 0 between any two images
+    assert latent_diversity(spread) == pytest.approx(1.0)
+    assert latent_stats(spread)["latent_batch_std"] == pytest.approx(math.sqrt(1 / 8 - 1 / 64))

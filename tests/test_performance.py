@@ -11,8 +11,11 @@ import wandb
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 from torch.utils._python_dispatch import TorchDispatchMode
 
+import checkpoints as checkpoints_module
 import train_wandb
 from analysis import HealthConfig
+from checkpoints import Checkpoints
+from logger import RunLogger
 from data.engravings import generate
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
 
@@ -214,8 +217,10 @@ def build_trainer(items, tmp_path, device, *overrides):
     val_loader = train_wandb.BatchLoader(dataset, val_idx, cfg.batch_size, shuffle=False, drop_last=False).to(device)
     torch.manual_seed(cfg.seed)
     model = MultimodalModel(train_wandb.model_config(cfg, tokenizer)).to(device)
-    run = train_wandb.ResilientRun(wandb.init(mode="disabled"))
-    trainer = train_wandb.Trainer(cfg, wcfg, health, model, tokenizer, train_loader, val_loader, device, run)
+    logger = RunLogger(wandb.init(mode="disabled"), "disabled")
+    checkpoints = Checkpoints(cfg.out_dir, logger)
+    trainer = train_wandb.Trainer(cfg, wcfg, health, model, tokenizer, train_loader, val_loader, device, logger,
+                                  checkpoints=checkpoints)
     batches = list(train_loader)
     return trainer, [batches[i % len(batches)] for i in range(6)]
 
@@ -277,81 +282,38 @@ def test_sync_counter_catches_syncs():
     assert dict(counter.calls) == expected, counter.report()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the driver's sync debug mode")
 def test_training_steps_pass_cuda_sync_debug_mode(engraving_items, tmp_path):
-    """Where CUDA exists, the driver itself checks the step: set_sync_debug_mode('error') raises on any
-    synchronising call (.item(), blocking copies, nonzero, ...). Without CUDA there is nothing to run."""
-    if torch.cuda.is_available():
-        trainer, batches = build_trainer(engraving_items, tmp_path, torch.device("cuda"))
-        trainer.model.train()
-        trainer.train_step(*batches[0])  # lazy CUDA/cuBLAS initialisation and optimizer state: once per run
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
-        try:
-            window = run_window(trainer, batches)
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-        assert window.means()["loss_total"] > 0
-
-
-# ----------------------------------------------------------------------------
-# the benchmark itself, in CI-sized settings (its numbers are never asserted: only that it produces them)
-
-
-def test_benchmark_runs_every_variant_and_ends_with_one_json_line(capsys, monkeypatch, tmp_path):
-    import benchmark
-
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))  # restored afterwards, whatever the benchmark sets
-    for name in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    assert benchmark.main(["--preset=quick", "--image_size=32", "--batch_size=8", "--log_frequency=2",
-                           "--steps=2", "--warmup=2", "--rounds=1", "--max-other-cores=100", "--device=cpu"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    summary = json.loads(lines[-1])
-    assert summary["device"].startswith("CPU") and summary["device_type"] == "cpu"
-    variants = ("bare", "disabled", "offline", "heavy")
-    assert set(summary["samples_per_s"]) == set(variants)
-    assert all(summary["samples_per_s"][v]["median"] > 0 for v in variants)
-    for key in ("logging_overhead_offline", "logging_overhead_heavy", "harness_ratio"):
-        assert summary[key]["n"] == 1 == len(summary[key]["values"])
-    assert set(summary["breakdown_ms_per_step"]["disabled"]) >= {"data", "fwd_bwd", "optimizer", "logging"}
-    assert summary["rounds"][0]["offline"]["flushes"] == 1 and summary["rounds"][0]["heavy"]["flushes"] == 2
-    assert summary["mfu"]["disabled"]["mfu"] is None  # no datasheet peak for a CPU
-    assert summary["startup"]["process_start_to_first_optimizer_step_s"] > 0
-    assert summary["flops_per_sample"]["training"] == 3 * summary["flops_per_sample"]["forward"]
-
-
-def test_benchmark_runs_on_a_data_folder_and_uses_the_decoded_image_cache(capsys, monkeypatch, tmp_path):
-    import benchmark
-    from data.engravings import generate
-
-    data = generate(tmp_path / "data", num_items=40, image_size=32, seed=0, workers=1, progress=False)
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    args = ["--preset=quick", "--image_size=32", "--batch_size=8", "--log_frequency=2", "--steps=2", "--warmup=2",
-            "--rounds=1", "--max-other-cores=100", "--device=cpu", "--variants=ab", "--data=bundled",
-            f"--data_dir={data}", f"--cache_dir={tmp_path / 'cache'}"]
-    assert benchmark.main(args) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["data"] == f"{data} (40 items)"
-    assert set(summary["samples_per_s"]) == {"bare", "disabled"} and summary["harness_ratio"]["n"] == 1
-    assert len(list((tmp_path / "cache").glob("decoded-32px-40-*.pt"))) == 1
+    """The driver itself checks the step: set_sync_debug_mode('error') raises on any synchronising call
+    (.item(), blocking copies, nonzero, ...)."""
+    trainer, batches = build_trainer(engraving_items, tmp_path, torch.device("cuda"))
+    trainer.model.train()
+    trainer.train_step(*batches[0])  # lazy CUDA/cuBLAS initialisation and optimizer state: once per run
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        window = run_window(trainer, batches)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert window.means()["loss_total"] > 0
 
 
 @pytest.mark.parametrize("links", [True, False], ids=["hard-link", "no-links-copy"])
 def test_best_checkpoint_is_not_serialised_twice_and_keeps_its_epoch(engraving_items, tmp_path, monkeypatch, links):
     trainer, batches = build_trainer(engraving_items, tmp_path, torch.device("cpu"))
     if not links:  # a file system without hard links: best.pt is a copy
-        monkeypatch.setattr(train_wandb.os, "link", lambda *a: (_ for _ in ()).throw(OSError("not supported")))
+        monkeypatch.setattr(checkpoints_module.os, "link", lambda *a: (_ for _ in ()).throw(OSError("not supported")))
     saves = []
     real_save = torch.save
     monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: (saves.append(f), real_save(obj, f, *a, **k)))
     trainer.epoch = 1
-    trainer.save_checkpoint("last.pt")
-    trainer.copy_checkpoint("last.pt", "best.pt")
+    trainer.save_checkpoint()
+    trainer.checkpoints.mark_best()
     assert len(saves) == 1  # best.pt is the same file, not a second serialisation of ~1 GB on the full model
     trainer.train_step(*batches[0])
     trainer.epoch = 2
-    trainer.save_checkpoint("last.pt")  # a later, worse epoch: best.pt must keep epoch 1
-    trainer.writer.wait()
+    trainer.save_checkpoint()  # a later, worse epoch: best.pt must keep epoch 1
+    trainer.checkpoints.wait()
     load = lambda name: torch.load(tmp_path / name, map_location="cpu", weights_only=True)  # noqa: E731
     best, last = load("best.pt"), load("last.pt")
     assert (best["epoch"], last["epoch"]) == (1, 2)

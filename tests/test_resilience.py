@@ -1,9 +1,12 @@
 """W&B failures and hostile images never stop training."""
 
+import inspect
+
 import pytest
 from PIL import Image
 
-from train_wandb import CaptionTokenizer, DataWarning, EngravingDataset, ResilientRun
+from logger import NullLogger, RunLogger
+from train_wandb import CaptionTokenizer, DataWarning, EngravingDataset
 
 
 class FlakyRun:
@@ -12,6 +15,9 @@ class FlakyRun:
     def __init__(self):
         self.logged, self.summary_updates = [], []
         self.id = "abc123"
+
+    def define_metric(self, *args, **kwargs):
+        pass
 
     def log(self, row):
         if self.logged:
@@ -29,23 +35,40 @@ class FlakyRun:
 
 
 def test_a_failing_wandb_call_warns_once_and_later_calls_are_skipped(capsys):
-    run = ResilientRun(FlakyRun())
-    run.log({"a": 1})
-    run.log({"a": 2})  # fails: reported, not raised
-    run.log({"a": 3})  # skipped
-    run.set_summary({"best_val_loss": 1.0})  # skipped too
+    logger = RunLogger(FlakyRun(), "offline")
+    logger.log({"a": 1})
+    logger.log({"a": 2})  # fails: reported, not raised
+    logger.log({"a": 3})  # skipped
+    logger.summary({"best_val_loss": 1.0})  # skipped too
     err = capsys.readouterr().err
     assert err.count("warning: W&B log failed (ConnectionError: server went away)") == 1
     assert "metrics.csv" in err
-    assert run.failed and run._run.logged == [{"a": 1}] and run._run.summary_updates == []
-    assert run.id == "abc123"  # plain attributes still read through
+    assert logger.failed and logger.run.logged == [{"a": 1}] and logger.run.summary_updates == []
+    assert logger.history == [{"a": 1}, {"a": 2}, {"a": 3}]  # the local history keeps every row
+    assert logger.run_id == "abc123"
 
 
 def test_a_working_run_is_passed_through_untouched():
-    run = ResilientRun(FlakyRun())
-    run.set_summary({"x": 1})
-    run.log({"a": 1})
-    assert not run.failed and run._run.summary_updates == [{"x": 1}]
+    logger = RunLogger(FlakyRun(), "offline")
+    logger.summary({"x": 1})
+    logger.log({"a": 1})
+    assert not logger.failed and logger.run.summary_updates == [{"x": 1}] and logger.run.logged == [{"a": 1}]
+
+
+def public_methods(cls):
+    return {name: inspect.signature(getattr(cls, name)) for name in dir(cls)
+            if not name.startswith("_") and callable(getattr(cls, name))}
+
+
+def test_the_no_op_logger_has_the_real_loggers_public_methods():
+    """Other ranks get a NullLogger: the Trainer calls the same methods on it, with the same arguments."""
+    real, null = public_methods(RunLogger), public_methods(NullLogger)
+    assert set(real) == set(null), set(real) ^ set(null)
+    for name in real:
+        assert list(real[name].parameters) == list(null[name].parameters), name
+    assert {"log", "summary", "alert", "log_visuals", "log_checkpoint", "finish", "progress"} <= set(real)
+    for name in ("run_id", "location", "wants_media"):
+        assert hasattr(NullLogger(), name)
 
 
 def test_a_decompression_bomb_is_skipped_with_a_warning(tmp_path, monkeypatch):
@@ -64,7 +87,7 @@ def test_a_decompression_bomb_is_skipped_with_a_warning(tmp_path, monkeypatch):
 def test_checkpoint_writer_saves_a_snapshot_that_later_training_cannot_change(tmp_path):
     import torch
 
-    from train_wandb import CheckpointWriter
+    from checkpoints import CheckpointWriter
 
     weights = torch.zeros(4)
     state = {"model": {"w": weights}, "history": [{"train/loss": 1.0}], "step": 3}
@@ -82,7 +105,7 @@ def test_checkpoint_writer_saves_a_snapshot_that_later_training_cannot_change(tm
 def test_checkpoint_writer_keeps_one_write_in_flight_and_the_last_one_wins(tmp_path):
     import torch
 
-    from train_wandb import CheckpointWriter
+    from checkpoints import CheckpointWriter
 
     writer = CheckpointWriter()
     addresses = set()
@@ -101,7 +124,7 @@ def test_checkpoint_writer_keeps_one_write_in_flight_and_the_last_one_wins(tmp_p
 def test_a_failed_background_write_raises_in_the_training_thread(tmp_path):
     import torch
 
-    from train_wandb import CheckpointWriter
+    from checkpoints import CheckpointWriter
 
     writer = CheckpointWriter()
     writer.submit({"w": torch.zeros(2)}, tmp_path / "missing-folder" / "last.pt")

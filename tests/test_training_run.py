@@ -16,6 +16,8 @@ import torch
 from data.engravings import generate
 
 REPO_DIR = Path(__file__).resolve().parents[1]
+# the wandb CLI of the Python running the tests: found whether or not its virtual environment is activated
+WANDB_CLI = str(Path(sys.executable).with_name("wandb"))
 
 TRAIN_METRICS = [
     "loss_total", "loss_image", "loss_caption", "loss_alignment",
@@ -50,7 +52,7 @@ def train(tmp_path, *args, timeout=240):
 
 def history(run_dir):
     """History rows of an offline run, read with `wandb leet inspect --json`."""
-    out = subprocess.run(["wandb", "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True,
+    out = subprocess.run([WANDB_CLI, "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     records = [json.loads(line) for line in out.splitlines() if line.strip()]
     return [r["history"]["item"] for r in records if r.get("type") == "history"]
@@ -128,7 +130,7 @@ def test_perf_metrics_are_logged_every_window_and_start_up_in_the_summary(tiny_r
     ratios = {round(r["perf/model_tflops"] / r["train/samples_per_second"], 15) for r in train_rows}
     assert len(ratios) == 1
     (run_dir,) = run_dirs(tmp)
-    summary = json.loads(subprocess.run(["wandb", "leet", "inspect", "--summary", "--json", str(run_dir)],
+    summary = json.loads(subprocess.run([WANDB_CLI, "leet", "inspect", "--summary", "--json", str(run_dir)],
                                         capture_output=True, text=True, check=True).stdout)
     text = json.dumps(summary)
     assert "perf/time_to_first_step_s" in text and "perf/first_step_s" in text
@@ -157,7 +159,7 @@ def test_checkpoints_hold_model_config_and_tokenizer_and_load_with_weights_only(
 def test_config_is_stored_in_the_wandb_run(tiny_run):
     _, tmp, _ = tiny_run
     (run_dir,) = run_dirs(tmp)
-    summary = json.loads(subprocess.run(["wandb", "leet", "inspect", "--summary", "--json", str(run_dir)],
+    summary = json.loads(subprocess.run([WANDB_CLI, "leet", "inspect", "--summary", "--json", str(run_dir)],
                                         capture_output=True, text=True, check=True).stdout)
     text = json.dumps(summary)
     for field in ("caption_loss_weight", "image_loss_weight", "alignment_loss_weight", "log_frequency"):
@@ -220,7 +222,7 @@ def test_default_config_prints_the_seed_console_with_the_full_model(engravings, 
 
 
 def records(run_dir):
-    out = subprocess.run(["wandb", "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True,
+    out = subprocess.run([WANDB_CLI, "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
@@ -388,6 +390,6 @@ def test_a_collection_full_of_bad_items_trains_on_the_good_ones_and_names_every_
     assert "Skipped items: 4" in result.stdout  # missing file, empty caption, malformed line, non-UTF-8 caption
     assert "Total captions found: 43" in result.stdout  # 38 good rows + cmyk + 1-pixel + the 3 unreadable images
     assert "Unreadable images skipped: 3" in result.stdout
-    summary = json.loads(subprocess.run(["wandb", "leet", "inspect", "--summary", "--json",
+    summary = json.loads(subprocess.run([WANDB_CLI, "leet", "inspect", "--summary", "--json",
                                          str(run_dirs(tmp_path)[0])], capture_output=True, text=True).stdout)
     assert "skipped_items" in json.dumps(summary)

@@ -1,0 +1,194 @@
+"""Checkpoints in one place: the background writer, save, the best copy, the artifact upload, load, and the
+checks that a resume continues the same run.
+
+    checkpoints = Checkpoints(out_dir, logger, every_minutes=30, enabled=rank == 0)
+    checkpoints.save(trainer.state_dict())        # out_dir/last.pt, written on a background thread
+    checkpoints.mark_best()                       # out_dir/best.pt becomes the same file as last.pt
+    state = load_checkpoint(path)                 # on resume; check_resume(state, ...) first
+
+A checkpoint is self-describing: model, optimizer, scheduler, RNG states, the position inside the epoch,
+tokenizer, the resolved configuration, the model's configuration, the history of logged rows and the W&B run id.
+"""
+
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be used for this run: reported in one line, exit status 2."""
+
+
+def load_checkpoint(path):
+    """A checkpoint written by Checkpoints.save, on the CPU; a missing or foreign file is a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
+        raise CheckpointError(f"{path}: not a checkpoint of this model (no model or model_config)")
+    return state
+
+
+def check_model_config(state, model_config):
+    """A resume must build the same model: raise CheckpointError naming the fields that differ."""
+    changed = [k for k, v in model_config.items() if state["model_config"].get(k) != v]
+    if changed:
+        raise CheckpointError(f"--resume=True: the checkpoint's model differs in {', '.join(changed)}; "
+                              "use the same model fields or another out_dir")
+
+
+# Settings a resume must repeat: they decide the split, the batches (and the position saved inside the epoch) or
+# what the data is. A change is an error, whatever --resume_changes says.
+SAME_DATA = ("data_dir", "max_items", "val_fraction", "seed", "batch_size", "image_size", "max_caption_len",
+             "world_size", "data_fingerprint")
+# Settings of the optimisation: a change makes the resumed run differ from one never stopped, so it is an error
+# unless named in --resume_changes, which continues with the new value from the current step on.
+SAME_OPTIMISATION = ("num_epochs", "max_steps", "learning_rate", "weight_decay", "warmup_fraction", "min_lr_fraction",
+                     "grad_clip", "image_loss_weight", "caption_loss_weight", "alignment_loss_weight", "precision",
+                     "contrastive_negatives", "fault_grad_spike_every")
+
+
+def check_resume(state, config, allowed=()):
+    """Compare the checkpoint's configuration with this run's. -> {field: (saved, new)} of the allowed changes.
+
+    Raises CheckpointError naming every field that would silently break exactness: data, split and batch
+    settings always; optimisation settings unless listed in `allowed` (--resume_changes)."""
+    saved = state.get("config", {})
+    changed = {k: (saved.get(k), config.get(k)) for k in SAME_DATA + SAME_OPTIMISATION
+               if k in saved and saved.get(k) != config.get(k)}
+    fixed = [k for k in changed if k in SAME_DATA]
+    if fixed:
+        what = ", ".join(f"{k} ({changed[k][0]!r} -> {changed[k][1]!r})" for k in fixed)
+        raise CheckpointError(f"--resume=True: the checkpoint was trained with other data settings: {what}; "
+                              "repeat them, or start a new run in another out_dir")
+    refused = [k for k in changed if k not in allowed]
+    if refused:
+        what = ", ".join(f"{k} ({changed[k][0]!r} -> {changed[k][1]!r})" for k in refused)
+        raise CheckpointError(f"--resume=True: settings differ from the checkpoint's: {what}; repeat them, or "
+                              f"continue with the new values from here on with --resume_changes={','.join(refused)}")
+    return changed
+
+
+def parameters_finite(model):
+    """Are all weights finite? One host sync; called before a save, never per step."""
+    return bool(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all())
+
+
+class Checkpoints:
+    """Saves and copies the run's checkpoints in out_dir (rank 0 only: the others get enabled=False)."""
+
+    def __init__(self, out_dir, logger, every_minutes=0.0, enabled=True):
+        self.out_dir, self.logger = Path(out_dir), logger
+        self.every_minutes, self.enabled = every_minutes, enabled
+        self.saved_at = time.monotonic()  # when last.pt was last written
+        self.writer = CheckpointWriter()
+
+    @property
+    def last(self):
+        return self.out_dir / "last.pt"
+
+    def due(self):
+        """Is a timed mid-epoch save due (checkpoint_every minutes since the last save)?"""
+        return bool(self.every_minutes) and time.monotonic() - self.saved_at > 60 * self.every_minutes
+
+    def save(self, state, model):
+        """Write out_dir/last.pt atomically, in the background: the caller waits only for the state's copy to
+        host memory. A model with non-finite weights is never saved (the previous last.pt is kept)."""
+        self.saved_at = time.monotonic()
+        if not self.enabled:
+            return False
+        if not parameters_finite(model):
+            print(f"warning: the weights are not finite at step {state['step']}; {self.last} keeps the last finite "
+                  "state", file=sys.stderr)
+            return False
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.writer.submit(state, self.last)
+        return True
+
+    def mark_best(self):
+        """out_dir/best.pt becomes the same file as last.pt, without serialising the state again: a hard
+        link (the full model's checkpoint is about 1 GB), or a copy where links are not supported. The next
+        save replaces last.pt by a new file, so best.pt keeps this content."""
+        if not self.enabled:
+            return
+        self.writer.wait()  # last.pt must be complete on disk
+        tmp = self.out_dir / ".best.pt.tmp"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(self.last, tmp)
+        except OSError:
+            shutil.copyfile(self.last, tmp)
+        os.replace(tmp, self.out_dir / "best.pt")
+
+    def upload(self, epoch, step, is_best):
+        """last.pt as a W&B model Artifact (see RunLogger.log_checkpoint)."""
+        if self.enabled:
+            self.writer.wait()
+            self.logger.log_checkpoint(self.last, epoch, step, is_best)
+
+    def wait(self):
+        self.writer.wait()
+
+
+class CheckpointWriter:
+    """Saves checkpoints on a background thread, so training does not wait for the disk (the full model's
+    state with AdamW's moments is about 1 GB, seconds to write; torch.save releases the GIL while writing).
+
+    `submit` snapshots the state into host buffers first, the only part the caller waits for; the buffers
+    are kept and reused by the next save of the same shapes (a fresh 1 GB allocation costs more than the
+    copy itself), pinned when the tensors live on a GPU. The thread then writes a temporary file and
+    renames it into place, so a crash at any moment leaves the previous file whole. One write is in flight
+    at a time. The thread is not a daemon: a normal exit waits for it."""
+
+    def __init__(self):
+        self.thread, self.error = None, None
+        self.buffers = []  # host copies of the last snapshot's tensors, in traversal order
+
+    def submit(self, state, path):
+        self.wait()
+        used = []
+        snapshot = self._snapshot(state, iter(self.buffers), used)
+        self.buffers = used
+        self.thread = threading.Thread(target=self._write, args=(snapshot, Path(path)), name="checkpoint-writer")
+        self.thread.start()
+
+    def _snapshot(self, obj, old, used):
+        """A copy of a nested state dict in which every tensor is a host copy that training cannot change."""
+        if isinstance(obj, torch.Tensor):
+            buffer = next(old, None)
+            if buffer is None or buffer.shape != obj.shape or buffer.dtype != obj.dtype:
+                buffer = torch.empty(obj.shape, dtype=obj.dtype, pin_memory=obj.is_cuda)
+            used.append(buffer.copy_(obj.detach()))
+            return buffer
+        if isinstance(obj, dict):
+            return {k: self._snapshot(v, old, used) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self._snapshot(v, old, used) for v in obj)
+        return obj
+
+    def _write(self, state, path):
+        try:
+            tmp = path.with_name(f".{path.name}.tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        except Exception as e:  # raised again in the training thread by wait()
+            self.error = e
+
+    def wait(self):
+        """Block until the write in flight is on disk; a failed write raises its error here."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
