@@ -1,6 +1,5 @@
 import json
 import random
-import re
 
 import numpy as np
 import pytest
@@ -8,14 +7,11 @@ from PIL import Image
 
 import data.engravings as eng
 from data.engravings import (
-    BACKDROP_PHRASES,
-    KINDS,
-    MAX_CAPTION_WORDS,
-    POSITION_PHRASES,
-    SKY_PHRASES,
+    MAX_CAPTION_TOKENS,
     PlacedObject,
     Scene,
     caption_for,
+    caption_tokens,
     draw_scene,
     ensure_sample,
     generate,
@@ -23,11 +19,6 @@ from data.engravings import (
     make_scene,
     render,
 )
-
-OBJECT_RE = re.compile(
-    r"\ba (small|large) (" + "|".join(KINDS) + r") (on the left|in the center|on the right)"
-)
-PHRASE_TO_POSITION = {v: k for k, v in POSITION_PHRASES.items()}
 
 
 def _read_metadata(out):
@@ -100,7 +91,7 @@ def test_metadata_rows_point_to_existing_images_of_requested_size_and_mode(small
     assert len(rows) == 24
     assert [r["file_name"] for r in rows] == [f"images/{i:05d}.png" for i in range(24)]
     for row in rows:
-        assert set(row) == {"file_name", "text"}
+        assert set(row) == {"file_name", "text", "truth"}
         path = small_set / row["file_name"]
         assert path.is_file()
         with Image.open(path) as im:
@@ -182,46 +173,7 @@ def test_ensure_sample_generates_when_missing(tmp_path, capsys):
 
 
 # --- captions follow the scene ----------------------------------------------------
-
-
-def _objects_in_caption(caption):
-    return [PlacedObject(k, s, PHRASE_TO_POSITION[p]) for s, k, p in OBJECT_RE.findall(caption)]
-
-
-def test_every_caption_starts_with_prefix_and_is_short():
-    for i in range(400):
-        caption = caption_for(make_scene(i))
-        assert caption.startswith("an engraving of a ")
-        assert len(caption.split()) <= MAX_CAPTION_WORDS
-        assert caption == caption.lower()
-
-
-def test_caption_names_exactly_the_scene_objects_left_to_right():
-    for i in range(400):
-        scene = make_scene(i)
-        caption = caption_for(scene)
-        assert 1 <= len(scene.objects) <= 3
-        assert _objects_in_caption(caption) == list(scene.objects)
-        slots = [o.slot for o in scene.objects]
-        assert slots == sorted(set(slots))  # distinct slots, left to right
-
-
-def test_caption_names_nothing_beyond_the_scene():
-    for i in range(400):
-        scene = make_scene(i)
-        rest = OBJECT_RE.sub("", caption_for(scene))
-        # no object kind is mentioned outside the object phrases
-        # (a backdrop "mountain(s)" is scenery, checked below)
-        for kind in KINDS:
-            if kind != "mountain":
-                assert re.search(rf"\b{kind}\b", rest) is None, (i, rest)
-        for sky, phrase in SKY_PHRASES.items():
-            assert (phrase in rest) == (scene.sky == sky)
-        for backdrop, phrase in BACKDROP_PHRASES.items():
-            assert (phrase in rest) == (scene.backdrop == backdrop)
-        assert ("bird" in rest) == (scene.birds > 0)
-        if scene.backdrop is None:
-            assert "mountain" not in rest
+# (richer caption tests: tests/test_engravings_captions.py)
 
 
 def test_render_caption_is_built_from_the_scene():
@@ -230,28 +182,28 @@ def test_render_caption_is_built_from_the_scene():
         assert caption == caption_for(make_scene(i, seed=4))
 
 
-def test_captions_are_varied_with_modest_vocabulary():
-    captions = [caption_for(make_scene(i)) for i in range(600)]
-    assert len(set(captions)) > 450
-    vocab = {w for c in captions for w in re.findall(r"[a-z]+", c)}
-    assert 35 <= len(vocab) <= 150
-    kinds_seen = {o.kind for i in range(600) for o in make_scene(i).objects}
-    assert kinds_seen == set(KINDS)
+def test_every_caption_fits_the_token_limit():
+    for i in range(1000):
+        assert len(caption_tokens(caption_for(make_scene(i)))) <= MAX_CAPTION_TOKENS
 
 
 # --- pictures ---------------------------------------------------------------------
 
 
 def test_images_are_not_blank(small_set):
-    for p in sorted((small_set / "images").iterdir()):
+    for i, p in enumerate(sorted((small_set / "images").iterdir())):
         a = np.asarray(Image.open(p))
-        ink = (a < 160).mean()  # anti-aliased strokes are grey at 32 px
-        assert 0.05 < ink < 0.6, (p.name, ink)
+        technique = make_scene(i).technique
+        # anti-aliased strokes are grey at 32 px; lithographs are printed in grey ink
+        ink = (a < (200 if technique == "lithograph" else 160)).mean()
+        assert 0.05 < ink < (0.8 if technique == "mezzotint" else 0.6), (p.name, ink)  # mezzotint: a dark sky
         assert (a >= 200).mean() > 0.15, p.name  # light paper remains
 
 
 def test_images_have_black_line_art_on_light_paper_at_128():
     for i in range(12):
+        if make_scene(i).technique in ("mezzotint", "aquatint"):  # tone, not only lines
+            continue
         a = np.asarray(render(i, 128)[0])
         dark = (a < 110).mean()
         assert 0.03 < dark < 0.4, (i, dark)
