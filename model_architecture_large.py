@@ -13,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -149,17 +150,45 @@ class CaptionEncoder(nn.Module):
 # ----------------------------------------------------------------------------
 # losses
 
-def contrastive_loss(image_emb, caption_emb, captions, logit_scale):
+def gather_from_all_ranks(x):
+    """(B, ...) on each of the world_size ranks -> (world_size * B, ...) in rank order, the same on every rank.
+
+    open_clip's gather_features with gather_with_grad=False: the collective itself carries no gradient,
+    and this rank's own tensor is put back into its slot so the gradient reaches the local shard only.
+    Every rank must pass the same shape (the trainer's train loader drops the last, uneven batch).
+    """
+    world_size, rank = dist.get_world_size(), dist.get_rank()
+    shards = [torch.empty_like(x) for _ in range(world_size)]
+    dist.all_gather(shards, x.detach().contiguous())
+    if x.requires_grad:
+        # Every rank computes the whole global loss but backpropagates it into its own shard only, so its
+        # gradient is the local shard's term of the global gradient; DDP then *averages* the ranks' gradients,
+        # which would leave world_size * B samples' gradient divided by world_size (open_clip issue #616,
+        # tevatron issue #30). Scale the shard's gradient by world_size; its value stays exactly x.
+        x = x + (world_size - 1) * (x - x.detach())
+    shards[rank] = x
+    return torch.cat(shards)
+
+
+def contrastive_loss(image_emb, caption_emb, captions, logit_scale, negatives="global"):
     """Symmetric InfoNCE between image latents and caption embeddings (CLIP, arXiv:2103.00020).
 
     Pairs whose captions are token-for-token identical are all positives for each
     other (the target spreads evenly over them), so the loss never pushes apart
     two images that share a caption.
+
+    negatives="global": under torchrun (more than one rank) the embeddings and captions of every rank's
+    batch are gathered and each rank computes the loss of the global batch, the same value on every rank,
+    equal to the single-process loss on the concatenated batch; after DDP's gradient averaging the
+    gradients equal the single-process gradients on that batch too (tests/test_contrastive_ddp.py).
+    negatives="local": this rank's batch only, as in a single process.
     """
-    img = F.normalize(image_emb.float(), dim=-1)
-    txt = F.normalize(caption_emb.float(), dim=-1)
-    logits = logit_scale * img @ txt.T  # (B, B)
-    same = (captions[:, None, :] == captions[None, :, :]).all(dim=-1).float()  # (B, B), symmetric, diagonal 1
+    img = F.normalize(image_emb.float(), dim=-1)  # (B, D)
+    txt = F.normalize(caption_emb.float(), dim=-1)  # (B, D)
+    if negatives == "global" and dist.is_initialized() and dist.get_world_size() > 1:
+        img, txt, captions = (gather_from_all_ranks(t) for t in (img, txt, captions))  # (N, D), (N, D), (N, T)
+    logits = logit_scale * img @ txt.T  # (N, N), N = B or world_size * B
+    same = (captions[:, None, :] == captions[None, :, :]).all(dim=-1).float()  # (N, N), symmetric, diagonal 1
     targets = same / same.sum(dim=1, keepdim=True)
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
@@ -184,11 +213,14 @@ class ModelConfig:
     caption_encoder_depth: int = 1
     latent_dim: int = 1024  # the shared latent space
     dropout: float = 0.0
-    max_logit_scale: float = 100.0  # clamp on the contrastive temperature's inverse
+    max_logit_scale: float = 100.0  # upper bound on exp(logit_scale), the inverse temperature (clamp_logit_scale_)
+    contrastive_negatives: str = "global"  # under torchrun: "global", every rank's batch; "local", this rank's only
 
     def __post_init__(self):
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.contrastive_negatives not in ("global", "local"):
+            raise ValueError(f"contrastive_negatives must be 'global' or 'local', not {self.contrastive_negatives!r}")
 
     @property
     def num_patches(self):
@@ -235,7 +267,9 @@ class MultimodalModel(nn.Module):
         logits = self.caption_decoder(z, captions[:, :-1])  # predict captions[:, 1:]
         targets = captions[:, 1:]
         caption_emb = self.caption_encoder(captions, cfg.pad_id)
-        logit_scale = self.logit_scale.clamp(max=math.log(cfg.max_logit_scale)).exp()
+        # Gather negatives from other ranks only in training: evaluation runs each rank over its own validation
+        # shard, whose batch count and last batch size can differ between ranks, so a collective could hang.
+        negatives = cfg.contrastive_negatives if self.training else "local"
         return {
             "z": z,
             "recon": recon,
@@ -243,8 +277,17 @@ class MultimodalModel(nn.Module):
             "targets": targets,
             "loss_image": F.mse_loss(recon.float(), images.float()),
             "loss_caption": F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=cfg.pad_id),
-            "loss_alignment": contrastive_loss(z, caption_emb, captions, logit_scale),
+            "loss_alignment": contrastive_loss(z, caption_emb, captions, self.logit_scale.exp(), negatives),
         }
+
+    @torch.no_grad()
+    def clamp_logit_scale_(self):
+        """Clamp the stored logit_scale to [0, ln(max_logit_scale)]: call after every optimizer step.
+
+        As CLIP and open_clip do: a clamp inside forward would give the parameter a zero gradient once it
+        passed the bound, and it could never come back down.
+        """
+        self.logit_scale.clamp_(0, math.log(self.cfg.max_logit_scale))
 
     @torch.no_grad()
     def generate_captions(self, images, bos_id, eos_id, max_len=None):

@@ -62,14 +62,20 @@ def test_loss_caption_ignores_padding(small_batch):
     assert out["loss_caption"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_caption_decoder_is_causal(small_batch):
+def test_caption_logits_depend_only_on_the_tokens_up_to_their_position(small_batch):
+    # The decoder reads captions[:, :-1] and logits[:, t] predicts captions[:, t + 1], so logits[:, t] may
+    # read tokens 0..t only: changing the tokens from index k on must leave logits[:, :k] alone (a mask
+    # that lets a position see one token ahead changes logits[:, k - 1]) and change logits[:, k].
     model, images, captions = small_batch
     model.eval()
-    changed = captions.clone()
-    changed[:, 6:] = 7  # later tokens must not change earlier predictions
-    a = model(images, captions)["logits"][:, :5]
-    b = model(images, changed)["logits"][:, :5]
-    assert torch.allclose(a, b, atol=1e-5)
+    vocab, T = model.cfg.vocab_size, captions.shape[1] - 1
+    logits = model(images, captions)["logits"]  # (B, T, vocab)
+    for k in range(1, T):
+        changed = captions.clone()
+        changed[:, k:] = (captions[:, k:] + 1) % vocab  # every token from k on, in every row
+        after = model(images, changed)["logits"]
+        assert torch.allclose(after[:, :k], logits[:, :k], atol=1e-6), f"a change at token {k} leaked backwards"
+        assert not torch.allclose(after[:, k], logits[:, k], atol=1e-3), f"token {k} does not reach logits[:, {k}]"
 
 
 def test_contrastive_loss_does_not_treat_identical_captions_as_negatives():
@@ -89,21 +95,66 @@ def test_contrastive_loss_is_near_zero_for_perfectly_aligned_distinct_pairs_and_
     assert contrastive_loss(e, torch.ones(4, 4), captions, 100.0).item() == pytest.approx(math.log(4), rel=1e-5)
 
 
-def test_temperature_is_clamped(small_batch):
+def test_clamp_logit_scale_puts_the_stored_value_back_into_range(small_batch):
+    model = small_batch[0]
+    ceiling = math.log(model.cfg.max_logit_scale)
+    for value, expected in ((10.0, ceiling), (-1.0, 0.0), (2.0, 2.0)):
+        with torch.no_grad():
+            model.logit_scale.fill_(value)
+        model.clamp_logit_scale_()
+        assert model.logit_scale.item() == pytest.approx(expected)
+        assert model.logit_scale.requires_grad and model.logit_scale.grad_fn is None  # still a trainable leaf
+
+
+def test_logit_scale_keeps_a_gradient_at_and_above_the_ceiling(small_batch):
+    # a clamp inside forward would make this gradient exactly 0 from the ceiling on, for good
     model, images, captions = small_batch
-    with torch.no_grad():
-        model.logit_scale.fill_(10.0)  # exp(10) >> 100
-    high = model(images, captions)["loss_alignment"]
-    with torch.no_grad():
-        model.logit_scale.fill_(math.log(model.cfg.max_logit_scale))
-    assert model(images, captions)["loss_alignment"].item() == pytest.approx(high.item(), rel=1e-5)
+    ceiling = math.log(model.cfg.max_logit_scale)
+    for value in (ceiling, ceiling + 1):
+        with torch.no_grad():
+            model.logit_scale.fill_(value)
+        model.logit_scale.grad = None
+        model(images, captions)["loss_alignment"].backward()
+        assert model.logit_scale.grad.abs().item() > 1e-6
 
 
-def test_generate_captions_starts_with_bos_and_pads_after_eos(small_batch):
+@pytest.fixture
+def scrambled_model(small_batch):
+    """The small model with every weight drawn at std 1, in eval mode.
+
+    At its real initialisation (std 0.02, tied token embedding) every image decodes to <bos> repeated,
+    which a decoder that merely copies the last token would reproduce too; these weights (seed chosen
+    for it) write different captions for different images.
+    """
     model, images, _ = small_batch
-    tokens = model.generate_captions(images, bos_id=1, eos_id=2, max_len=8)
-    assert tokens.shape[0] == 4 and 2 <= tokens.shape[1] <= 8
-    assert (tokens[:, 0] == 1).all()
-    for row in tokens.tolist():
-        if 2 in row:
-            assert all(t == 0 for t in row[row.index(2) + 1:])
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    return model.eval(), images
+
+
+def test_generated_captions_are_the_greedy_decoding_of_the_image_latent(scrambled_model):
+    model, images = scrambled_model
+    bos, pad, max_len = 1, model.cfg.pad_id, model.cfg.max_caption_len
+    unended = model.generate_captions(images, bos, eos_id=-1, max_len=max_len)  # no token is <eos>
+    rows = unended.tolist()
+    assert len({tuple(r) for r in rows}) > 1, "every image got the same caption: choose another seed"
+    # as <eos>, a token that some captions contain and others do not: they end at different steps
+    eos = next(t for row in rows for t in row[1:] if any(t not in other for other in rows))
+    tokens = model.generate_captions(images, bos, eos, max_len=max_len)
+
+    # the reference: the caption decoder called step by step on the image encoder's z, argmax each time
+    z = model.image_encoder(images)
+    ended = torch.zeros(len(images), dtype=torch.bool)
+    assert (tokens[:, 0] == bos).all()
+    for t in range(1, tokens.shape[1]):
+        greedy = model.caption_decoder(z, tokens[:, :t])[:, -1].argmax(dim=-1)
+        assert torch.equal(tokens[:, t], greedy.masked_fill(ended, pad)), f"step {t}"
+        ended |= tokens[:, t] == eos
+    assert ended.all() or tokens.shape[1] == max_len  # stops as soon as every caption has ended
+    assert (tokens == pad).any()  # the captions that ended first were padded
+
+    # the caption depends on the image alone, not on the rest of the batch
+    again = model.generate_captions(images[[3, 0, 3, 1]], bos, eos_id=-1, max_len=max_len)
+    assert torch.equal(again, unended[[3, 0, 3, 1]])
