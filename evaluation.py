@@ -1,0 +1,192 @@
+"""The measures the field reports for an image-caption model, each defined once, and one entry point.
+
+    from evaluation import evaluate_split
+    metrics = evaluate_split(model, images_u8, tokens, tokenizer)   # every measure over a whole split
+
+Retrieval in both directions (R@1/5/10, median rank; open_clip's definitions), caption quality
+(BLEU-4, CIDEr-D), reconstruction quality (PSNR, SSIM) and, where the generator stored a ground
+truth per image, grounded caption accuracy. train_wandb.py and sample.py both call evaluate_split.
+"""
+
+import contextlib
+import math
+import warnings
+from collections import Counter
+
+import torch
+import torch.nn.functional as F
+
+
+# ----------------------------------------------------------------------------
+# retrieval
+
+def retrieval_ranks(logits, positive):
+    """0-based rank of each row's best-placed positive column, the columns sorted by descending logit.
+
+    Ties are broken by column index (a stable sort), so the result does not depend on the device.
+    """
+    ranking = logits.argsort(dim=1, descending=True, stable=True)  # (N, N) column indices, best first
+    hits = positive.gather(1, ranking)  # (N, N) True where the column at that place is a positive
+    return hits.float().argmax(dim=1)  # the first True; every row has one (the diagonal)
+
+
+def retrieval_metrics(image_emb, text_emb, captions):
+    """Image-to-text and text-to-image retrieval over the whole split, as open_clip's get_clip_metrics
+    (src/open_clip_train/train.py): R@k = share of queries whose ground truth ranks in the top k,
+    median_rank = floor(median(0-based rank)) + 1.
+
+    One change: many items share a caption, so every item whose caption has the same token ids as the
+    ground truth is a hit too; a query's rank is that of its best-placed positive.
+    image_emb, text_emb: (N, D), normalised here; captions: (N, T) token ids.
+    """
+    img = F.normalize(image_emb.float(), dim=-1)
+    txt = F.normalize(text_emb.float(), dim=-1)
+    logits = img @ txt.T  # (N, N) cosine similarities
+    # one id per distinct caption: comparing ids costs N*N, comparing whole captions N*N*T memory
+    caption_id = torch.unique(captions, dim=0, return_inverse=True)[1]
+    positive = caption_id[:, None] == caption_id[None, :]  # (N, N), symmetric
+    metrics = {}
+    for name, ranks in (("i2t", retrieval_ranks(logits, positive)), ("t2i", retrieval_ranks(logits.T, positive))):
+        for k in (1, 5, 10):
+            metrics[f"{name}_r{k}"] = (ranks < k).float().mean()
+        # quantile, not torch.median: for an even count numpy's median (open_clip's) averages the middle two
+        metrics[f"{name}_median_rank"] = ranks.float().quantile(0.5).floor() + 1
+    return {k: v.item() for k, v in metrics.items()}
+
+
+# ----------------------------------------------------------------------------
+# caption quality
+
+def bleu4(candidates, references):
+    """Corpus BLEU-4 (Papineni et al. 2002) with torchmetrics, no smoothing, one reference per caption.
+
+    Captions are compared as whitespace-separated tokens: both sides come from CaptionTokenizer, so they
+    are already lower-cased words and punctuation marks joined by single spaces.
+    """
+    from torchmetrics.functional.text import bleu_score  # imported here: torchmetrics adds seconds to start-up
+
+    return bleu_score(candidates, [[r] for r in references], n_gram=4, smooth=False).item()
+
+
+def _ngram_counts(words, n):
+    return Counter(tuple(words[i:i + k]) for k in range(1, n + 1) for i in range(len(words) - k + 1))
+
+
+def cider_d(candidates, references, n=4, sigma=6.0):
+    """CIDEr-D (Vedantam et al. 2015, arXiv:1411.5726), mean over the captions, one reference per caption.
+
+    Matches coco-caption's cider_scorer.py (pycocoevalcap 1.2's `Cider`, which despite its name is CIDEr-D:
+    clipped counts and the Gaussian length penalty), with idf from the references of these captions:
+    tf-idf vectors of the 1..n-grams, the candidate's weights clipped by the reference's, cosine per n,
+    times exp(-delta^2 / (2 sigma^2)), averaged over n and scaled by 10.
+    Captions are whitespace-separated tokens, as in bleu4.
+    """
+    cands = [_ngram_counts(c.split(), n) for c in candidates]
+    refs = [_ngram_counts(r.split(), n) for r in references]
+    doc_freq = Counter(gram for ref in refs for gram in ref)  # references holding each n-gram
+    log_num_refs = math.log(len(refs))
+
+    def tfidf(counts):
+        vec = {gram: tf * (log_num_refs - math.log(max(1.0, doc_freq[gram]))) for gram, tf in counts.items()}
+        norms = [0.0] * n
+        for gram, weight in vec.items():
+            norms[len(gram) - 1] += weight ** 2
+        # the reference code's "length" counts bigrams, not words: kept, to match its penalty exactly
+        length = sum(tf for gram, tf in counts.items() if len(gram) == 2)
+        return vec, [math.sqrt(x) for x in norms], length
+
+    scores = []
+    for cand, ref in zip(cands, refs):
+        vec_c, norm_c, len_c = tfidf(cand)
+        vec_r, norm_r, len_r = tfidf(ref)
+        sims = [0.0] * n
+        for gram, weight in vec_c.items():
+            sims[len(gram) - 1] += min(weight, vec_r.get(gram, 0.0)) * vec_r.get(gram, 0.0)
+        sims = [s / (norm_c[k] * norm_r[k]) if norm_c[k] and norm_r[k] else s for k, s in enumerate(sims)]
+        penalty = math.exp(-((len_c - len_r) ** 2) / (2 * sigma ** 2))
+        scores.append(10.0 * penalty * sum(sims) / n)
+    return sum(scores) / len(scores)
+
+
+def caption_quality(candidates, references):
+    """Generated captions against their references (lists of strings, one each) -> bleu4, cider_d."""
+    return {"bleu4": bleu4(candidates, references), "cider_d": cider_d(candidates, references)}
+
+
+# ----------------------------------------------------------------------------
+# reconstructions
+
+def reconstruction_quality(recon, images):
+    """Per-image PSNR (dB) and SSIM (Wang et al. 2004; 11-pixel Gaussian window) with torchmetrics,
+    pixels in [0, 1] -> {"psnr": (B,), "ssim": (B,)}; average them over the split."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    recon, images = recon.float().clamp(0, 1), images.float()
+    return {
+        "psnr": peak_signal_noise_ratio(recon, images, data_range=1.0, reduction="none", dim=(1, 2, 3)),
+        "ssim": structural_similarity_index_measure(recon, images, data_range=1.0, reduction="none"),
+    }
+
+
+# ----------------------------------------------------------------------------
+# grounded caption accuracy
+
+def grounded_accuracy(captions, truths, matcher=None):
+    """Share of captions that name the image's main object, its count and its position correctly.
+
+    truths: one dict per caption (the generator's `truth` field in metadata.jsonl) or None where the item
+    has none; only items with a truth count. matcher(caption, truth) -> {"object", "count", "position"}:
+    bools; by default data.engravings.grounded_match. Returns {} when no item has a truth.
+    """
+    pairs = [(c, t) for c, t in zip(captions, truths) if t is not None]
+    if not pairs:
+        return {}
+    if matcher is None:
+        try:
+            from data.engravings import grounded_match as matcher  # imported here: only needed with truths
+        except ImportError:
+            warnings.warn("data.engravings has no grounded_match: grounded accuracy not measured")
+            return {}
+    matches = [matcher(c, t) for c, t in pairs]
+    return {f"grounded_{key}": sum(bool(m[key]) for m in matches) / len(matches)
+            for key in ("object", "count", "position")}
+
+
+# ----------------------------------------------------------------------------
+# the entry point
+
+@torch.no_grad()
+def evaluate_split(model, images_u8, tokens, tokenizer, truths=None, batch_size=256,
+                   autocast=contextlib.nullcontext(), return_captions=False):
+    """Every measure above over one split: images_u8 (N, 3, H, W) uint8, tokens (N, T) caption ids,
+    truths: None or one dict-or-None per item. -> {name: float}, or (metrics, generated captions).
+
+    Runs in batches in eval mode; the tensors stay on their device until the end. Greedy captions
+    come from model.generate_captions; references are the decoded caption tokens, so both sides have
+    the same tokenisation (and truncation).
+    """
+    was_training = model.training
+    model.eval()
+    image_emb, text_emb, psnr, ssim, generated = [], [], [], [], []
+    for i in range(0, len(images_u8), batch_size):
+        images = images_u8[i:i + batch_size].float() / 255
+        with autocast:
+            z = model.image_encoder(images)
+            recon = model.image_decoder(z)
+            text_emb.append(model.caption_encoder(tokens[i:i + batch_size], model.cfg.pad_id).float())
+            generated.append(model.generate_captions(images, tokenizer.BOS, tokenizer.EOS))
+        image_emb.append(z.float())
+        quality = reconstruction_quality(recon, images)
+        psnr.append(quality["psnr"])
+        ssim.append(quality["ssim"])
+    model.train(was_training)
+
+    metrics = retrieval_metrics(torch.cat(image_emb), torch.cat(text_emb), tokens)
+    metrics["psnr"] = torch.cat(psnr).mean().item()
+    metrics["ssim"] = torch.cat(ssim).mean().item()
+    captions = [tokenizer.decode(ids) for batch in generated for ids in batch.tolist()]  # a host sync, once
+    references = [tokenizer.decode(ids) for ids in tokens.tolist()]
+    metrics.update(caption_quality(captions, references))
+    if truths is not None:
+        metrics.update(grounded_accuracy(captions, truths))
+    return (metrics, captions) if return_captions else metrics

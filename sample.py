@@ -1,0 +1,345 @@
+"""Use a checkpoint written by train_wandb.py: caption images, retrieve captions or images, reconstruct, evaluate.
+
+    python sample.py --checkpoint=out/quick/best.pt --images=photos/                    # a greedy caption per image
+    python sample.py --checkpoint=out/quick/best.pt --images=a.png --decode=beam --beam_size=5
+    python sample.py --checkpoint=out/quick/best.pt --images=a.png --decode=sample --temperature=0.8 --seed=1
+    python sample.py --checkpoint=out/quick/best.pt --images=photos/ --captions_from=data/engravings --top_k=5
+    python sample.py --checkpoint=out/quick/best.pt --images=photos/ --query="a ship on the left"
+    python sample.py --checkpoint=out/quick/best.pt --images=photos/ --reconstruct=recon.png
+    python sample.py --checkpoint=out/quick/best.pt --evaluate=data/engravings --json=eval.json
+
+Results go to stdout, one tab-separated line per result; warnings, the progress bar and errors go to stderr.
+A bad argument, checkpoint or image folder is reported in one line (`error: ...`), exit status 2.
+"""
+
+import argparse
+import json
+import math
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from evaluation import evaluate_split
+from model_architecture_large import ModelConfig, MultimodalModel
+from train_wandb import (IMAGE_EXTENSIONS, CaptionTokenizer, ConfigError, DataError, find_items, format_warning,
+                         load_image, resolve_device)
+
+
+# ----------------------------------------------------------------------------
+# arguments
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):  # one line, like every other error here, instead of argparse's usage block
+        raise ConfigError(f"{message} (see --help)")
+
+
+def parse_args(argv):
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a last.pt or best.pt written by train_wandb.py")
+    p.add_argument("--images", help="an image file or a folder of images (searched recursively)")
+    mode = p.add_mutually_exclusive_group()  # without one of these: caption each image
+    mode.add_argument("--captions_from", metavar="DATA_DIR", help="rank the distinct captions of this collection")
+    mode.add_argument("--query", help="rank the images for this text")
+    mode.add_argument("--reconstruct", metavar="OUT.png", help="write originals above their reconstructions")
+    mode.add_argument("--evaluate", metavar="DATA_DIR", help="every measure of evaluation.py on this collection")
+    p.add_argument("--decode", choices=("greedy", "beam", "sample"), default="greedy", help="how captions are written")
+    p.add_argument("--beam_size", type=int, default=5, help="prefixes kept per image with --decode=beam")
+    p.add_argument("--temperature", type=float, default=1.0, help="logits are divided by this with --decode=sample")
+    p.add_argument("--seed", type=int, default=0, help="seeds --decode=sample")
+    p.add_argument("--top_k", type=int, default=5, help="results per query of --captions_from and --query")
+    p.add_argument("--json", help="where --evaluate writes its results (default: beside the checkpoint)")
+    p.add_argument("--batch_size", type=int, default=256, help="images per forward pass")
+    p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
+    args = p.parse_args(argv)
+    if args.evaluate is None and args.images is None:
+        raise ConfigError("--images=FILE_OR_FOLDER is needed (or --evaluate=DATA_DIR); see --help")
+    for name in ("beam_size", "top_k", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name}={getattr(args, name)}: must be at least 1")
+    if not args.temperature > 0:
+        raise ConfigError(f"--temperature={args.temperature}: must be positive")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device):
+        raise ConfigError(f"--device={args.device}: choose 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return args
+
+
+def warn(message):
+    tqdm.write(f"warning: {message}", file=sys.stderr)  # through tqdm, so a progress bar is not cut in two
+
+
+# ----------------------------------------------------------------------------
+# checkpoint and images
+
+def load_model(path, device):
+    """-> (model in eval mode on device, tokenizer) from a train_wandb.py checkpoint, or ConfigError."""
+    if not Path(path).is_file():
+        raise ConfigError(f"--checkpoint={path}: no such file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # not a torch file, truncated, or holding objects weights_only refuses to unpickle
+        raise ConfigError(f"--checkpoint={path}: not a checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or not {"model", "model_config", "tokenizer"} <= ckpt.keys():
+        raise ConfigError(f"--checkpoint={path}: not a checkpoint of this model (no model, model_config, tokenizer)")
+    try:
+        model = MultimodalModel(ModelConfig(**ckpt["model_config"]))
+        tokenizer = CaptionTokenizer.from_state_dict(ckpt["tokenizer"])
+        model.load_state_dict(ckpt["model"])
+    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:
+        # load_state_dict lists every mismatched tensor over many lines: the first says enough
+        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        raise ConfigError(f"--checkpoint={path}: its weights do not fit its model_config ({detail[:200]})") from None
+    if len(tokenizer) != model.cfg.vocab_size:
+        raise ConfigError(f"--checkpoint={path}: its tokenizer has {len(tokenizer)} tokens, the model "
+                          f"{model.cfg.vocab_size}")
+    return model.to(device).eval(), tokenizer
+
+
+def list_images(path):
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataError(f"--images={path}: no such file or folder")
+    paths = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise DataError(f"--images={path}: no images in this folder ({' '.join(sorted(IMAGE_EXTENSIONS))})")
+    return paths
+
+
+def load_images(paths, size):
+    """-> (uint8 tensor (n, 3, size, size), the paths that decoded); an unreadable image among several is
+    skipped with a warning, unless none is readable."""
+    arrays, kept = [], []
+    for path in tqdm(paths, desc="Loading images", leave=False, disable=None):
+        try:
+            arrays.append(load_image(path, size))
+            kept.append(path)
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+            if len(paths) == 1:
+                raise DataError(f"{path}: unreadable image ({type(e).__name__})") from None
+            warn(f"{path}: unreadable image ({type(e).__name__}); skipped")
+    if not kept:
+        raise DataError(f"none of the {len(paths)} images is readable (e.g. {paths[0]})")
+    return torch.from_numpy(np.stack(arrays)), kept
+
+
+def load_collection(data_dir):
+    """-> (image+caption items of data_dir, {resolved image path: truth}); skipped items are warned about."""
+    if not Path(data_dir).is_dir():
+        raise DataError(f"{data_dir}: no such folder")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        items = find_items(data_dir)
+    for w in caught:
+        warn(w.message)
+    if not items:
+        raise DataError(f"{data_dir}: no image+caption items (metadata.jsonl / metadata.csv with file_name,text, "
+                        "or a .txt beside each image)")
+    return items, read_truths(data_dir)
+
+
+def read_truths(data_dir):
+    """The generator's per-image ground truth: the `truth` field of metadata.jsonl rows, where present."""
+    truths = {}
+    for meta in Path(data_dir).rglob("metadata.jsonl"):
+        with open(meta, encoding="utf-8-sig", errors="replace") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # find_items has warned about it already
+                if isinstance(row, dict) and isinstance(row.get("file_name"), str) \
+                        and isinstance(row.get("truth"), dict):
+                    truths[(meta.parent / row["file_name"]).resolve()] = row["truth"]
+    return truths
+
+
+# ----------------------------------------------------------------------------
+# decoding: greedy is model.generate_captions; beam search and sampling build on model.caption_decoder
+
+@torch.no_grad()
+def beam_search(model, z, bos_id, eos_id, beam_size):
+    """Keep the beam_size most likely prefixes per latent (sum of token log-probabilities, no length
+    penalty); a finished prefix keeps its score. -> (B, <= max_caption_len) ids of each best caption."""
+    B, K, pad = z.shape[0], min(beam_size, model.cfg.vocab_size), model.cfg.pad_id
+    z = z.repeat_interleave(K, dim=0)  # (B*K, D): beam k of latent b is row b*K + k
+    tokens = torch.full((B * K, 1), bos_id, dtype=torch.long, device=z.device)
+    scores = torch.zeros(B, K, device=z.device)
+    scores[:, 1:] = -math.inf  # the beams start identical: expand only the first
+    done = torch.zeros(B * K, dtype=torch.bool, device=z.device)
+    for _ in range(model.cfg.max_caption_len - 1):
+        logp = model.caption_decoder(z, tokens)[:, -1].float().log_softmax(dim=-1)  # (B*K, V)
+        logp[done] = -math.inf
+        logp[done, pad] = 0.0  # a finished beam can only append <pad>, at no cost
+        V = logp.shape[1]
+        scores, flat = (scores[:, :, None] + logp.view(B, K, V)).view(B, K * V).topk(K, dim=1)  # (B, K)
+        rows = (torch.arange(B, device=z.device)[:, None] * K + flat // V).view(-1)  # the beam each one extends
+        next_token = (flat % V).view(-1)
+        tokens = torch.cat([tokens[rows], next_token[:, None]], dim=1)
+        done = done[rows] | (next_token == eos_id)
+        if bool(done.all()):
+            break
+    best = scores.argmax(dim=1)
+    return tokens.view(B, K, -1)[torch.arange(B, device=z.device), best]
+
+
+@torch.no_grad()
+def sample_captions(model, z, bos_id, eos_id, temperature, generator):
+    """Draw each next token from softmax(logits / temperature). -> (B, <= max_caption_len) ids."""
+    tokens = torch.full((z.shape[0], 1), bos_id, dtype=torch.long, device=z.device)
+    done = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
+    for _ in range(model.cfg.max_caption_len - 1):
+        probs = F.softmax(model.caption_decoder(z, tokens)[:, -1].float() / temperature, dim=-1)
+        next_token = torch.multinomial(probs, 1, generator=generator)[:, 0].masked_fill(done, model.cfg.pad_id)
+        tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+        done |= next_token == eos_id
+        if bool(done.all()):
+            break
+    return tokens
+
+
+# ----------------------------------------------------------------------------
+# the modes
+
+def batches(images_u8, batch_size, desc):
+    """Float batches in [0, 1] on the model's device, with a progress bar."""
+    for i in tqdm(range(0, len(images_u8), batch_size), desc=desc, leave=False, disable=None):
+        yield images_u8[i:i + batch_size].float() / 255
+
+
+@torch.no_grad()
+def embed_images(model, images_u8, batch_size):
+    z = [model.image_encoder(x) for x in batches(images_u8, batch_size, "Encoding")]
+    return F.normalize(torch.cat(z), dim=-1)
+
+
+@torch.no_grad()
+def embed_captions(model, tokens, batch_size):
+    pad = model.cfg.pad_id
+    embs = [model.caption_encoder(tokens[i:i + batch_size], pad) for i in range(0, len(tokens), batch_size)]
+    return F.normalize(torch.cat(embs), dim=-1)
+
+
+def write_captions(model, tokenizer, images_u8, paths, args):
+    bos, eos = tokenizer.BOS, tokenizer.EOS
+    generator = torch.Generator(device=images_u8.device).manual_seed(args.seed)
+    for start, images in zip(range(0, len(paths), args.batch_size), batches(images_u8, args.batch_size, "Captioning")):
+        if args.decode == "greedy":
+            ids = model.generate_captions(images, bos, eos)
+        elif args.decode == "beam":
+            ids = beam_search(model, model.image_encoder(images), bos, eos, args.beam_size)
+        else:
+            ids = sample_captions(model, model.image_encoder(images), bos, eos, args.temperature, generator)
+        for path, row in zip(paths[start:], ids.tolist()):
+            print(f"{path}\t{tokenizer.decode(row)}")
+
+
+def rank_captions(model, tokenizer, images_u8, paths, args):
+    """The top_k distinct captions of a collection for each image, by cosine of z and caption embedding."""
+    items, _ = load_collection(args.captions_from)
+    captions = list(dict.fromkeys(text for _, text in items))  # distinct, in collection order
+    max_len = model.cfg.max_caption_len
+    tokens = torch.tensor([tokenizer.encode(c, max_len)[0] for c in captions], device=images_u8.device)
+    similarity = embed_images(model, images_u8, args.batch_size) @ embed_captions(model, tokens, args.batch_size).T
+    scores, best = similarity.topk(min(args.top_k, len(captions)), dim=1)
+    for path, row_scores, row in zip(paths, scores.tolist(), best.tolist()):
+        for score, j in zip(row_scores, row):
+            print(f"{path}\t{score:.4f}\t{captions[j]}")
+
+
+def rank_images(model, tokenizer, images_u8, paths, args):
+    """The top_k images for a text query."""
+    words = tokenizer.split(args.query)
+    unknown = [w for w in words if w not in tokenizer.stoi]
+    if len(unknown) == len(words):
+        raise ConfigError(f"--query={args.query!r}: none of its words is in the checkpoint's vocabulary")
+    if unknown:
+        warn(f"--query: words not in the vocabulary, read as <unk>: {' '.join(unknown)}")
+    ids, truncated = tokenizer.encode(args.query, model.cfg.max_caption_len)
+    if truncated:
+        warn(f"--query: longer than max_caption_len={model.cfg.max_caption_len} tokens; cut")
+    query = embed_captions(model, torch.tensor([ids], device=images_u8.device), 1)
+    similarity = (embed_images(model, images_u8, args.batch_size) @ query.T)[:, 0]  # (N,)
+    scores, best = similarity.topk(min(args.top_k, len(paths)))
+    for score, i in zip(scores.tolist(), best.tolist()):
+        print(f"{paths[i]}\t{score:.4f}")
+
+
+def reconstruction_grid(originals, recons, columns=8):
+    """uint8 (N, 3, S, S) arrays -> one PIL image: rows of up to `columns` originals, each above their
+    reconstructions; blank cells are white."""
+    n, _, s, _ = originals.shape
+    rows, cols = math.ceil(n / columns), min(n, columns)
+    grid = np.full((2 * rows * s, cols * s, 3), 255, dtype=np.uint8)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        grid[2 * r * s:(2 * r + 1) * s, c * s:(c + 1) * s] = originals[i].transpose(1, 2, 0)
+        grid[(2 * r + 1) * s:(2 * r + 2) * s, c * s:(c + 1) * s] = recons[i].transpose(1, 2, 0)
+    return Image.fromarray(grid)
+
+
+@torch.no_grad()
+def write_reconstructions(model, images_u8, paths, args):
+    batched = batches(images_u8, args.batch_size, "Reconstructing")
+    recons = [model.image_decoder(model.image_encoder(x)) for x in batched]
+    recons_u8 = (torch.cat(recons).float().clamp(0, 1) * 255).round().to(torch.uint8)
+    grid = reconstruction_grid(images_u8.cpu().numpy(), recons_u8.cpu().numpy())
+    try:
+        grid.save(args.reconstruct)
+    except (OSError, ValueError) as e:  # a missing folder, an unknown extension
+        raise ConfigError(f"--reconstruct={args.reconstruct}: cannot write it ({e})") from None
+    print(f"Wrote {args.reconstruct}: {len(paths)} images, each above its reconstruction")
+
+
+def evaluate(model, tokenizer, args, device):
+    items, truths = load_collection(args.evaluate)
+    images_u8, kept = load_images([path for path, _ in items], model.cfg.image_size)
+    caption_of = dict(items)
+    tokens = torch.tensor([tokenizer.encode(caption_of[path], model.cfg.max_caption_len)[0] for path in kept])
+    metrics = evaluate_split(model, images_u8.to(device), tokens.to(device), tokenizer,
+                             truths=[truths.get(Path(path).resolve()) for path in kept], batch_size=args.batch_size)
+    print(f"{args.checkpoint} on {args.evaluate}: {len(kept)} items")
+    for name, value in metrics.items():
+        print(f"  {name:<20} {value:.4f}")
+    out = Path(args.json) if args.json else Path(args.checkpoint).with_suffix(".eval.json")
+    result = {"checkpoint": str(args.checkpoint), "data_dir": str(args.evaluate), "num_items": len(kept),
+              "metrics": metrics}
+    try:
+        out.write_text(json.dumps(result, indent=2) + "\n")
+    except OSError as e:
+        raise ConfigError(f"--json={out}: cannot write it ({e.strerror})") from None
+    print(f"Wrote {out}")
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    warnings.formatwarning = format_warning  # one line per warning, as in train_wandb.py
+    device = resolve_device(args)
+    model, tokenizer = load_model(args.checkpoint, device)
+    if args.evaluate:
+        return evaluate(model, tokenizer, args, device)
+    images_u8, paths = load_images(list_images(args.images), model.cfg.image_size)
+    images_u8 = images_u8.to(device)
+    if args.captions_from:
+        rank_captions(model, tokenizer, images_u8, paths, args)
+    elif args.query is not None:
+        rank_images(model, tokenizer, images_u8, paths, args)
+    elif args.reconstruct:
+        write_reconstructions(model, images_u8, paths, args)
+    else:
+        write_captions(model, tokenizer, images_u8, paths, args)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

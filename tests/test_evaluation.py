@@ -1,0 +1,182 @@
+"""Each measure of evaluation.py on hand-made cases whose answer is known, and the entry point on a tiny model."""
+import math
+
+import pytest
+import torch
+
+from evaluation import (bleu4, caption_quality, cider_d, evaluate_split, grounded_accuracy, reconstruction_quality,
+                        retrieval_metrics)
+from model_architecture_large import ModelConfig, MultimodalModel
+from train_wandb import CaptionTokenizer
+
+
+def distinct_captions(n):
+    return torch.arange(n)[:, None].repeat(1, 3)  # (n, 3): every caption different
+
+
+# -- retrieval --------------------------------------------------------------------
+
+def test_perfect_retrieval_has_recall_one_and_median_rank_one():
+    emb = torch.randn(20, 8)
+    metrics = retrieval_metrics(emb, emb * 3.0, distinct_captions(20))  # scale: embeddings are normalised
+    for direction in ("i2t", "t2i"):
+        assert metrics[f"{direction}_r1"] == 1.0
+        assert metrics[f"{direction}_r10"] == 1.0
+        assert metrics[f"{direction}_median_rank"] == 1.0
+
+
+def test_ranks_placed_by_hand_give_their_recalls_and_median():
+    # text embeddings are one-hot, so logits[i, j] = scores[i, j] / |row i|; every row is a permutation of
+    # 1..N (same norm), so the order in rows and columns is that of `scores`. N is odd so that the map
+    # i -> 2i mod N is a permutation: the true match of query i then sits at rank (N - i) mod N, i.e. the
+    # 0-based ranks are 0..N-1 once each in both directions.
+    N = 11
+    i, j = torch.arange(N)[:, None], torch.arange(N)[None, :]
+    scores = (N - (j - 2 * i) % N).float()
+    metrics = retrieval_metrics(scores, torch.eye(N), distinct_captions(N))
+    for direction in ("i2t", "t2i"):
+        assert metrics[f"{direction}_r1"] == pytest.approx(1 / N)
+        assert metrics[f"{direction}_r5"] == pytest.approx(5 / N)
+        assert metrics[f"{direction}_r10"] == pytest.approx(10 / N)
+        assert metrics[f"{direction}_median_rank"] == 6.0  # median of ranks 0..10 is 5, + 1
+
+
+def test_reversed_ranking_puts_every_truth_last():
+    N = 12
+    i, j = torch.arange(N)[:, None], torch.arange(N)[None, :]
+    scores = ((j - i) % N + 1).float()  # the true match has the lowest score of its row and of its column
+    metrics = retrieval_metrics(scores, torch.eye(N), distinct_captions(N))
+    assert metrics["i2t_r10"] == 0.0 and metrics["t2i_r10"] == 0.0
+    assert metrics["i2t_median_rank"] == N and metrics["t2i_median_rank"] == N
+
+
+def test_median_rank_of_an_even_count_averages_the_middle_two_like_numpy():
+    # i2t 0-based ranks 0, 0, 3, 3: numpy's median 1.5 -> floor + 1 = 2 (torch.median would give 1)
+    scores = torch.tensor([[4.0, 3, 2, 1], [3, 4, 1, 2], [2, 3, 1, 4], [2, 3, 4, 1]])
+    metrics = retrieval_metrics(scores, torch.eye(4), distinct_captions(4))
+    assert metrics["i2t_r1"] == 0.5
+    assert metrics["i2t_median_rank"] == 2.0
+
+
+def test_an_identical_caption_counts_as_a_hit():
+    captions = torch.tensor([[1, 5, 2], [1, 5, 2], [1, 6, 2]])  # items 0 and 1 share their caption
+    images = torch.tensor([[0.0, 1, 0], [1, 0, 0], [0, 0, 1]])  # images 0 and 1 each point at the other's text
+    metrics = retrieval_metrics(images, torch.eye(3), captions)
+    assert metrics["i2t_r1"] == 1.0 and metrics["t2i_r1"] == 1.0
+    distinct = retrieval_metrics(images, torch.eye(3), distinct_captions(3))
+    assert distinct["i2t_r1"] == pytest.approx(1 / 3)  # without the shared caption they are misses
+
+
+# -- caption quality --------------------------------------------------------------
+
+def test_bleu4_of_a_hand_counted_pair():
+    # clipped n-gram precisions 5/6, 3/5, 2/4, 1/3; same length, so no brevity penalty
+    assert bleu4(["the cat sat on the mat"], ["the cat sat on a mat"]) == pytest.approx((1 / 12) ** 0.25, abs=1e-6)
+    assert bleu4(["a ship on the sea"], ["a ship on the sea"]) == pytest.approx(1.0)
+
+
+# Reference values from pycocoevalcap 1.2 (pip wheel), pycocoevalcap/cider/cider.py `Cider().compute_score(gts, res)`
+# with gts = {i: [reference]}, res = {i: [candidate]}: its cider_scorer.py is the CIDEr-D of coco-caption and of
+# vrama91/cider's pyciderevalcap/ciderD (df_mode="corpus"): clipping, sigma=6 length penalty, x10.
+CIDER_CASES = [
+    (["a large ship on the left", "a small tree in the center", "an engraving of a church", "the the the the",
+      "a castle on a hill under a crescent moon", "birds"],
+     ["a large ship on the left under a crescent moon", "a small tree on the right",
+      "an engraving of a small church in the center", "a windmill on the right",
+      "a castle on a hill under a crescent moon", "birds flying overhead"],
+     4.156356279124561),  # per caption: 6.2561, 3.0652, 4.1372, 0.1143, 10.0, 1.3654
+    (["an engraving of a large ship on the left", "an engraving of a small tree , a church", "",
+      "an engraving of a castle on a hill under a crescent moon"],
+     ["an engraving of a large ship on the left under a crescent moon",
+      "an engraving of a small tree on the right , a small church in the center", "an engraving of a windmill",
+      "an engraving of a castle on a hill under a crescent moon"],
+     4.728110681437075),  # per caption: 6.6844, 2.2281, 0.0, 10.0; "an engraving of" is in every reference
+]
+
+
+@pytest.mark.parametrize("candidates, references, expected", CIDER_CASES)
+def test_cider_d_matches_coco_caption(candidates, references, expected):
+    assert cider_d(candidates, references) == pytest.approx(expected, rel=1e-12)
+
+
+def test_cider_d_is_ten_for_exact_captions_and_zero_for_disjoint_ones():
+    refs = ["a ship at sea", "a tree on a hill", "a church by the sea"]
+    assert cider_d(refs, refs) == pytest.approx(10.0)
+    # "a church" has no 3- or 4-grams, so it scores 5 even when exact: (5 + 10) / 2
+    assert cider_d(["a church", "a ship at sea"], ["a church", "a ship at sea"]) == pytest.approx(7.5)
+    assert cider_d(["birds", "moon", "sun"], refs) == 0.0
+
+
+def test_caption_quality_has_both_keys():
+    assert set(caption_quality(["a ship"], ["a ship"])) == {"bleu4", "cider_d"}
+
+
+# -- reconstructions --------------------------------------------------------------
+
+def test_identical_images_have_ssim_one():
+    images = torch.rand(2, 3, 16, 16)
+    assert reconstruction_quality(images, images)["ssim"].tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_psnr_of_a_known_mse_per_image():
+    images = torch.rand(2, 3, 16, 16) * 0.6 + 0.2  # in [0.2, 0.8], so the offsets below are not clamped
+    recon = images + torch.tensor([0.1, 0.05]).view(2, 1, 1, 1)  # mse 0.01 and 0.0025
+    psnr = reconstruction_quality(recon, images)["psnr"]
+    assert psnr.tolist() == pytest.approx([10 * math.log10(1 / 0.01), 10 * math.log10(1 / 0.0025)], abs=1e-3)
+
+
+# -- grounded caption accuracy ----------------------------------------------------
+
+def stub_matcher(caption, truth):
+    words = caption.split()
+    return {"object": truth["object"] in words, "count": truth["count"] in words,
+            "position": truth["position"] in words}
+
+
+def test_grounded_accuracy_averages_over_items_with_a_truth():
+    captions = ["two ships on the left", "a tree in the center", "whatever", "one church right"]
+    truths = [{"object": "ships", "count": "two", "position": "left"},
+              {"object": "tree", "count": "three", "position": "left"},
+              None,  # no truth: not counted
+              {"object": "mill", "count": "one", "position": "right"}]
+    result = grounded_accuracy(captions, truths, matcher=stub_matcher)
+    assert result == pytest.approx({"grounded_object": 2 / 3, "grounded_count": 2 / 3, "grounded_position": 2 / 3})
+
+
+def test_grounded_accuracy_is_empty_without_truths():
+    assert grounded_accuracy(["a ship"], [None], matcher=stub_matcher) == {}
+
+
+# -- the entry point --------------------------------------------------------------
+
+EXPECTED_KEYS = {"i2t_r1", "i2t_r5", "i2t_r10", "i2t_median_rank", "t2i_r1", "t2i_r5", "t2i_r10", "t2i_median_rank",
+                 "bleu4", "cider_d", "psnr", "ssim"}
+
+
+def tiny_model_and_split(n=6):
+    torch.manual_seed(0)
+    tokenizer, _ = CaptionTokenizer.build(["a ship at sea", "a tree on a hill", "a church by the sea"])
+    model = MultimodalModel(ModelConfig.small(width=32, num_heads=2, latent_dim=16, image_size=16, patch_size=8,
+                                              vocab_size=len(tokenizer), max_caption_len=12))
+    images = torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8)
+    texts = ["a ship at sea", "a tree on a hill", "a church by the sea"] * (n // 3)
+    tokens = torch.tensor([tokenizer.encode(t, 12)[0] for t in texts])
+    return model, tokenizer, images, tokens
+
+
+def test_evaluate_split_returns_every_measure_and_does_not_depend_on_batching():
+    model, tokenizer, images, tokens = tiny_model_and_split()
+    model.train()
+    metrics, captions = evaluate_split(model, images, tokens, tokenizer, batch_size=4, return_captions=True)
+    assert set(metrics) == EXPECTED_KEYS
+    assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
+    assert model.training  # the caller's mode is restored
+    assert len(captions) == len(images) and all(isinstance(c, str) for c in captions)
+    whole = evaluate_split(model, images, tokens, tokenizer, batch_size=100)
+    assert whole == pytest.approx(metrics, abs=1e-5)
+
+
+def test_evaluate_split_adds_grounded_accuracy_only_when_truths_exist():
+    model, tokenizer, images, tokens = tiny_model_and_split(3)
+    metrics = evaluate_split(model, images, tokens, tokenizer, truths=[None, None, None])
+    assert set(metrics) == EXPECTED_KEYS
