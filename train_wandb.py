@@ -39,7 +39,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from analysis import HealthConfig, HealthMonitor, replay
-from checkpoints import CheckpointError, Checkpoints, check_model_config, load_checkpoint
+from checkpoints import (SAME_OPTIMISATION, CheckpointError, Checkpoints, check_model_config, check_resume,
+                         load_checkpoint)
+from evaluation import evaluate_split
 from logger import LoggerError, create_logger
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
 
@@ -66,11 +68,12 @@ class Config:
     width: int = ModelConfig.width  # transformer width of every encoder and decoder
     num_heads: int = ModelConfig.num_heads  # attention heads
     patch_size: int = ModelConfig.patch_size  # pixels per image patch side; image_size must be a multiple
-    image_encoder_depth: int = ModelConfig.image_encoder_depth  # transformer blocks in each part
-    image_decoder_depth: int = ModelConfig.image_decoder_depth
-    caption_decoder_depth: int = ModelConfig.caption_decoder_depth
-    caption_encoder_depth: int = ModelConfig.caption_encoder_depth
+    image_encoder_depth: int = ModelConfig.image_encoder_depth  # transformer blocks of the image encoder
+    image_decoder_depth: int = ModelConfig.image_decoder_depth  # transformer blocks of the image decoder
+    caption_decoder_depth: int = ModelConfig.caption_decoder_depth  # transformer blocks of the caption decoder
+    caption_encoder_depth: int = ModelConfig.caption_encoder_depth  # transformer blocks of the caption encoder
     dropout: float = ModelConfig.dropout  # dropout in attention and MLPs
+    contrastive_negatives: str = ModelConfig.contrastive_negatives  # under torchrun: 'global' (every process's batch) or 'local'
     # optimisation
     batch_size: int = 128  # samples per optimizer step (the seed used 16, which leaves a large GPU idle: --preset=seed)
     num_epochs: int = 100  # passes over the training split
@@ -81,16 +84,17 @@ class Config:
     min_lr_fraction: float = 0.1  # the cosine schedule ends at learning_rate * this
     grad_clip: float = 1.0  # clip the global gradient L2 norm to this (0 = off)
     # loss weights: loss_total = image * loss_image + caption * loss_caption + alignment * loss_alignment
-    image_loss_weight: float = 1.0
-    caption_loss_weight: float = 1.0
-    alignment_loss_weight: float = 1.0
+    image_loss_weight: float = 1.0  # weight of loss_image (pixel MSE of the reconstruction)
+    caption_loss_weight: float = 1.0  # weight of loss_caption (next-token cross-entropy, nats)
+    alignment_loss_weight: float = 1.0  # weight of loss_alignment (symmetric contrastive loss, nats)
     # hardware and outputs
     device: str = "auto"  # 'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'
     precision: str = "auto"  # 'auto' (bf16 autocast on CUDA, fp32 on CPU), 'bf16' or 'fp32'
     compile: bool = False  # torch.compile the model
     out_dir: str = "out"  # checkpoints (last.pt, best.pt), report.md, metrics.csv and plots go here
     checkpoint_every: float = 30.0  # minutes between mid-epoch saves of last.pt (0 = only at epoch ends)
-    resume: bool = False  # continue from out_dir/last.pt
+    resume: bool = False  # continue from out_dir/last.pt (every data and optimisation setting must be the checkpoint's)
+    resume_changes: str = ""  # on resume, optimisation fields allowed to differ, comma-separated (e.g. learning_rate,num_epochs): used from here on
     # fault injection, for the diagnosis benchmark (diagnose.py) only
     fault_grad_spike_every: int = 0  # every N-th step's loss is multiplied by 100 before backward: a gradient spike (0 = off)
 
@@ -224,6 +228,9 @@ def validate(cfg, wcfg):
     check(cfg.width % cfg.num_heads == 0, "width", f"must be a multiple of num_heads ({cfg.num_heads})")
     check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device), "device", "choose 'auto', 'cpu', 'cuda' or 'cuda:N'")
     check(cfg.precision in ("auto", "bf16", "fp32"), "precision", "choose 'auto', 'bf16' or 'fp32'")
+    check(cfg.contrastive_negatives in ("global", "local"), "contrastive_negatives", "choose 'global' or 'local'")
+    unknown = [f for f in filter(None, cfg.resume_changes.split(",")) if f not in SAME_OPTIMISATION]
+    check(not unknown, "resume_changes", f"can name only {', '.join(SAME_OPTIMISATION)}")
     check(wcfg.mode in WANDB_MODES, "mode", f"choose from {', '.join(WANDB_MODES)}")
     check(wcfg.log_frequency >= 1, "log_frequency", "must be at least 1")
     if cfg.data_dir != BUNDLED_DATA_DIR:
@@ -264,12 +271,25 @@ def resolve_device(cfg):
     return device
 
 
+def field_comments(cls):
+    """The inline comment after each field of a config dataclass: its documentation for --help."""
+    import inspect
+    comments = {}
+    for line in inspect.getsource(cls).splitlines():
+        match = re.match(r"\s+(\w+): [^#]*#\s*(.*)", line)
+        if match:
+            comments[match.group(1)] = match.group(2)
+    return comments
+
+
 def print_help():
     print(__doc__)
     print("Fields (--field=value):")
-    for name, (cls, typ) in config_fields().items():
-        default = getattr(cls, name)
-        print(f"  --{name}={default!r}  [{cls.__name__}, {getattr(typ, '__name__', 'str or None')}]")
+    for cls in CONFIG_CLASSES:
+        comments = field_comments(cls)
+        print(f"  [{cls.__name__}]")
+        for f in dataclasses.fields(cls):
+            print(f"  --{f.name}={getattr(cls, f.name)!r}" + (f"  # {comments[f.name]}" if f.name in comments else ""))
     print(f"Presets (--preset=NAME, applied before the other fields): {', '.join(PRESETS)}")
 
 
@@ -493,6 +513,10 @@ class EngravingDataset(torch.utils.data.Dataset):
             warnings.warn(message, DataWarning)
         self.captions = [items[i][1] for i in kept]
         self.paths = [str(items[i][0]) for i in kept]
+        self.tokenize(tokenizer, max_caption_len)
+
+    def tokenize(self, tokenizer, max_caption_len):
+        """(Re)encode every caption with this tokenizer into self.tokens (N, max_caption_len)."""
         encoded = [tokenizer.encode(c, max_caption_len) for c in self.captions]
         self.tokens = torch.tensor([ids for ids, _ in encoded], dtype=torch.long).view(-1, max_caption_len)
         self.num_truncated = sum(cut for _, cut in encoded)
@@ -808,10 +832,10 @@ class Trainer:
     Checkpoints; the Trainer itself never talks to W&B nor asks which rank it is on in order to log."""
 
     def __init__(self, cfg, wcfg, health, model, tokenizer, train_loader, val_loader, device, logger,
-                 run_config=None, world_size=1, checkpoints=None):
+                 run_config=None, world_size=1, checkpoints=None, val_truths=None):
         self.cfg, self.wcfg, self.health = cfg, wcfg, health
         self.model, self.tokenizer = model, tokenizer
-        self.train_loader, self.val_loader = train_loader, val_loader
+        self.train_loader, self.val_loader, self.val_truths = train_loader, val_loader, val_truths
         self.device, self.logger, self.world_size = device, logger, world_size
         self.checkpoints = checkpoints or Checkpoints(cfg.out_dir, logger, cfg.checkpoint_every, enabled=False)
         self.weights = {"image": cfg.image_loss_weight, "caption": cfg.caption_loss_weight,
@@ -879,6 +903,7 @@ class Trainer:
             self.track_non_finite(metrics)
         self.lr = self.scheduler.get_last_lr()[0]  # the rate this step used
         self.optimizer.step()
+        self.model.clamp_logit_scale_()  # CLIP: clamp the stored temperature, so its gradient never vanishes
         self.scheduler.step()
         self.step += 1
         return metrics
@@ -997,7 +1022,7 @@ class Trainer:
 
     def end_epoch(self, train_loss, start):
         """Validation, visuals, the best result, checkpoints, and the epoch's console line."""
-        val = self.evaluate()
+        val = {**self.evaluate(), **self.measure()}
         self.log({"val": {**val, "epoch": float(self.epoch)}})
         self.log_visuals()
         is_best = val["loss_total"] < self.best_val_loss
@@ -1048,6 +1073,14 @@ class Trainer:
             window.add(model_metrics(out, images, self.tokenizer.PAD, self.weights), weight=images.shape[0])
         return window.means()
 
+    def measure(self):
+        """The measures of what the model learned (evaluation.py), over the whole validation split: retrieval both
+        ways, BLEU-4 and CIDEr-D of greedy captions, PSNR/SSIM, and grounded caption accuracy where the data has
+        ground truth. Every rank holds the whole split, so no collective is needed."""
+        images, tokens = self.val_loader.images, self.val_loader.tokens
+        return evaluate_split(self.model, images, tokens, self.tokenizer, self.val_truths,
+                              batch_size=max(self.cfg.batch_size, 256), autocast=self.autocast)
+
     @torch.no_grad()
     def log_visuals(self, shown=8):
         """Validation images beside their reconstructions, true vs generated captions, latent histogram."""
@@ -1081,6 +1114,23 @@ class Trainer:
 
     # -- state --------------------------------------------------------------------
 
+    def continue_with(self, changed):
+        """After a resume with --resume_changes: say what is kept and what changes, and put the new learning rate
+        and weight decay into the restored optimizer (the schedule's position is kept; the other fields are read
+        from the Config at every step)."""
+        if not changed:
+            print("Resume: every data and optimisation setting is the checkpoint's; the run continues exactly")
+            return
+        for name, (saved, new) in changed.items():
+            print(f"Resume: {name} changes from {saved!r} to {new!r} from step {self.step} on")
+        if "learning_rate" in changed:
+            self.scheduler.base_lrs = [self.cfg.learning_rate] * len(self.optimizer.param_groups)
+        if "weight_decay" in changed:
+            self.optimizer.param_groups[0]["weight_decay"] = self.cfg.weight_decay
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base * self.lr_factor(self.scheduler.last_epoch)
+        self.lr = self.optimizer.param_groups[0]["lr"]
+
     def save_checkpoint(self):
         """out_dir/last.pt, written in the background (Checkpoints); False when it was not written."""
         return self.checkpoints.save(self.state_dict(), self.model)
@@ -1097,6 +1147,7 @@ class Trainer:
             "batches_done": self.batches_done,  # position inside `epoch` (0: the epoch is complete)
             "loader_rng": self.train_loader.epoch_rng_state if self.batches_done else self.train_loader.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "history": self.history,  # every logged row: a resumed run's report and metrics.csv cover the whole run
             "config": self.run_config,
             "model_config": self.model.config_dict(),
@@ -1112,6 +1163,8 @@ class Trainer:
         self.lr = self.scheduler.get_last_lr()[0]
         self.best_epoch = state["best_epoch"]
         torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and len(state.get("cuda_rng", [])) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.logger.history[:] = state["history"]
         self.monitor = replay(self.history, self.run_config, self.health)
         self.train_loader.generator.set_state(state["loader_rng"])
@@ -1190,6 +1243,8 @@ class Data:
     train_loader: BatchLoader
     val_loader: BatchLoader
     skipped: int  # items of the collection that could not be used
+    val_truths: Optional[list] = None  # the generator's ground truth of each validation item (None where unknown)
+    fingerprint: str = ""  # see fingerprint()
 
 
 def build_tokenizer(captions, checkpoint):
@@ -1198,7 +1253,8 @@ def build_tokenizer(captions, checkpoint):
         tokenizer = CaptionTokenizer.from_state_dict(checkpoint["tokenizer"])
         print(f"Vocabulary restored from the checkpoint: {len(tokenizer)} tokens")
         return tokenizer
-    print(f"Building vocabulary from {len(captions)} captions...")
+    print(f"Building vocabulary from the {len(captions)} captions of the training split "
+          "(validation words outside it become <unk>)...")
     tokenizer, counts = CaptionTokenizer.build(captions)
     print("✓ Vocabulary built:")
     print(f"  Total tokens: {len(tokenizer)}")
@@ -1208,35 +1264,62 @@ def build_tokenizer(captions, checkpoint):
 
 
 def build_data(cfg, device, rank=0, world_size=1, checkpoint=None):
-    """STEPS 1-3: the collection, the tokenizer, the decoded dataset and the train/val loaders on the device."""
+    """STEPS 1-3: the collection decoded, the vocabulary of its training split, the train/val loaders on the device."""
     print("\nSTEP 1: Loading dataset...")
     items, skipped = load_collection(cfg, generate=rank == 0)
     print(f"Total captions found: {len(items)}")
-
-    print("\nSTEP 2: Building tokenizer...")
-    tokenizer = build_tokenizer([caption for _, caption in items], checkpoint)
-
-    print("\nSTEP 3: Creating data loaders...")
-    dataset = EngravingDataset(items, tokenizer, cfg.image_size, cfg.max_caption_len, cfg.num_workers, cfg.cache_dir)
+    dataset = EngravingDataset(items, CaptionTokenizer([]), cfg.image_size, cfg.max_caption_len, cfg.num_workers,
+                               cfg.cache_dir)
     if dataset.cache_file is not None:
         print(f"Decoded images {'loaded from' if dataset.from_cache else 'saved to'} the cache: {dataset.cache_file}")
     if len(dataset) < len(items):
         print(f"Unreadable images skipped: {len(items) - len(dataset)}")
     if len(dataset) < 2:
         raise DataError(f"{cfg.data_dir}: fewer than 2 readable images")
+    train_idx, val_idx = split_indices(len(dataset), cfg.val_fraction, cfg.seed)
+    truths = read_truths(Path(dataset.paths[0]).parent, dataset.paths)
+
+    print("\nSTEP 2: Building tokenizer...")
+    tokenizer = build_tokenizer([dataset.captions[i] for i in train_idx.tolist()], checkpoint)
+    dataset.tokenize(tokenizer, cfg.max_caption_len)
+    unknown = int((dataset.tokens[val_idx] == tokenizer.UNK).sum())
+    print(f"  Validation words outside the training vocabulary (<unk>): {unknown}")
     if dataset.num_truncated:
         warnings.warn(f"{dataset.num_truncated} captions are longer than max_caption_len={cfg.max_caption_len} "
                       "tokens and were cut; raise --max_caption_len to keep them whole", DataWarning)
-    train_idx, val_idx = split_indices(len(dataset), cfg.val_fraction, cfg.seed)
+
+    print("\nSTEP 3: Creating data loaders...")
     shard = dict(rank=rank, world_size=world_size)
     train_loader = BatchLoader(dataset, train_idx, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed, **shard)
-    # validation batches have the training batch size, so loss_alignment (whose chance level is ln(batch)) compares
     val_loader = BatchLoader(dataset, val_idx, cfg.batch_size, shuffle=False, drop_last=False, **shard)
     train_loader.to(device), val_loader.to(device)
     print(f"Train samples: {len(train_idx)}")
     print(f"Val samples: {len(val_idx)}")
     print(f"Batches per epoch: {len(train_loader)}" + (" (per process)" if world_size > 1 else ""))
-    return Data(tokenizer, dataset, train_loader, val_loader, skipped + len(items) - len(dataset))
+    return Data(tokenizer, dataset, train_loader, val_loader, skipped + len(items) - len(dataset),
+                [truths[i] for i in val_idx.tolist()], fingerprint(dataset))
+
+
+def read_truths(folder, paths):
+    """The generator's ground truth of each image (the `truth` of its metadata.jsonl row), or None: what the
+    grounded caption accuracy is judged against. Only the bundled collection has it."""
+    by_path = {}
+    for meta in {Path(p).parent.parent / "metadata.jsonl" for p in paths} | {Path(folder) / "metadata.jsonl"}:
+        if meta.is_file():
+            with open(meta, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    with contextlib.suppress(ValueError, TypeError, KeyError):
+                        row = json.loads(line)
+                        by_path[str((meta.parent / row["file_name"]).resolve())] = row.get("truth")
+    return [by_path.get(str(Path(p).resolve())) for p in paths]
+
+
+def fingerprint(dataset):
+    """A hash of the collection's file names and captions: a resume must see the same data."""
+    h = hashlib.sha256()
+    for path, caption in zip(dataset.paths, dataset.captions):
+        h.update(f"{Path(path).name}\t{caption}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def reference_levels(data, global_batch, batches=8, seed=0):
@@ -1275,11 +1358,14 @@ def build_trainer(cfg, wcfg, health, model, data, device, logger, rank=0, world_
     """The Trainer with its checkpoints (written by rank 0 only, the process with a RunLogger); restored from
     the checkpoint on resume."""
     checkpoints = Checkpoints(cfg.out_dir, logger, cfg.checkpoint_every, enabled=rank == 0)
-    run_config = reference_levels(data, cfg.batch_size * world_size, seed=cfg.seed)
+    run_config = {**reference_levels(data, cfg.batch_size * world_size, seed=cfg.seed), "world_size": world_size,
+                  "data_fingerprint": data.fingerprint}
     trainer = Trainer(cfg, wcfg, health, model, data.tokenizer, data.train_loader, data.val_loader, device, logger,
-                      run_config=run_config, world_size=world_size, checkpoints=checkpoints)
+                      run_config=run_config, world_size=world_size, checkpoints=checkpoints, val_truths=data.val_truths)
     if checkpoint:
+        changed = check_resume(checkpoint, trainer.run_config, allowed=cfg.resume_changes.split(","))
         trainer.load_state_dict(checkpoint)
+        trainer.continue_with(changed)
         where = f", batch {trainer.batches_done} of epoch {trainer.epoch + 1}" if trainer.batches_done else ""
         print(f"Resumed from epoch {checkpoint['epoch']}, step {trainer.step}{where}")
     return trainer

@@ -454,4 +454,7 @@ def test_cli_help_exits_0_and_lists_every_field(cli_runs):
     assert returncode == 0, err
     for name in config_fields():
         assert f"--{name}=" in out, name
+    fields = [line for line in out.splitlines() if line.startswith("  --")]
+    assert len(fields) == len(config_fields())
+    assert all("  # " in line for line in fields), [line for line in fields if "  # " not in line]  # its meaning
     assert "--preset=NAME" in out and "quick" in out
