@@ -130,7 +130,7 @@ class RunLogger:
 
     def __init__(self, run, mode):
         self.run, self.mode, self.failed = run, mode, False
-        self.wants_media = mode != "disabled"
+        self.last_samples = []  # the latest caption samples, for report.html
         self.history = []  # every logged row, for report.md and metrics.csv (and the checkpoint)
         run.define_metric("global_step")
         for prefix in ("train", "val", "perf"):
@@ -173,7 +173,7 @@ class RunLogger:
                        "without W&B, and out_dir/metrics.csv and report.md keep every metric", file=sys.stderr)
             return None
 
-    wants_media = True  # the Trainer renders images and captions for log_visuals only when a run takes them
+    wants_media = True  # the Trainer renders images and captions for log_visuals only when a logger takes them
 
     def progress(self, iterable, **kwargs):
         """The console's progress bar over `iterable` (tqdm)."""
@@ -194,6 +194,7 @@ class RunLogger:
     def log_visuals(self, step, grid, samples, latents):
         """grid: a PIL image (validation images over their reconstructions); samples: rows of (image, recon,
         caption, generated caption) with PIL images; latents: a numpy array of z values."""
+        self.last_samples = samples
         table = wandb.Table(columns=["image", "reconstruction", "caption", "generated caption"])
         for image, recon, caption, generated in samples:
             table.add_data(wandb.Image(image), wandb.Image(recon), caption, generated)
@@ -223,7 +224,8 @@ class RunLogger:
     def finish(self, out_dir, monitor, info, weights, step, ok):
         """Write report.md, metrics.csv, summary.json and the plots to out_dir, attach them (plots, charts,
         a report Artifact) and the verdicts to the run, and close it. -> the files written."""
-        paths = write_report(out_dir, self.history, monitor, {**info, "wandb_run": self.location})
+        paths = write_report(out_dir, self.history, monitor, {**info, "wandb_run": self.location},
+                             samples=self.last_samples)
         images = {f"report/{name}": wandb.Image(str(p)) for name, p in paths.items() if str(p).endswith(".png")}
         self.call("log", {"global_step": step, **images, **custom_charts(self.history, weights)})
         report = wandb.Artifact(f"report-{self.run_id}", type="report")

@@ -120,12 +120,16 @@ class CaptionDecoder(nn.Module):
         self.from_latent = nn.Linear(cfg.latent_dim, cfg.width)
         self.transformer = Transformer(cfg.caption_decoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout)
 
-    def forward(self, z, tokens):
-        """tokens (B, T) starting with <bos> -> logits (B, T, vocab) for the token after each position."""
+    def forward(self, z, tokens, last_only=False):
+        """tokens (B, T) starting with <bos> -> logits (B, T, vocab) for the token after each position; with
+        last_only, (B, 1, vocab) for the last position alone (generation: the vocabulary projection of every
+        earlier position would be thrown away)."""
         T = tokens.shape[1]
         x = torch.cat([self.from_latent(z)[:, None, :], self.token_embedding(tokens)], dim=1)  # (B, 1 + T, width)
         x = x + self.pos[:, : T + 1]
         h = self.transformer(x, causal=True)[:, 1:]  # drop the prefix position
+        if last_only:
+            h = h[:, -1:]
         return h @ self.token_embedding.weight.T  # tied output projection
 
 
@@ -297,7 +301,7 @@ class MultimodalModel(nn.Module):
         tokens = torch.full((images.shape[0], 1), bos_id, dtype=torch.long, device=images.device)
         done = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
         for _ in range(max_len - 1):
-            next_token = self.caption_decoder(z, tokens)[:, -1].argmax(dim=-1)
+            next_token = self.caption_decoder(z, tokens, last_only=True)[:, -1].argmax(dim=-1)
             next_token = next_token.masked_fill(done, self.cfg.pad_id)
             tokens = torch.cat([tokens, next_token[:, None]], dim=1)
             done |= next_token == eos_id

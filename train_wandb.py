@@ -825,6 +825,83 @@ class TrainingStopped(Exception):
     """Training cannot go on (a non-finite loss or gradient): one-line reason, exit status 3."""
 
 
+class NonFiniteWatch:
+    """Remembers, on the device, the first step at which each loss component or the gradient norm stopped being
+    finite (no sync per step), and ends training when a logged window is not finite: an explicit step of the loop."""
+
+    def __init__(self):
+        self.first = None  # per NON_FINITE_WATCH entry: first step it was not finite (-1: never)
+        self.names = ()
+
+    def track(self, metrics, step):
+        names = [k for k in NON_FINITE_WATCH if k in metrics]
+        bad = ~torch.isfinite(torch.stack([metrics[k] for k in names]))
+        if self.first is None:
+            self.first, self.names = torch.full((len(names),), -1, dtype=torch.long, device=bad.device), names
+        self.first = torch.where(bad & (self.first < 0), step, self.first)
+
+    def diagnosis(self, lr):
+        first = dict(zip(self.names, self.first.tolist())) if self.first is not None else {}
+        seen = sorted((step, name) for name, step in first.items() if step >= 0)
+        if not seen:
+            return "non-finite values"
+        step = seen[0][0]
+        return (f"{', '.join(name for s, name in seen if s == step)} became non-finite first, at step {step} "
+                f"(learning rate {lr:.3g})")
+
+    def check(self, row, findings, lr):
+        """Raise TrainingStopped when the window's losses or gradient norm are not finite."""
+        if all(math.isfinite(row.get(k, 0.0)) for k in NON_FINITE_WATCH):
+            return
+        action = next((f.action for f in findings if f.code == "non_finite"), "lower learning_rate")
+        raise TrainingStopped(f"{self.diagnosis(lr)}; {action}")
+
+
+class Validator:
+    """What is measured on the validation split at each epoch end: the model metrics (as in training), the
+    measures of what the model learned (evaluation.py), and the visuals for the logger."""
+
+    def __init__(self, model, forward, val_loader, tokenizer, autocast, weights, truths=None):
+        self.model, self.forward, self.val_loader, self.tokenizer = model, forward, val_loader, tokenizer
+        self.autocast, self.weights, self.truths = autocast, weights, truths
+
+    @torch.no_grad()
+    def metrics(self):
+        """Validation metrics, weighted by batch size so every item counts once."""
+        self.model.eval()
+        window = MetricWindow()
+        for images_u8, captions in self.val_loader:
+            images = images_u8.float().div_(255)
+            with self.autocast:
+                out = self.forward(images, captions)
+            window.add(model_metrics(out, images, self.tokenizer.PAD, self.weights), weight=images.shape[0])
+        return window.means()
+
+    def measures(self, batch_size):
+        """Retrieval both ways, BLEU-4 and CIDEr-D of greedy captions, PSNR/SSIM, and grounded caption accuracy
+        where the data has ground truth, over the whole split. Every rank holds the whole split: no collective."""
+        return evaluate_split(self.model, self.val_loader.images, self.val_loader.tokens, self.tokenizer,
+                              self.truths, batch_size=batch_size, autocast=self.autocast)
+
+    @torch.no_grad()
+    def visuals(self, shown=8):
+        """-> (grid of validation images over their reconstructions, rows of (image, reconstruction, caption,
+        generated caption), the latents): what the logger shows."""
+        self.model.eval()
+        images_u8, captions = next(iter(self.val_loader))
+        images = images_u8.float() / 255
+        with self.autocast:
+            z = self.model.image_encoder(images)
+            recon = self.model.image_decoder(z).float().clamp(0, 1)
+            generated = self.model.generate_captions(images[:shown], self.tokenizer.BOS, self.tokenizer.EOS)
+        from torchvision.utils import make_grid  # imported here: torchvision adds ~2 s to every start-up
+        grid = make_grid(torch.cat([images[:shown], recon[:shown]]), nrow=min(shown, len(images)))
+        samples = [(to_pil(img), to_pil(rec), self.tokenizer.decode(cap), self.tokenizer.decode(gen))
+                   for img, rec, cap, gen in zip(images[:shown].cpu(), recon[:shown].cpu(), captions[:shown].tolist(),
+                                                 generated.tolist())]
+        return to_pil(grid), samples, z.float().cpu().numpy()
+
+
 class Trainer:
     """Owns the optimisation: the step, the epoch loop, validation and the training state.
 
@@ -835,7 +912,7 @@ class Trainer:
                  run_config=None, world_size=1, checkpoints=None, val_truths=None):
         self.cfg, self.wcfg, self.health = cfg, wcfg, health
         self.model, self.tokenizer = model, tokenizer
-        self.train_loader, self.val_loader, self.val_truths = train_loader, val_loader, val_truths
+        self.train_loader, self.val_loader = train_loader, val_loader
         self.device, self.logger, self.world_size = device, logger, world_size
         self.checkpoints = checkpoints or Checkpoints(cfg.out_dir, logger, cfg.checkpoint_every, enabled=False)
         self.weights = {"image": cfg.image_loss_weight, "caption": cfg.caption_loss_weight,
@@ -865,7 +942,9 @@ class Trainer:
         self.monitor = HealthMonitor(health, self.run_config)
         self.window = LogWindow(wcfg.log_frequency, world_size, device)
         self.stop_signal = None  # set by SIGINT / SIGTERM: finish the step, save, report, exit
-        self.first_non_finite = None  # per NON_FINITE_WATCH entry: first step it was not finite (-1: never)
+        self.non_finite = NonFiniteWatch()
+        self.validator = Validator(model, self.eval_forward, val_loader, tokenizer, self.autocast, self.weights,
+                                   val_truths)
         self.first_step_s = None  # seconds of this process's first train_step (see record_first_step)
 
     @property
@@ -873,11 +952,7 @@ class Trainer:
         return self.logger.history
 
     def lr_factor(self, step):
-        """Linear warm-up to 1, then cosine decay to min_lr_fraction at total_steps."""
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
-        return self.cfg.min_lr_fraction + (1 - self.cfg.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+        return lr_factor(step, self.warmup_steps, self.total_steps, self.cfg.min_lr_fraction)
 
     # -- one step ---------------------------------------------------------------
 
@@ -900,39 +975,13 @@ class Trainer:
             elif self.cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip, foreach=True)
             metrics.update(self.custom_metrics(out, images, captions))
-            self.track_non_finite(metrics)
+            self.non_finite.track(metrics, self.step + 1)
         self.lr = self.scheduler.get_last_lr()[0]  # the rate this step used
         self.optimizer.step()
         self.model.clamp_logit_scale_()  # CLIP: clamp the stored temperature, so its gradient never vanishes
         self.scheduler.step()
         self.step += 1
         return metrics
-
-    def track_non_finite(self, metrics):
-        """Remember, on the device, the first step at which each loss component or the gradient norm
-        stopped being finite: the diagnosis when a window turns out non-finite, without a sync per step."""
-        names = [k for k in NON_FINITE_WATCH if k in metrics]
-        bad = ~torch.isfinite(torch.stack([metrics[k] for k in names]))
-        if self.first_non_finite is None:
-            self.first_non_finite = torch.full((len(names),), -1, dtype=torch.long, device=bad.device)
-        self.first_non_finite = torch.where(bad & (self.first_non_finite < 0), self.step + 1, self.first_non_finite)
-
-    def non_finite_diagnosis(self):
-        names = [k for k in NON_FINITE_WATCH if k != "grad_norm" or self.wcfg.track_gradients]
-        first = dict(zip(names, self.first_non_finite.tolist())) if self.first_non_finite is not None else {}
-        seen = sorted((step, name) for name, step in first.items() if step >= 0)
-        if not seen:
-            return "non-finite values"
-        step = seen[0][0]
-        return (f"{', '.join(name for s, name in seen if s == step)} became non-finite first, at step {step} "
-                f"(learning rate {self.lr:.3g})")
-
-    def stop_if_not_finite(self, row, findings):
-        """An explicit step of the loop: a window whose losses or gradient norm are not finite ends training."""
-        if all(math.isfinite(row.get(k, 0.0)) for k in NON_FINITE_WATCH):
-            return
-        action = next((f.action for f in findings if f.code == "non_finite"), "lower learning_rate")
-        raise TrainingStopped(f"{self.non_finite_diagnosis()}; {action}")
 
     def custom_metrics(self, out, images, captions):
         """Extra per-batch metrics: name -> 0-dim tensor on the device (no .item(): that would sync).
@@ -999,7 +1048,7 @@ class Trainer:
                 with window.timing("log"):
                     row, findings = self.log_window(epoch=self.epoch - 1 + i / steps)
                 bar.set_postfix(loss=f"{row['loss_total']:.4f}")
-                self.stop_if_not_finite(row, findings)
+                self.non_finite.check(row, findings, self.lr)
             yield self.step
             if stop or reached_max:
                 break
@@ -1022,9 +1071,10 @@ class Trainer:
 
     def end_epoch(self, train_loss, start):
         """Validation, visuals, the best result, checkpoints, and the epoch's console line."""
-        val = {**self.evaluate(), **self.measure()}
+        val = {**self.validator.metrics(), **self.validator.measures(max(self.cfg.batch_size, 256))}
         self.log({"val": {**val, "epoch": float(self.epoch)}})
-        self.log_visuals()
+        if self.logger.wants_media:
+            self.logger.log_visuals(self.step, *self.validator.visuals())
         is_best = val["loss_total"] < self.best_val_loss
         if is_best:
             self.best_val_loss, self.best_epoch = val["loss_total"], self.epoch
@@ -1054,51 +1104,10 @@ class Trainer:
             return self.stop_signal is not None
         if not window_end:
             return False
-        flag = torch.tensor(float(self.stop_signal is not None), device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        stop = bool(flag.item())
+        stop = any_rank(self.stop_signal is not None, self.device)
         if stop and self.stop_signal is None:
             self.stop_signal = "SIGTERM"  # another rank got the signal
         return stop
-
-    @torch.no_grad()
-    def evaluate(self):
-        """Validation metrics, weighted by batch size so every item counts once."""
-        self.model.eval()
-        window = MetricWindow()
-        for images_u8, captions in self.val_loader:
-            images = images_u8.float().div_(255)
-            with self.autocast:
-                out = self.eval_forward(images, captions)
-            window.add(model_metrics(out, images, self.tokenizer.PAD, self.weights), weight=images.shape[0])
-        return window.means()
-
-    def measure(self):
-        """The measures of what the model learned (evaluation.py), over the whole validation split: retrieval both
-        ways, BLEU-4 and CIDEr-D of greedy captions, PSNR/SSIM, and grounded caption accuracy where the data has
-        ground truth. Every rank holds the whole split, so no collective is needed."""
-        images, tokens = self.val_loader.images, self.val_loader.tokens
-        return evaluate_split(self.model, images, tokens, self.tokenizer, self.val_truths,
-                              batch_size=max(self.cfg.batch_size, 256), autocast=self.autocast)
-
-    @torch.no_grad()
-    def log_visuals(self, shown=8):
-        """Validation images beside their reconstructions, true vs generated captions, latent histogram."""
-        if not self.logger.wants_media:
-            return
-        self.model.eval()
-        images_u8, captions = next(iter(self.val_loader))
-        images = images_u8.float() / 255
-        with self.autocast:
-            z = self.model.image_encoder(images)
-            recon = self.model.image_decoder(z).float().clamp(0, 1)
-            generated = self.model.generate_captions(images[:shown], self.tokenizer.BOS, self.tokenizer.EOS)
-        from torchvision.utils import make_grid  # imported here: torchvision adds ~2 s to every start-up
-        grid = make_grid(torch.cat([images[:shown], recon[:shown]]), nrow=min(shown, len(images)))
-        samples = [(to_pil(img), to_pil(rec), self.tokenizer.decode(cap), self.tokenizer.decode(gen))
-                   for img, rec, cap, gen in zip(images[:shown].cpu(), recon[:shown].cpu(), captions[:shown].tolist(),
-                                                 generated.tolist())]
-        self.logger.log_visuals(self.step, to_pil(grid), samples, z.float().cpu().numpy())
 
     def log(self, groups):
         """One row of `prefix/name` keys from {prefix: {name: value}}: to the logger (W&B and the local history)
@@ -1113,23 +1122,6 @@ class Trainer:
         return findings
 
     # -- state --------------------------------------------------------------------
-
-    def continue_with(self, changed):
-        """After a resume with --resume_changes: say what is kept and what changes, and put the new learning rate
-        and weight decay into the restored optimizer (the schedule's position is kept; the other fields are read
-        from the Config at every step)."""
-        if not changed:
-            print("Resume: every data and optimisation setting is the checkpoint's; the run continues exactly")
-            return
-        for name, (saved, new) in changed.items():
-            print(f"Resume: {name} changes from {saved!r} to {new!r} from step {self.step} on")
-        if "learning_rate" in changed:
-            self.scheduler.base_lrs = [self.cfg.learning_rate] * len(self.optimizer.param_groups)
-        if "weight_decay" in changed:
-            self.optimizer.param_groups[0]["weight_decay"] = self.cfg.weight_decay
-        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
-            group["lr"] = base * self.lr_factor(self.scheduler.last_epoch)
-        self.lr = self.optimizer.param_groups[0]["lr"]
 
     def save_checkpoint(self):
         """out_dir/last.pt, written in the background (Checkpoints); False when it was not written."""
@@ -1173,6 +1165,40 @@ class Trainer:
             self.train_loader.skip = self.batches_done = state["batches_done"]
         if math.isfinite(self.best_val_loss):  # a resumed run keeps the best result so far in its summary
             self.logger.summary({"best_val_loss": self.best_val_loss, "best_epoch": self.best_epoch})
+
+
+def lr_factor(step, warmup_steps, total_steps, min_lr_fraction):
+    """The learning-rate schedule: linear warm-up to 1, then cosine decay to min_lr_fraction at total_steps."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_lr_fraction + (1 - min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def any_rank(flag, device):
+    """Is `flag` true on any process? (one all-reduce: a host sync, so only at window ends)"""
+    value = torch.tensor(float(flag), device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def continue_with(trainer, changed):
+    """After a resume with --resume_changes: say what is kept and what changes, and put a new learning rate and
+    weight decay into the restored optimizer (the schedule's position is kept; the other fields are read from the
+    Config at every step)."""
+    if not changed:
+        print("Resume: every data and optimisation setting is the checkpoint's; the run continues exactly")
+        return
+    for name, (saved, new) in changed.items():
+        print(f"Resume: {name} changes from {saved!r} to {new!r} from step {trainer.step} on")
+    groups, scheduler = trainer.optimizer.param_groups, trainer.scheduler
+    if "learning_rate" in changed:
+        scheduler.base_lrs = [trainer.cfg.learning_rate] * len(groups)
+    if "weight_decay" in changed:
+        groups[0]["weight_decay"] = trainer.cfg.weight_decay
+    for group, base in zip(groups, scheduler.base_lrs):
+        group["lr"] = base * trainer.lr_factor(scheduler.last_epoch)
+    trainer.lr = groups[0]["lr"]
 
 
 def build_optimizer(model, cfg, device):
@@ -1365,7 +1391,7 @@ def build_trainer(cfg, wcfg, health, model, data, device, logger, rank=0, world_
     if checkpoint:
         changed = check_resume(checkpoint, trainer.run_config, allowed=cfg.resume_changes.split(","))
         trainer.load_state_dict(checkpoint)
-        trainer.continue_with(changed)
+        continue_with(trainer, changed)
         where = f", batch {trainer.batches_done} of epoch {trainer.epoch + 1}" if trainer.batches_done else ""
         print(f"Resumed from epoch {checkpoint['epoch']}, step {trainer.step}{where}")
     return trainer

@@ -253,7 +253,7 @@ def test_training_steps_force_no_host_device_sync(cpu_trainer, monkeypatch, over
     for name, value in overrides.items():  # train_step reads these at every step
         monkeypatch.setattr(trainer.cfg if hasattr(trainer.cfg, name) else trainer.wcfg, name, value)
     # the non-finite tracker is sized for the run's metrics at its first step; a run never toggles these
-    monkeypatch.setattr(trainer, "first_non_finite", None)
+    monkeypatch.setattr(trainer, "non_finite", train_wandb.NonFiniteWatch())
     step = trainer.step
     counter = SyncCounter(trainer.optimizer)
     with counter:

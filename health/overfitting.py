@@ -1,0 +1,75 @@
+"""Overfitting: validation loss against the training loss of the same epoch."""
+
+from __future__ import annotations
+
+from .core import Analysis, change, finite, fmt, fmt_config
+
+
+class Overfitting(Analysis):
+    """Reads: overfit_gap, overfit_epochs.
+    Verdict: the worst finding of the run; the table lists every epoch's train and val loss_total."""
+
+    name = "overfitting"
+
+    def rule(self):
+        return (f"worst finding: an epoch's val loss_total > train by {self.cfg.overfit_gap:.0%}, or val rising "
+                f"{self.cfg.overfit_epochs} epochs in a row while train falls")
+
+    def regularize(self):
+        dropout = self.run_config.get("dropout")
+        if finite(dropout) and dropout > 0:
+            dropout_action = f"raise dropout from {fmt_config(dropout)} to {fmt_config(min(0.5, dropout + 0.1))}"
+        else:
+            dropout_action = "set dropout from 0 to 0.1"
+        return f"{change(self.run_config, 'weight_decay', 2.0, zero_to=0.05)} or {dropout_action}"
+
+    def observe_val(self, values, epoch):
+        if epoch is None:
+            return
+        val_loss, train_loss = values["loss_total"], self.h.train_epoch_mean(epoch)
+        if train_loss and train_loss > 0:
+            gap = (val_loss - train_loss) / train_loss
+            if gap > self.cfg.overfit_gap:
+                self.emit("overfitting", "warning",
+                          f"epoch {epoch}: val loss_total {val_loss:.4g} vs train {train_loss:.4g} "
+                          f"(gap {gap:+.0%}, limit {self.cfg.overfit_gap:.0%})", self.regularize())
+        self.check_val_rising(epoch)
+
+    def check_val_rising(self, epoch):
+        h, k = self.h, self.cfg.overfit_epochs
+        recent = h.val_epochs[-k - 1:]
+        if k < 1 or len(recent) < k + 1:
+            return
+        vals = [v for _, v in recent]
+        first_train, last_train = h.train_epoch_mean(recent[0][0]), h.train_epoch_mean(epoch)
+        rising = all(b > a for a, b in zip(vals, vals[1:]))
+        if rising and first_train is not None and last_train is not None and last_train < first_train:
+            best_epoch, best = min(h.val_epochs, key=lambda e: e[1])
+            self.emit("val_rising", "warning",
+                      f"val loss_total rose {k} epochs in a row, epoch {recent[0][0]} -> {epoch} ({vals[0]:.4g} -> "
+                      f"{vals[-1]:.4g}), while train fell ({first_train:.4g} -> {last_train:.4g})",
+                      f"{self.regularize()}; best.pt holds epoch {best_epoch} (val {best:.4g}), "
+                      f"so lower num_epochs to {best_epoch} to stop there")
+
+    def verdict(self):
+        h = self.h
+        table = [["epoch", "train loss_total", "val loss_total", "gap", "gap %"]]
+        gaps = []
+        for epoch, val in h.val_epochs:
+            train = h.train_epoch_mean(epoch)
+            gap = val - train if train is not None else None
+            rel = gap / train if gap is not None and train > 0 else None
+            gaps.append(rel)
+            table.append([str(epoch), fmt(train), fmt(val), fmt(gap), f"{rel:+.0%}" if rel is not None else "—"])
+        evidence = []
+        if h.val_epochs:
+            best_epoch, best = min(h.val_epochs, key=lambda e: e[1])
+            last_epoch, last = h.val_epochs[-1]
+            evidence.append(f"best val loss_total {fmt(best)} at epoch {best_epoch}, "
+                            f"last {fmt(last)} at epoch {last_epoch}")
+        known = [g for g in gaps if g is not None]
+        if known:
+            evidence.append(f"last gap {known[-1]:+.0%} of train loss (limit {self.cfg.overfit_gap:.0%})")
+        missing = None if known else "no epoch with both a train and a validation loss_total"
+        summary = f"val loss_total stays within {self.cfg.overfit_gap:.0%} of train" if known else ""
+        return self.from_findings(missing, summary, evidence, self.rule(), table if len(table) > 1 else ())

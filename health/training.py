@@ -1,0 +1,214 @@
+"""Training health: non-finite values, gradient spikes and vanishing, a loss that does not learn, stalls,
+oscillates or runs away, and GPU memory creeping up."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+
+from .core import Analysis, change, finite, fmt, lower_lr
+
+
+def swing(values):
+    """Mean back-and-forth move per window, over the mean level: the movement that does not add to the net
+    change. A monotone curve, however steep or curved, scores 0; a zig-zag of +-a around c scores a/c."""
+    y = np.asarray(values, dtype=float)
+    with np.errstate(all="ignore"):  # astronomically large losses overflow; divergence reports those
+        excess = np.abs(np.diff(y)).sum() - abs(y[-1] - y[0])
+        mean = y.mean()
+        return float(excess / (2 * (len(y) - 1)) / mean) if mean > 0 else 0.0
+
+
+class TrainingHealth(Analysis):
+    """Loss and gradient behaviour, GPU memory.
+
+    Reads: warmup_windows, smoothing_windows, grad_spike_factor, grad_median_windows, grad_vanish_norm,
+    latent_rms_max, stall_check_fraction, stall_min_drop, plateau_windows, plateau_min_drop, plateau_lr_fraction,
+    oscillation_windows, oscillation_swing, divergence_fraction, divergence_min_rise, memory_creep_percent.
+    Verdict: the worst finding of the run (a spike matters even if training recovered).
+    """
+
+    name = "training_health"
+
+    def __init__(self, monitor):
+        super().__init__(monitor)
+        self.stall_judged = False
+        self.best_before_plateau = math.inf  # best settled loss_total before the plateau window
+        self.gpu_baseline = None  # gpu_memory_percent of the first window after warm-up
+
+    def rule(self):
+        c = self.cfg
+        return (f"worst finding: NaN/inf; a window's max grad norm > {c.grad_spike_factor:g}x the running median; "
+                f"z's RMS per dimension > {c.latent_rms_max:g}; "
+                f"loss_total < {c.stall_min_drop:.0%} of the way to its floor at {c.stall_check_fraction:.0%} "
+                f"of the run; no {c.plateau_min_drop:.0%} gain in {c.plateau_windows} windows while lr > "
+                f"{c.plateau_lr_fraction:.0%} of peak; swings > {c.oscillation_swing:.0%}; giving back "
+                f"{c.divergence_fraction:.0%} of its progress")
+
+    def observe_non_finite(self, prefix, values):
+        bad = [name for name, v in values.items() if name.startswith(("loss_", "grad_")) and not math.isfinite(v)]
+        if bad:
+            shown = ", ".join(f"{prefix}/{name}={values[name]}" for name in bad)
+            self.emit("non_finite", "error", f"non-finite values at step {self.h.step}: {shown}",
+                      f"{lower_lr(self.run_config, 0.1)}; if it persists set precision to fp32")
+
+    def observe_train(self, values):
+        self.check_gradients(values)
+        if not self.h.warm:
+            return
+        self.check_blowup()
+        if finite(values.get("loss_total")):
+            self.check_not_learning()
+            self.check_divergence()
+            self.check_plateau()
+            self.check_oscillation()
+        gpu = values.get("gpu_memory_percent")
+        if finite(gpu) and gpu > 0:
+            self.check_memory(gpu)
+
+    # -- gradients ------------------------------------------------------------------
+
+    def check_gradients(self, values):
+        grad_norm = values.get("grad_norm")
+        if not finite(grad_norm):
+            return
+        if grad_norm < self.cfg.grad_vanish_norm:
+            self.emit("grad_vanishing", "warning",
+                      f"grad_norm {grad_norm:.3g} < {self.cfg.grad_vanish_norm:g}: "
+                      "almost no gradient reaches the weights",
+                      f"{change(self.run_config, 'learning_rate', 3.0)} and check that every loss term backpropagates")
+        # the window's largest step (grad_norm_max) against typical windows: a mean would dilute a 1-step spike
+        peak_key = "grad_norm_max" if finite(values.get("grad_norm_max")) else "grad_norm"
+        peak = values[peak_key]
+        earlier = self.h.train["grad_norm"][-self.cfg.grad_median_windows - 1:-1]
+        if not (self.h.warm and len(earlier) >= 3):
+            return
+        median = statistics.median(earlier)
+        if median > 0 and peak > self.cfg.grad_spike_factor * median:
+            clip = self.run_config.get("grad_clip")
+            note = f" (grad_clip={clip:g} caps each update, but a spike still skews AdamW's moments)" if clip else ""
+            self.emit("grad_explosion", "warning",
+                      f"{peak_key} {peak:.4g} is {peak / median:.0f}x the running median of grad_norm {median:.4g}",
+                      lower_lr(self.run_config, 0.3) + note)
+
+    def check_blowup(self):
+        """z blown up: each step moves the weights too far. In real quick runs z's RMS per dimension stays
+        near 1 (0.1 at learning_rate=1e-6, 0.95 at 2e-3) and reaches 20 at 0.05."""
+        dim, norm = self.run_config.get("latent_dim"), self.h.recent("latent_norm")
+        if not (finite(dim) and dim > 0 and norm is not None):
+            return
+        rms = norm / math.sqrt(dim)
+        if rms > self.cfg.latent_rms_max:
+            self.emit("latent_blowup", "error",
+                      f"z's RMS per dimension is {rms:.3g} (latent_norm {norm:.4g} over sqrt(latent_dim={dim})"
+                      f"; limit {self.cfg.latent_rms_max:g}): each step moves the weights too far",
+                      lower_lr(self.run_config, 0.1))
+
+    # -- the loss curve ---------------------------------------------------------------
+
+    def progress_scale(self):
+        """(start, floor): the first window's loss_total (or chance, if higher) and the lowest reachable."""
+        start = self.h.train["loss_total"][0]
+        chance = self.h.total_reference()
+        return max(start, chance) if chance is not None else start, self.h.total_floor()
+
+    def check_not_learning(self):
+        """Once, at stall_check_fraction of the run with lr near its peak: has the loss moved at all?"""
+        h, cfg = self.h, self.cfg
+        done = h.run_fraction()
+        lr, peak = h.train["lr"][-1] if h.train["lr"] else None, h.peak_lr()
+        if self.stall_judged or not h.past_start() or (lr is not None and peak and lr < cfg.plateau_lr_fraction * peak):
+            return
+        self.stall_judged = True
+        first, floor = h.train["loss_total"][0], h.total_floor()
+        current = h.recent("loss_total")
+        blown_up = any(f.code == "latent_blowup" for f in self.findings())  # the steps are too large, not small
+        if first <= floor or blown_up:
+            return
+        drop = (first - current) / (first - floor)
+        if drop < cfg.stall_min_drop:
+            at = f"{done:.0%} of the run" if done is not None else f"window {h.n_train}"
+            self.emit("not_learning", "warning",
+                      f"loss_total {first:.4g} -> {current:.4g} at {at}: {drop:.1%} of the way to its floor "
+                      f"{floor:.4g} (needs {cfg.stall_min_drop:.0%}) with lr {fmt(lr)}, still near its peak",
+                      f"{change(self.run_config, 'learning_rate', 10.0)}: the steps are too small to learn")
+
+    def check_divergence(self):
+        losses, cfg = self.h.settled["loss_total"], self.cfg
+        start, floor = self.progress_scale()
+        best, current = min(losses), self.h.recent("loss_total")
+        rise = current - best
+        if rise > cfg.divergence_fraction * (start - best) and rise > cfg.divergence_min_rise * (start - floor):
+            given_back = f"{rise / (start - best):.0%} of its progress" if start > best else "more than its progress"
+            self.emit("loss_diverging", "error",
+                      f"loss_total {current:.4g} (median of the last windows) gave back {given_back} from the start "
+                      f"{start:.4g} to its best {best:.4g} (floor {floor:.4g})", lower_lr(self.run_config, 0.1))
+
+    def check_plateau(self):
+        losses, cfg, h = self.h.settled["loss_total"], self.cfg, self.h
+        if len(losses) <= cfg.plateau_windows:
+            return
+        self.best_before_plateau = min(self.best_before_plateau, losses[-cfg.plateau_windows - 1])
+        lrs, peak = h.train["lr"][-cfg.plateau_windows:], h.peak_lr()
+        if lrs and peak and min(lrs) < cfg.plateau_lr_fraction * peak:  # the schedule's tail: small gains expected
+            return
+        before, recent, floor = self.best_before_plateau, min(losses[-cfg.plateau_windows:]), h.total_floor()
+        drop = (before - recent) / (before - floor) if before > floor else math.inf
+        if drop < cfg.plateau_min_drop:
+            self.emit("loss_plateau", "warning",
+                      f"best loss_total of the last {cfg.plateau_windows} windows {recent:.4g} vs {before:.4g} "
+                      f"before ({drop:.1%} of the way to the floor {floor:.4g}; needs {cfg.plateau_min_drop:.0%}) "
+                      f"while lr is still above {cfg.plateau_lr_fraction:.0%} of its peak",
+                      f"{change(self.run_config, 'learning_rate', 3.0)} if the loss stalled early; if it has "
+                      f"converged, lower num_epochs to {h.current_epoch()}")
+
+    def check_oscillation(self):
+        losses, n = self.h.settled["loss_total"], self.cfg.oscillation_windows
+        if n < 3 or len(losses) < n:
+            return
+        recent = losses[-n:]
+        score = swing(recent)
+        if score > self.cfg.oscillation_swing:
+            self.emit("loss_oscillation", "warning",
+                      f"loss_total swings {score:.0%} back and forth per window over the last {n} windows "
+                      f"(range {min(recent):.4g} to {max(recent):.4g})",
+                      f"{change(self.run_config, 'learning_rate', 0.3)} or "
+                      f"{change(self.run_config, 'batch_size', 2)} for less noisy steps")
+
+    # -- memory -----------------------------------------------------------------------
+
+    def check_memory(self, gpu):
+        if self.gpu_baseline is None:
+            self.gpu_baseline = gpu
+        if gpu - self.gpu_baseline > self.cfg.memory_creep_percent:
+            self.emit("memory_creep", "warning",
+                      f"gpu_memory_percent rose from {self.gpu_baseline:.1f}% after warm-up to {gpu:.1f}% "
+                      f"(limit +{self.cfg.memory_creep_percent:.0f} points): possible leak",
+                      f"look for tensors kept across steps (a stored loss without .item() or .detach()); "
+                      f"until found, {change(self.run_config, 'batch_size', 0.5)}")
+
+    # -- verdict ------------------------------------------------------------------------
+
+    def verdict(self):
+        h = self.h
+        losses, settled, grads = h.train["loss_total"], h.settled["loss_total"], h.train["grad_norm"]
+        evidence = []
+        if losses:
+            evidence.append(f"loss_total: first {fmt(losses[0])}, min {fmt(min(losses))}, last {fmt(losses[-1])} "
+                            f"over {h.n_train} windows ({self.cfg.warmup_windows} of warm-up); "
+                            f"floor {fmt(h.total_floor())}")
+        if grads:
+            peaks = h.train["grad_norm_max"]
+            evidence.append(f"grad_norm: median {fmt(statistics.median(grads))}, max {fmt(max(grads))}, "
+                            f"min {fmt(min(grads))}" + (f"; largest single step {fmt(max(peaks))}" if peaks else ""))
+        if self.gpu_baseline is not None:
+            evidence.append(f"gpu_memory_percent: {self.gpu_baseline:.1f}% after warm-up, "
+                            f"{h.settled['gpu_memory_percent'][-1]:.1f}% last")
+        missing = (None if settled else
+                   f"{h.n_train} train window(s), all inside the warm-up of {self.cfg.warmup_windows}")
+        summary = "loss_total falls without spikes, stalls or runaway memory"
+        if len(losses) >= 2 and losses[0] > 0:
+            summary = f"loss_total fell {1 - losses[-1] / losses[0]:.0%} without spikes, stalls or runaway memory"
+        return self.from_findings(missing, summary, evidence, self.rule())

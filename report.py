@@ -1,0 +1,429 @@
+"""The local report of a run: metrics.csv, PNG plots, summary.json and report.md (one section per analysis).
+
+    write_report("out/run", rows, monitor, info)   # {name: path}; info: status, device, training_time_s, ...
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import numbers
+import sys
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+from health import ANALYSES, COMPONENTS, HealthMonitor, replay
+from health.core import finite, fmt, fmt_config, is_number, loss_weights
+
+KEY_CONFIG = ("learning_rate", "batch_size", "num_epochs", "weight_decay", "dropout", "latent_dim",
+              "image_loss_weight", "caption_loss_weight", "alignment_loss_weight")
+
+
+def fmt_duration(seconds) -> str:
+    if not finite(seconds):
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+# ----------------------------------------------------------------------------
+# rows and metrics.csv
+
+def columns(rows):
+    """Every scalar column of the rows, sorted, global_step first."""
+    names = {k for row in rows for k, v in row.items() if is_number(v) or isinstance(v, str)}
+    return ["global_step"] + sorted(names - {"global_step"})
+
+
+def write_metrics_csv(rows, path):
+    header = columns(rows)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, header, restval="", extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: v for k, v in row.items() if is_number(v) or isinstance(v, str)})
+    return True
+
+
+def read_metrics_csv(path):
+    """Rows of a metrics.csv as dicts of floats; empty cells and text are left out."""
+    rows = []
+    with open(path, newline="") as f:
+        for record in csv.DictReader(f):
+            row = {}
+            for key, text in record.items():
+                try:
+                    row[key] = float(text)
+                except (TypeError, ValueError):
+                    continue
+            rows.append(row)
+    return rows
+
+
+def series(rows, key):
+    """(global_steps, values) of one metric, finite points only (NaN/inf and missing rows are skipped)."""
+    xs, ys = [], []
+    for i, row in enumerate(rows):
+        x, y = row.get("global_step", i), row.get(key)
+        if finite(x) and finite(y):
+            xs.append(float(x))
+            ys.append(float(y))
+    return xs, ys
+
+
+def last_metrics(rows, prefix):
+    """Metrics of the last row with this prefix, prefix removed."""
+    for row in reversed(rows):
+        values = {k.partition("/")[2]: v for k, v in row.items() if k.startswith(prefix + "/") and is_number(v)}
+        if values:
+            return values
+    return {}
+
+
+# ----------------------------------------------------------------------------
+# plots
+
+def pyplot():
+    import matplotlib
+    matplotlib.use("Agg")  # files only: works without a display, on servers and in threads
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _style(n):
+    """Markers when there are few points, so a single point is still visible."""
+    return {"marker": "o", "markersize": 3} if n < 30 else {}
+
+
+def _save(fig, path, left=0.75, right=0.2, bottom=0.55, top=0.4, wspace=0.3):
+    """Save with fixed margins (inches): tight_layout would measure every label and cost a third of the time."""
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
+                        wspace=wspace)
+    fig.savefig(path, dpi=100)
+    pyplot().close(fig)
+
+
+def plot_loss_components(rows, path, weights):
+    """Stacked area of the weighted components (what loss_total is made of), loss_total on top."""
+    train = [r for r in rows if any(k.startswith("train/") for k in r)]
+    keys = [c for c in COMPONENTS if any(f"train/loss_{c}" in r for r in train)]
+    points = [r for r in train if finite(r.get("global_step")) and all(finite(r.get(f"train/loss_{c}")) for c in keys)]
+    if not keys or not points:
+        return False
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    xs = [float(r["global_step"]) for r in points]
+    stacks = [[weights[c] * r[f"train/loss_{c}"] for r in points] for c in keys]
+    ax.stackplot(xs, *stacks, labels=[f"{c} × {fmt_config(weights[c])}" for c in keys], alpha=0.75)
+    tx, ty = series(train, "train/loss_total")
+    if ty:
+        ax.plot(tx, ty, color="black", linewidth=1.4, label="loss_total", **_style(len(ty)))
+    ax.set(xlabel="global_step", ylabel="weighted loss", title="Weighted loss components (train)")
+    ax.legend(loc="upper right")
+    _save(fig, path)
+    return True
+
+
+def _train_val(ax, rows, metric, ylabel):
+    drawn = False
+    for prefix, style in (("train", {"linewidth": 1.2}), ("val", {"linewidth": 1.8, "marker": "o"})):
+        xs, ys = series(rows, f"{prefix}/{metric}")
+        if ys:
+            ax.plot(xs, ys, label=prefix, **{**_style(len(ys)), **style})
+            drawn = True
+    ax.set(xlabel="global_step", ylabel=ylabel)
+    if drawn:
+        ax.legend()
+    return drawn
+
+
+def plot_train_vs_val(rows, path):
+    plt = pyplot()
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    drawn = _train_val(loss_ax, rows, "loss_total", "loss_total")
+    drawn = _train_val(acc_ax, rows, "caption_accuracy", "caption_accuracy") or drawn
+    loss_ax.set_title("loss_total: train vs val")
+    acc_ax.set_title("caption_accuracy: train vs val")
+    if not drawn:
+        plt.close(fig)
+        return False
+    _save(fig, path)
+    return True
+
+
+def plot_latent(rows, path):
+    """The spread of z between images (latent_batch_std, latent_diversity) where logged, then latent_std/norm."""
+    logged = [m for m in ("latent_batch_std", "latent_diversity", "latent_std", "latent_norm", "latent_mean")
+              if any(series(rows, f"{p}/{m}")[1] for p in ("train", "val"))]
+    metrics = logged[:3]
+    if not metrics:
+        return False
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.4 * len(metrics), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        _train_val(ax, rows, metric, metric)
+        ax.set_title(metric)
+    _save(fig, path)
+    return True
+
+
+def plot_gradients(rows, path):
+    lines = {m: series(rows, f"train/{m}") for m in ("grad_norm", "grad_norm_max", "grad_mean", "grad_max")}
+    lines = {m: [(x, y) for x, y in zip(*xy) if y > 0] for m, xy in lines.items()}  # log axis: positive only
+    if not any(lines.values()):
+        return False
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    for metric, points in lines.items():
+        if points:
+            ax.plot(*zip(*points), label=metric, **_style(len(points)))
+    ax.set_yscale("log")
+    ax.set(xlabel="global_step", ylabel="gradient (log scale)", title="Gradient statistics (train, before clipping)")
+    ax.legend()
+    _save(fig, path)
+    return True
+
+
+def plot_hardware(rows, path):
+    """loss_total against the hardware metrics on twin axes: does the cost track the progress?"""
+    percents = {label: series(rows, f"train/{metric}") for metric, label in
+                (("gpu_memory_percent", "GPU memory %"), ("cpu_percent", "CPU %"))}
+    percents = {label: xy for label, xy in percents.items() if xy[1] and max(xy[1]) > 0}  # all-zero GPU = no GPU
+    rate = series(rows, "train/samples_per_second")
+    if not percents and not rate[1]:
+        return False
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    lines = []
+    lx, ly = series(rows, "train/loss_total")
+    if ly:
+        lines += ax.plot(lx, ly, color="black", linewidth=1.4, label="loss_total", **_style(len(ly)))
+    ax.set(xlabel="global_step", ylabel="loss_total", title="loss_total vs hardware (train)")
+    if percents:
+        pct = ax.twinx()
+        for (label, (xs, ys)), color in zip(percents.items(), ("tab:red", "tab:orange")):
+            lines += pct.plot(xs, ys, color=color, linewidth=1.1, label=label, **_style(len(ys)))
+        pct.set(ylabel="percent", ylim=(0, 105))
+    if rate[1]:
+        speed = ax.twinx()
+        speed.spines["right"].set_position(("axes", 1.12))  # a second right axis beside the percent one
+        lines += speed.plot(*rate, color="tab:blue", linewidth=1.1, label="samples/s", **_style(len(rate[1])))
+        speed.set_ylabel("samples/s", color="tab:blue")
+    ax.legend(lines, [line.get_label() for line in lines], loc="upper center", bbox_to_anchor=(0.5, -0.14),
+              ncol=len(lines), fontsize="small", frameon=False)  # below the plot: no curve hides behind it
+    _save(fig, path, right=1.9, bottom=0.85)
+    return True
+
+
+PLOTS = {  # name -> (file, plot(rows, path, weights) -> whether it drew, caption in report.md)
+    "loss_components": ("loss_components.png", plot_loss_components, "Weighted loss components"),
+    "train_vs_val": ("train_vs_val.png", lambda rows, path, _: plot_train_vs_val(rows, path), "Train vs val"),
+    "latent": ("latent.png", lambda rows, path, _: plot_latent(rows, path), "Latent statistics"),
+    "gradients": ("gradients.png", lambda rows, path, _: plot_gradients(rows, path), "Gradients"),
+    "hardware": ("hardware.png", lambda rows, path, _: plot_hardware(rows, path), "Hardware vs loss"),
+}
+
+
+# ----------------------------------------------------------------------------
+# the local report
+
+def attempt(what, fn, *args):
+    """Run one output step; on any failure warn and go on: a broken run needs its report most."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        print(f"warning: report: {what} failed ({type(e).__name__}: {e})", file=sys.stderr)
+        return None
+
+
+def quietly(fn, *args):
+    """Draw a plot without numpy/matplotlib warnings: a failed run's extreme values overflow, a crowded
+    legend defeats tight_layout; the plot is still written and the console stays readable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return fn(*args)
+
+
+def json_safe(value):
+    """JSON without NaN/Infinity (not valid JSON): non-finite numbers become null, unknown objects text."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if is_number(value):
+        return float(value) if math.isfinite(value) else None
+    return str(value)
+
+
+def run_facts(out_dir, rows, info):
+    """The run's headline numbers: info's values where given and finite, else derived from the rows."""
+    config = info.get("config") if isinstance(info.get("config"), dict) else {}
+    val = [(row.get("val/epoch"), row["val/loss_total"]) for row in rows if finite(row.get("val/loss_total"))]
+    best = min(val, key=lambda v: v[1]) if val else None
+    steps = [row["global_step"] for row in rows if finite(row.get("global_step"))]
+    epochs = [row[k] for row in rows for k in ("train/epoch", "val/epoch") if finite(row.get(k))]
+    best_epoch = info.get("best_epoch") if finite(info.get("best_epoch")) and info.get("best_epoch") else None
+    if best_epoch is None and best and finite(best[0]):
+        best_epoch = round(best[0])
+    return {
+        "run": config.get("run_name") or Path(out_dir).resolve().name,
+        "status": info.get("status") or "unknown",
+        "device": info.get("device"),
+        "training_time_s": info.get("training_time_s") if finite(info.get("training_time_s")) else None,
+        "best_val_loss": info["best_val_loss"] if finite(info.get("best_val_loss")) else (best[1] if best else None),
+        "best_epoch": best_epoch,
+        "steps": int(info["steps"]) if finite(info.get("steps")) else (int(max(steps)) if steps else 0),
+        "epochs": max(epochs) if epochs else None,
+        "wandb_run": info.get("wandb_url") or info.get("wandb_run") or info.get("run_dir"),
+        "final_train": last_metrics(rows, "train"),
+        "final_val": last_metrics(rows, "val"),
+        "config": config,
+    }
+
+
+def _md_cell(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(table):
+    header, *body = table
+    lines = ["| " + " | ".join(_md_cell(c) for c in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in body]
+    return lines
+
+
+def summary_paragraph(facts):
+    """A short paper-style account of the run, from the facts that exist."""
+    train, val = facts["final_train"], facts["final_val"]
+    epochs = f" ({fmt(facts['epochs'], 3)} epochs)" if facts["epochs"] is not None else ""
+    device = f" on {facts['device']}" if facts["device"] else ""
+    time_part = f" in {fmt_duration(facts['training_time_s'])}" if facts["training_time_s"] is not None else ""
+    sentences = [f"The model trained for {facts['steps']} steps{epochs}{time_part}{device}; status: {facts['status']}."]
+    if facts["best_val_loss"] is not None:
+        at = f" at epoch {facts['best_epoch']}" if facts["best_epoch"] is not None else ""
+        sentences.append(f"The best validation loss was {fmt(facts['best_val_loss'])}{at}.")
+    else:
+        sentences.append("There is no validation result.")
+    acc = [f"{fmt(d['caption_accuracy'], 3)} ({name})" for name, d in (("train", train), ("val", val))
+           if "caption_accuracy" in d]
+    mse = [f"{fmt(d['image_mse'], 3)} ({name})" for name, d in (("train", train), ("val", val)) if "image_mse" in d]
+    if acc or mse:
+        parts = ([f"caption accuracy was {' and '.join(acc)}"] if acc else []) + (
+            [f"image_mse {' and '.join(mse)}"] if mse else [])
+        sentences.append("At the end, " + ", ".join(parts) + ".")
+    return " ".join(sentences)
+
+
+def report_markdown(facts, verdicts, monitor, plots):
+    train, val = facts["final_train"], facts["final_val"]
+    lines = [f"# Run report: {facts['run']}", "",
+             f"**Status:** {facts['status']} · **Best val loss:** {fmt(facts['best_val_loss'])}"
+             f" (epoch {fmt(facts['best_epoch'])}) · **Training time:** {fmt_duration(facts['training_time_s'])}"
+             f" · **Device:** {facts['device'] or '—'} · **Steps:** {facts['steps']}", "",
+             "## Summary", "", summary_paragraph(facts), ""]
+    final = [["metric", "train (last window)", "val (last epoch)"]]
+    for metric in ("loss_total", "loss_image", "loss_caption", "loss_alignment", "caption_accuracy",
+                   "caption_perplexity", "image_mse", "latent_std"):
+        if metric in train or metric in val:
+            final.append([metric, fmt(train.get(metric)), fmt(val.get(metric))])
+    if len(final) > 1:
+        lines += _md_table(final) + [""]
+    key_config = [f"{k}={fmt_config(facts['config'][k])}" for k in KEY_CONFIG if k in facts["config"]]
+    if key_config:
+        lines += ["Configuration: " + ", ".join(key_config) + " (all fields in summary.json).", ""]
+    lines += ["## Analyses", ""]
+    lines += _md_table([["analysis", "verdict", "summary"]] +
+                       [[ANALYSES[a], v.status, v.summary] for a, v in verdicts.items()]) + [""]
+    for i, (analysis, verdict) in enumerate(verdicts.items(), 1):
+        lines += [f"### {i}. {ANALYSES[analysis]}: {verdict.status}", "", verdict.summary, ""]
+        if verdict.rule:
+            lines += [f"*How it decides:* {verdict.rule}.", ""]
+        if verdict.evidence:
+            lines += ["Evidence:", ""] + [f"- {e}" for e in verdict.evidence] + [""]
+        if verdict.table:
+            lines += _md_table(verdict.table) + [""]
+        if verdict.actions:
+            lines += ["Actions:", ""] + [f"- {a}" for a in verdict.actions] + [""]
+    lines += ["## Findings", ""]
+    if monitor.findings:
+        lines += _md_table([["step", "severity", "analysis", "code", "message", "action"]] +
+                           [[f.step, f.severity, f.analysis, f.code, f.message, f.action] for f in monitor.findings])
+    else:
+        lines.append("None.")
+    repeats = [f"{code} ×{n}" for code, n in monitor.repeats.items() if n]
+    if repeats:
+        lines += ["", "Repeats held back by the rate limit (alert_interval_minutes): " + ", ".join(repeats) + "."]
+    lines += ["", "## Plots", ""]
+    lines += [f"![{PLOTS[name][2]}]({PLOTS[name][0]})" for name in plots] or ["No plots (no plottable metrics)."]
+    if facts["wandb_run"]:
+        lines += ["", f"W&B run: {facts['wandb_run']}"]
+    return "\n".join(lines) + "\n"
+
+
+def summary_json(facts, info, verdicts, monitor):
+    return {
+        **{k: facts[k] for k in ("run", "status", "device", "training_time_s", "best_val_loss", "best_epoch",
+                                 "steps", "epochs", "wandb_run", "final_train", "final_val", "config")},
+        "info": {k: v for k, v in info.items() if k != "config"},
+        "verdicts": {a: {"status": v.status, "summary": v.summary, "rule": v.rule} for a, v in verdicts.items()},
+        "findings": [asdict(f) for f in monitor.findings],
+    }
+
+
+def write_report(out_dir, rows, monitor=None, info=None, samples=()) -> dict[str, Path]:
+    """Write metrics.csv, the PNG plots, summary.json, report.md and report.html (self-contained: the plots and the
+    caption samples, rows of (image, reconstruction, caption, generated caption), inline) into out_dir; return
+    {name: path}.
+
+    Called at the end of every run, finished or not: odd data (one row, no validation, NaN, missing
+    columns) gives a thinner report, never an exception. Without a monitor, the rows are replayed.
+    """
+    out = Path(out_dir)
+    if not attempt(f"creating {out}", _make_dir, out):
+        return {}
+    rows = [r for r in rows or [] if isinstance(r, dict)]
+    info = dict(info or {})
+    facts = attempt("run facts", run_facts, out, rows, info) or run_facts(out, [], {})
+    if monitor is None:
+        monitor = attempt("health checks", replay, rows, facts["config"]) or HealthMonitor()
+    paths = {}
+    if attempt("metrics.csv", write_metrics_csv, rows, out / "metrics.csv"):
+        paths["metrics"] = out / "metrics.csv"
+    weights = loss_weights(facts["config"])
+    for name, (file, plot, _) in PLOTS.items():
+        if attempt(file, quietly, plot, rows, out / file, weights):
+            paths[name] = out / file
+    verdicts = attempt("verdicts", monitor.verdicts) or {}
+    plots = [name for name in PLOTS if name in paths]
+    if attempt("summary.json", _write_text, out / "summary.json",
+               lambda: json.dumps(json_safe(summary_json(facts, info, verdicts, monitor)), indent=2)):
+        paths["summary"] = out / "summary.json"
+    if attempt("report.md", _write_text, out / "report.md", lambda: report_markdown(facts, verdicts, monitor, plots)):
+        paths["report"] = out / "report.md"
+    from report_html import render_report_html, write_html  # here, not at the top: report_html imports this module
+    if attempt("report.html", lambda: write_html(out / "report.html", render_report_html(
+            facts, verdicts, monitor.findings, {name: paths[name] for name in plots}, samples))):
+        paths["html"] = out / "report.html"
+    return paths
+
+
+def _make_dir(path):
+    path.mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def _write_text(path, render):
+    path.write_text(render())
+    return True

@@ -1,0 +1,295 @@
+"""The run report and the run comparison as one self-contained HTML page each: CSS inline, every image a
+base64 data: URI, no scripts and no links out, so the file opens offline in any browser and can be mailed.
+
+    text = render_report_html(facts, verdicts, findings, plots, samples)   # facts: report.run_facts(...)
+    write_html(out / "report.html", text)
+    write_html(dest / "comparison.html", render_comparison_html(labels, summaries, fields, plots))
+
+write_report (report.py) and compare_runs (analysis.py) call it last. This module imports report at the
+top, so report.py imports it inside write_report; analysis is imported inside render_comparison_html.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import re
+from pathlib import Path
+from string import Template
+
+from health.core import ANALYSES, STATUS_BY_SEVERITY, fmt, fmt_config
+from report import KEY_CONFIG, PLOTS, fmt_duration, summary_paragraph
+
+CORE_METRICS = ("loss_total", "loss_image", "loss_caption", "loss_alignment", "caption_accuracy",
+                "caption_perplexity", "image_mse", "latent_std")
+VAL_MEASURES = {  # logged once per epoch by evaluation.evaluate_split; name -> what it measures
+    "i2t_r1": "image→text: share of images whose true caption ranks 1st",
+    "i2t_r5": "image→text: … in the top 5",
+    "i2t_r10": "image→text: … in the top 10",
+    "i2t_median_rank": "image→text: median rank of the true caption (1 = best)",
+    "t2i_r1": "text→image: share of captions whose image ranks 1st",
+    "t2i_r5": "text→image: … in the top 5",
+    "t2i_r10": "text→image: … in the top 10",
+    "t2i_median_rank": "text→image: median rank of the true image (1 = best)",
+    "bleu4": "generated vs true caption: BLEU-4 (0–1)",
+    "cider_d": "generated vs true caption: CIDEr-D (0–10)",
+    "psnr": "reconstruction: peak signal-to-noise ratio (dB, higher is better)",
+    "ssim": "reconstruction: structural similarity (0–1)",
+    "grounded_object": "captions naming the main object correctly (share)",
+    "grounded_count": "captions giving its count correctly (share)",
+    "grounded_position": "captions giving its position correctly (share)",
+}
+
+PAGE = Template("""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>$title</title>
+<style>
+:root { --ink: #1f2328; --muted: #59636e; --line: #d8dee4; --head: #f3f5f7;
+        --healthy: #1a7f37; --warning: #b35900; --problem: #cf222e; --na: #6e7781; }
+* { box-sizing: border-box; }
+body { margin: 0; background: #f6f8fa; color: var(--ink);
+       font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
+main { max-width: 1100px; margin: 0 auto; padding: 32px 24px 64px; }
+h1 { font-size: 28px; margin: 0 0 16px; overflow-wrap: anywhere; }
+h2 { font-size: 20px; margin: 40px 0 12px; padding-bottom: 6px; border-bottom: 1px solid var(--line); }
+h3 { font-size: 17px; margin: 0 0 6px; display: flex; gap: 10px; align-items: center; flex-wrap: wrap; }
+h4 { font-size: 13px; margin: 12px 0 4px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
+p { margin: 8px 0; }
+ul { margin: 4px 0; padding-left: 22px; }
+a { color: inherit; }
+code { font: 13px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; overflow-wrap: anywhere; }
+.muted { color: var(--muted); font-size: 13px; }
+.facts { display: flex; flex-wrap: wrap; gap: 10px; }
+.fact { flex: 1 0 auto; min-width: 120px; max-width: 100%; background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 10px 14px; }
+.fact span { display: block; color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
+.fact b { font-size: 19px; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
+.overview { display: flex; flex-wrap: wrap; gap: 8px; margin: 16px 0 0; }
+.overview a { text-decoration: none; background: #fff; border: 1px solid var(--line); border-radius: 999px;
+              padding: 4px 6px 4px 12px; display: flex; gap: 8px; align-items: center; }
+table { border-collapse: collapse; width: auto; max-width: 100%; background: #fff; font-size: 14px; margin: 8px 0; }
+th, td { border: 1px solid var(--line); padding: 5px 10px; text-align: left; vertical-align: top; }
+th { background: var(--head); font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.scroll { overflow-x: auto; }
+.badge, .card { --c: var(--na); }  /* not enough data, unknown */
+.healthy { --c: var(--healthy); } .warning { --c: var(--warning); } .problem { --c: var(--problem); }
+.badge { display: inline-block; padding: 1px 10px; border-radius: 999px; font-size: 12px; font-weight: 600;
+         color: #fff; background: var(--c); white-space: nowrap; }
+.card { background: #fff; border: 1px solid var(--line); border-left: 6px solid var(--c); border-radius: 8px;
+        padding: 14px 18px; margin: 14px 0; }
+figure { margin: 16px 0; background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px; }
+figure img { max-width: 100%; height: auto; display: block; margin: 0 auto; }
+figcaption { color: var(--muted); font-size: 13px; margin-top: 6px; text-align: center; }
+.samples { width: 100%; } .samples td { vertical-align: middle; }
+.samples td:nth-child(n+3) { width: 40%; }
+.samples img { width: 128px; height: auto; image-rendering: pixelated; display: block; border: 1px solid var(--line); }
+details { margin: 8px 0; } summary { cursor: pointer; color: var(--muted); }
+</style>
+</head>
+<body><main>
+$body
+</main></body>
+</html>
+""")
+
+
+# ----------------------------------------------------------------------------
+# small pieces
+
+def esc(value) -> str:
+    return html.escape(str(value))
+
+
+def css_class(status) -> str:
+    """'not enough data' -> 'not-enough-data': a verdict status as a CSS class (colours healthy/warning/problem)."""
+    return "-".join(str(status).split())
+
+
+def badge(status) -> str:
+    return f'<span class="badge {esc(css_class(status))}">{esc(status)}</span>'
+
+
+def is_numeric(text) -> bool:
+    """'0.25', '-11%', 3, '—' (no value): a cell to right-align."""
+    if text == "—":
+        return True
+    try:
+        float(str(text).removesuffix("%"))
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def table(rows) -> str:
+    """A header row, then body rows; number cells are right-aligned."""
+    header, *body = rows
+    lines = ["<div class=\"scroll\"><table>", "<tr>" + "".join(f"<th>{esc(c)}</th>" for c in header) + "</tr>"]
+    for row in body:
+        cells = (f'<td class="num">{esc(c)}</td>' if is_numeric(c) else f"<td>{esc(c)}</td>" for c in row)
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    return "\n".join(lines + ["</table></div>"])
+
+
+def bullets(items) -> str:
+    return "<ul>" + "".join(f"<li>{esc(item)}</li>" for item in items) + "</ul>"
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def pil_png(image) -> bytes:
+    """A PIL image as PNG bytes (modes PNG cannot hold, e.g. float 'F', become RGB)."""
+    buffer = io.BytesIO()
+    (image if image.mode in ("1", "L", "LA", "P", "RGB", "RGBA") else image.convert("RGB")).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def figure(caption, path) -> str:
+    """One plot file, embedded; a line saying so when it cannot be read (the page is still written)."""
+    try:
+        png = Path(path).read_bytes()
+    except OSError as e:
+        return f'<p class="muted">{esc(caption)}: not available ({esc(e)})</p>'
+    return f'<figure><img src="{data_uri(png)}" alt="{esc(caption)}"><figcaption>{esc(caption)}</figcaption></figure>'
+
+
+def figures(plots) -> str:
+    """{name: path} -> embedded figures; a report.PLOTS name is captioned with its title."""
+    if not plots:
+        return '<p class="muted">No plots (no plottable metrics).</p>'
+    return "\n".join(figure(PLOTS[name][2] if name in PLOTS else name, path) for name, path in plots.items())
+
+
+def fact(label, value) -> str:
+    return f'<div class="fact"><span>{esc(label)}</span><b>{esc(value)}</b></div>'
+
+
+# ----------------------------------------------------------------------------
+# the run report
+
+def metrics_section(facts) -> str:
+    train, val = facts.get("final_train") or {}, facts.get("final_val") or {}
+    parts = []
+    core = [["metric", "train (last window)", "val (last epoch)"]]
+    core += [[m, fmt(train.get(m)), fmt(val.get(m))] for m in CORE_METRICS if m in train or m in val]
+    if len(core) > 1:
+        parts.append(table(core))
+    measures = [["measure", "val (last epoch)", "what it measures"]]
+    measures += [[m, fmt(val[m]), meaning] for m, meaning in VAL_MEASURES.items() if m in val]
+    if len(measures) > 1:
+        parts += ["<h4>Validation measures</h4>", table(measures)]
+    config = facts.get("config") or {}
+    key_config = [f"{k}={fmt_config(config[k])}" for k in KEY_CONFIG if k in config]
+    if key_config:
+        parts.append(f'<p class="muted">Configuration: {esc(", ".join(key_config))}</p>')
+    if config:
+        rows = [["field", "value"]] + [[k, fmt_config(v)] for k, v in config.items()]
+        parts.append(f"<details><summary>All {len(config)} config fields</summary>{table(rows)}</details>")
+    return "\n".join(parts) or '<p class="muted">No metrics were logged.</p>'
+
+
+def verdict_card(number, analysis, verdict) -> str:
+    title = ANALYSES.get(analysis, analysis)
+    parts = [f'<section class="card {esc(css_class(verdict.status))}" id="{esc(analysis)}">',
+             f"<h3>{number}. {esc(title)} {badge(verdict.status)}</h3>", f"<p>{esc(verdict.summary)}</p>"]
+    if verdict.evidence:
+        parts += ["<h4>Evidence</h4>", bullets(verdict.evidence)]
+    if verdict.table:
+        parts.append(table(verdict.table))
+    if verdict.actions:
+        parts += ["<h4>Actions</h4>", bullets(verdict.actions)]
+    if getattr(verdict, "rule", ""):
+        parts.append(f'<p class="muted">How it decides: {esc(verdict.rule)}.</p>')
+    return "\n".join(parts + ["</section>"])
+
+
+def findings_section(findings) -> str:
+    if not findings:
+        return '<p class="muted">None.</p>'
+    header = ["step", "severity", "analysis", "code", "message", "action"]
+    lines = ["<div class=\"scroll\"><table>", "<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"]
+    for f in findings:
+        lines.append(f'<tr><td class="num">{esc(f.step)}</td><td>{badge_for_severity(f.severity)}</td>'
+                     f"<td>{esc(ANALYSES.get(f.analysis, f.analysis))}</td><td><code>{esc(f.code)}</code></td>"
+                     f"<td>{esc(f.message)}</td><td>{esc(f.action)}</td></tr>")
+    return "\n".join(lines + ["</table></div>"])
+
+
+def badge_for_severity(severity) -> str:
+    """info/warning/error, coloured like the verdict they lead to (healthy/warning/problem)."""
+    return f'<span class="badge {esc(STATUS_BY_SEVERITY.get(severity, ""))}">{esc(severity)}</span>'
+
+
+def samples_section(samples) -> str:
+    header = ["validation image", "reconstruction", "true caption", "generated caption"]
+    lines = ['<div class="scroll"><table class="samples">',
+             "<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"]
+    for image, recon, caption, generated in samples:
+        lines.append(f'<tr><td><img src="{data_uri(pil_png(image))}" alt="validation image"></td>'
+                     f'<td><img src="{data_uri(pil_png(recon))}" alt="reconstruction"></td>'
+                     f"<td>{esc(caption)}</td><td>{esc(generated)}</td></tr>")
+    return "\n".join(lines + ["</table></div>"])
+
+
+def render_report_html(facts, verdicts, findings, plots, samples=()) -> str:
+    """One self-contained page: headline, summary, final metrics, a card per analysis, findings, plots and
+    caption samples. facts: report.run_facts(...) (a "summary" key overrides the generated paragraph);
+    verdicts {analysis: Verdict}; findings [Finding]; plots {name: png path};
+    samples [(PIL image, PIL reconstruction, true caption, generated caption)]."""
+    best = fmt(facts.get("best_val_loss"))
+    if facts.get("best_epoch") is not None:
+        best += f" (epoch {fmt(facts['best_epoch'])})"
+    time_s = facts.get("training_time_s")
+    headline = [fact("status", facts.get("status") or "unknown"), fact("best val loss", best),
+                fact("training time", fmt_duration(time_s) if time_s is not None else "—"),
+                fact("device", facts.get("device") or "—"), fact("steps", facts.get("steps", "—"))]
+    if facts.get("epochs") is not None:
+        headline.append(fact("epochs", fmt(facts["epochs"], 3)))
+    body = [f"<h1>Run report: {esc(facts.get('run', ''))}</h1>", '<div class="facts">' + "".join(headline) + "</div>"]
+    if verdicts:
+        body.append('<nav class="overview">' + "".join(
+            f'<a href="#{esc(a)}">{esc(ANALYSES.get(a, a))} {badge(v.status)}</a>' for a, v in verdicts.items())
+            + "</nav>")
+    summary = facts.get("summary") or summary_paragraph(facts)
+    body += ["<h2>Summary</h2>", f"<p>{esc(summary)}</p>", "<h2>Final metrics</h2>", metrics_section(facts)]
+    body.append("<h2>Analyses</h2>")
+    body += [verdict_card(i, a, v) for i, (a, v) in enumerate(verdicts.items(), 1)] or [
+        '<p class="muted">No analyses.</p>']
+    body += ["<h2>Findings</h2>", findings_section(findings), "<h2>Plots</h2>", figures(plots)]
+    if samples:
+        body += ["<h2>Caption samples</h2>", samples_section(samples)]
+    if facts.get("wandb_run"):
+        body.append(f'<p class="muted">W&amp;B run: <code>{esc(facts["wandb_run"])}</code></p>')
+    return PAGE.substitute(title=esc(f"Run report: {facts.get('run', '')}"), body="\n".join(body))
+
+
+# ----------------------------------------------------------------------------
+# the comparison of runs
+
+def render_comparison_html(labels, summaries, fields, plots) -> str:
+    """compare_runs' page: what differs between the runs and how each did, the best run, the overlay plots.
+    labels, summaries, fields: as in analysis.comparison_table; plots {name: png path}."""
+    from analysis import best_run_line, comparison_table  # here, not at the top: analysis.py imports this module
+    best = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", esc(best_run_line(labels, summaries, fields)))  # markdown bold
+    differ = esc(", ".join(fields)) if fields else "none"
+    body = [f"<h1>Comparison of {len(labels)} runs</h1>", f"<p>{best}</p>", table(comparison_table(labels, summaries, fields)),
+            f'<p class="muted">Config fields that differ: {differ}.</p>', "<h2>Plots</h2>", figures(plots)]
+    return PAGE.substitute(title=esc(f"Comparison of {len(labels)} runs"), body="\n".join(body))
+
+
+def write_html(path, text) -> Path:
+    """Write text to path atomically (a temporary file beside it, then os.replace): never half a page."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,155 @@
+"""health/training.py: spikes, vanishing gradients, not learning, plateau, oscillation, divergence, memory."""
+import math
+
+from health import HealthConfig, HealthMonitor
+from health.training import swing
+from health_rows import (RUN_CONFIG, by_code, history, observe, set_train, train_row, train_rows)
+
+
+def test_a_one_step_spike_inside_a_window_is_seen_through_grad_norm_max():
+    rows = history()
+    spiked = train_rows(rows)[30]
+    spiked["train/grad_norm"] = 1.0 + 99 / 10  # one step of ten at 100x: the window mean only doubles...
+    spiked["train/grad_norm_max"] = 100.0  # ...its largest step does not
+    explosion = by_code(observe(rows)[1])["grad_explosion"]
+    assert explosion.analysis == "training_health" and explosion.step == spiked["global_step"]
+    assert "grad_norm_max 100" in explosion.message
+    assert "lower learning_rate from 0.001 to 0.0003" in explosion.action
+
+
+def test_without_grad_norm_max_a_grad_norm_spike_still_counts():
+    rows = history()
+    for row in train_rows(rows):
+        del row["train/grad_norm_max"]
+    train_rows(rows)[30]["train/grad_norm"] = 50.0
+    assert "grad_norm 50" in by_code(observe(rows)[1])["grad_explosion"].message
+
+
+def test_a_window_max_a_few_times_the_mean_is_no_spike():
+    assert "grad_explosion" not in by_code(observe(set_train(history(), "grad_norm_max", lambda t: 4.0))[1])
+
+
+def test_a_tiny_grad_norm_is_vanishing_gradients():
+    _, findings = observe(set_train(history(), "grad_norm", lambda t: 1e-9))
+    assert by_code(findings)["grad_vanishing"].action.startswith("raise learning_rate from 0.001 to 0.003")
+
+
+def test_a_nan_loss_is_an_immediate_error_naming_the_metric_and_step():
+    rows = history()
+    bad = train_rows(rows)[2]  # inside the warm-up: non-finite values are never ignored
+    bad["train/loss_caption"] = float("nan")
+    monitor = HealthMonitor(HealthConfig(), RUN_CONFIG)
+    for row in rows[:2]:
+        assert monitor.observe(row) == []
+    (finding,) = monitor.observe(bad)
+    assert (finding.code, finding.severity) == ("non_finite", "error")
+    assert "train/loss_caption=nan" in finding.message and str(bad["global_step"]) in finding.message
+    assert monitor.verdicts()["training_health"].status == "problem"
+
+
+def low_lr_run(lr=1e-6, windows=58):
+    """A run at far too low a learning rate: the loss hardly moves; total_steps tells the monitor its length."""
+    rows = []
+    for t in range(windows):
+        row = train_row(10 * (t + 1), t, (t + 1) / 7.25)
+        for c, start in (("image", 0.05), ("caption", 3.9), ("alignment", 4.15)):
+            row[f"train/loss_{c}"] = start * (1 - 0.0005 * t) + 0.003 * math.sin(t)
+        row["train/loss_total"] = sum(row[f"train/loss_{c}"] for c in ("image", "caption", "alignment"))
+        row["train/latent_batch_std"], row["train/latent_std"] = 0.05, 0.15  # the weights hardly move
+        row["train/lr"] = lr
+        rows.append(row)
+    config = {**RUN_CONFIG, "learning_rate": lr, "total_steps": 10 * windows}
+    return rows, config
+
+
+def test_a_far_too_low_learning_rate_is_named_early_with_a_higher_value():
+    rows, config = low_lr_run()
+    monitor, findings = observe(rows, config)
+    first = findings[0]
+    assert first.code == "not_learning" and first.analysis == "training_health"
+    assert first.step <= 0.5 * config["total_steps"]
+    assert first.action.startswith("raise learning_rate from 1e-06 to 1e-05")
+    assert monitor.verdicts()["training_health"].status == "warning"
+
+
+def test_a_learning_run_is_not_called_not_learning():
+    rows = history()
+    config = {**RUN_CONFIG, "total_steps": 10 * len(train_rows(rows))}
+    assert "not_learning" not in by_code(observe(rows, config)[1])
+
+
+def cosine_run(windows=60, warmup=2, min_lr_fraction=0.1):
+    """A healthy long run: the loss flattens as the cosine schedule takes lr down to its tail."""
+    rows, lr = [], 1e-3
+    for t in range(windows):
+        progress = max(0.0, (t - warmup) / (windows - warmup))
+        factor = min(1.0, (t + 1) / warmup) if t < warmup else (
+            min_lr_fraction + (1 - min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
+        row = train_row(10 * (t + 1), t, (t + 1) / 10)
+        row["train/loss_total"] = 2.0 + 3.0 * math.exp(-t / 6) + 0.003 * math.sin(2.3 * t)
+        row["train/lr"] = lr * factor
+        rows.append(row)
+    return rows
+
+
+def test_the_flat_cosine_tail_of_a_long_run_is_not_a_plateau():
+    assert "loss_plateau" not in by_code(observe(cosine_run())[1])
+
+
+def test_a_flat_loss_at_the_peak_learning_rate_is_a_plateau_not_an_oscillation():
+    rows = set_train(history(), "loss_total", lambda t: 2.1 + 1e-4 * (-1) ** t)
+    codes = by_code(observe(rows)[1])
+    assert "loss_plateau" in codes and "loss_oscillation" not in codes
+    assert "learning_rate" in codes["loss_plateau"].action
+
+
+def test_a_steep_monotone_drop_is_not_an_oscillation():
+    drop = [5.0 * math.exp(-t / 3) + 1.0 for t in range(10)]
+    assert swing(drop) < 1e-12
+    rows = set_train(history(), "loss_total", lambda t: 8.0 * math.exp(-t / 3) + 1.0)
+    assert "loss_oscillation" not in by_code(observe(rows)[1])
+
+
+def test_a_zig_zag_loss_is_an_oscillation():
+    _, findings = observe(set_train(history(), "loss_total", lambda t: (3.0 - 0.01 * t) * (1 + 0.3 * (-1) ** t)))
+    oscillation = by_code(findings)["loss_oscillation"]
+    assert "lower learning_rate from 0.001 to 0.0003" in oscillation.action and "batch_size" in oscillation.action
+
+
+def test_a_loss_running_away_from_its_best_is_diverging():
+    rows = set_train(history(), "loss_total", lambda t: 2.0 if t < 30 else 2.0 * 1.1 ** (t - 30))
+    diverging = by_code(observe(rows)[1])["loss_diverging"]
+    assert diverging.severity == "error" and "learning_rate" in diverging.action
+
+
+def test_a_run_sliding_back_to_chance_is_diverging_though_it_never_doubles_its_best():
+    chance = {"loss_image": 0.05, "loss_caption": 3.9, "loss_alignment": 4.15}  # 8.1 in all
+    config = {**RUN_CONFIG, "reference_levels": chance}
+    rows = set_train(history(), "loss_total", lambda t: 8.0 - 0.15 * t if t < 30 else 3.5 + 0.3 * (t - 30))
+    diverging = by_code(observe(rows, config)[1])["loss_diverging"]
+    assert diverging.step < 10 * 60 and "of its progress" in diverging.message
+
+
+def test_a_noisy_but_falling_loss_is_not_diverging():
+    rows = set_train(history(), "loss_total", lambda t: 2.0 + 3.0 * math.exp(-t / 10) + 0.05 * (-1) ** t)
+    assert "loss_diverging" not in by_code(observe(rows)[1])
+
+
+def test_rising_gpu_memory_is_a_memory_creep():
+    _, findings = observe(set_train(history(), "gpu_memory_percent", lambda t: 50.0 + 0.5 * t))
+    creep = by_code(findings)["memory_creep"]
+    assert creep.analysis == "training_health" and "batch_size from 16 to 8" in creep.action
+
+
+def test_a_blown_up_z_means_steps_too_large():
+    """As a real quick run at learning_rate=0.05 does: latent_norm 3.9 -> 234 (latent_dim 128) while the loss falls."""
+    config = {**RUN_CONFIG, "latent_dim": 128}
+    blowup = by_code(observe(set_train(history(), "latent_norm", lambda t: min(234.0, 3.9 * (1 + t))), config)[1])[
+        "latent_blowup"]
+    assert blowup.severity == "error" and blowup.action.startswith("lower learning_rate from 0.001 to 0.0001")
+
+
+def test_a_z_that_grows_a_few_times_is_healthy():
+    config = {**RUN_CONFIG, "latent_dim": 128}
+    rows = set_train(history(), "latent_norm", lambda t: min(10.7, 2.7 * (1 + 0.1 * t)))  # a real healthy run
+    assert "latent_blowup" not in by_code(observe(rows, config)[1])
