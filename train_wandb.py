@@ -1071,8 +1071,10 @@ class Trainer:
 
     def end_epoch(self, train_loss, start):
         """Validation, visuals, the best result, checkpoints, and the epoch's console line."""
+        started = time.perf_counter()
         val = {**self.validator.metrics(), **self.validator.measures(max(self.cfg.batch_size, 256))}
-        self.log({"val": {**val, "epoch": float(self.epoch)}})
+        self.log({"val": {**val, "epoch": float(self.epoch)}, "perf": {"validation_s": time.perf_counter() - started,
+                                                                      "epoch_train_s": started - start}})
         if self.logger.wants_media:
             self.logger.log_visuals(self.step, *self.validator.visuals())
         is_best = val["loss_total"] < self.best_val_loss

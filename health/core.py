@@ -32,7 +32,7 @@ SETTLED = ("loss_total", *HARDWARE)  # the metrics whose early windows (warm-up)
 class HealthConfig:
     # every analysis
     warmup_windows: int = 5  # first log windows, skipped by the trend and hardware checks while loss and memory settle
-    smoothing_windows: int = 5  # checks of a level (shares, collapse, hardware) use the median of this many windows
+    smoothing_windows: int = 5  # checks of a level (losses, collapse, hardware) use the median of this many windows
     alert_interval_minutes: float = 10.0  # a finding code is reported again only after this much wall time
     # training health
     grad_spike_factor: float = 20.0  # a window's largest step grad norm above this x the running median = spike
@@ -47,10 +47,10 @@ class HealthConfig:
     oscillation_swing: float = 0.1  # mean back-and-forth move of loss_total per window, over its mean, above this
     divergence_fraction: float = 0.5  # loss_total giving back this share of its progress from the start to its best ...
     divergence_min_rise: float = 0.1  # ... and rising by this share of (start - floor) above its best = diverging
-    latent_rms_max: float = 5.0  # latent_norm / sqrt(latent_dim) (z's RMS per dimension; ~1 healthy) above this = blown up
+    latent_rms_max: float = 5.0  # latent_norm / sqrt(latent_dim) above this = z blown up (healthy runs stay near 1)
     memory_creep_percent: float = 10.0  # gpu_memory_percent rising this many points over its first post-warm-up value
     # dominant loss
-    dominant_share: float = 0.8  # a component above this share of loss_total's excess over the floors dominates ...
+    dominant_share: float = 0.8  # weight x (reference - floor) of one component above this share of all: dominates ...
     stall_progress: float = 0.25  # ... while another went under this share of the way from its reference to its floor
     # latent space
     latent_collapse_diversity: float = 1e-5  # latent_diversity (1 - mean cosine of the batch's z) below this = collapse

@@ -16,7 +16,7 @@ LOSS_STALLS = ("not_learning", "loss_plateau")  # training_health codes that say
 class LatentSpace(Analysis):
     """Reads: warmup_windows, smoothing_windows, latent_collapse_diversity, latent_collapse_spread,
     latent_growth_min, latent_judge_epochs.
-    Verdict: a collapse seen at any time is a problem; else where the run ended (growth of the spread)."""
+    Verdict: a collapse seen at any time is a problem; else where the run ended (growth of latent_std)."""
 
     name = "latent_space"
 

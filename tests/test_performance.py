@@ -1,7 +1,6 @@
 """Performance properties checkable on a CPU: the FLOP count behind MFU, and a training step that never
 waits for the device (issue 5). Timings are never asserted here; they live in benchmark.py / BENCHMARKS.md."""
 import collections
-import json
 import contextlib
 import traceback
 

@@ -63,6 +63,7 @@ NEWER_APIS = {
 
 # in torch 2.0 or earlier (2.0 added torch.compile and scaled_dot_product_attention)
 OLD_TORCH = set("""
+    torch.cuda.get_rng_state_all torch.cuda.set_rng_state_all torch.maximum
     torch.Generator torch.Tensor torch.__version__ torch._foreach_norm torch.allclose torch.arange
     torch.autocast torch.bfloat16 torch.bool torch.cat torch.compile torch.device torch.empty torch.empty_like
     torch.equal torch.eye torch.float32 torch.from_numpy torch.full torch.get_num_threads torch.get_rng_state

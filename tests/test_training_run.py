@@ -181,7 +181,8 @@ def test_resume_continues_the_same_run_and_step_axis(engravings, tmp_path):
     train(tmp_path, *common, "--num_epochs=1")
     first_id = torch.load(tmp_path / "out" / "last.pt", weights_only=True)["wandb_run_id"]
     first_step = torch.load(tmp_path / "out" / "last.pt", weights_only=True)["step"]
-    result = train(tmp_path, *common, "--num_epochs=2", "--resume=True")
+    result = train(tmp_path, *common, "--num_epochs=2", "--resume=True", "--resume_changes=num_epochs")
+    assert "Resume: num_epochs changes from 1 to 2" in result.stdout
     state = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
     assert state["wandb_run_id"] == first_id and state["epoch"] == 2 and state["step"] == 2 * first_step
     assert "Resumed from epoch 1" in result.stdout and "Epoch 2 |" in result.stdout
@@ -389,7 +390,7 @@ def test_a_wandb_server_that_accepts_but_never_answers_does_not_hold_up_training
         env = {**os.environ, "WANDB_DIR": str(tmp_path), "WANDB_BASE_URL": f"http://127.0.0.1:{port}",
                "WANDB_API_KEY": "x" * 40}
         env.pop("WANDB_MODE", None)
-    env.pop("WANDB_SERVICE", None)  # see test_kill_9_then_resume_continues_the_same_run
+        env.pop("WANDB_SERVICE", None)
         start = time.time()
         result = subprocess.run([sys.executable, str(REPO_DIR / "train_wandb.py"), f"--data_dir={engravings}",
                                  f"--out_dir={tmp_path / 'out'}", *TINY, "--max_steps=2", "--mode=auto"],

@@ -1,0 +1,34 @@
+"""diagnose.py at reduced size: real training runs whose health verdicts must match the scenario."""
+import pytest
+
+import diagnose
+
+SCALE = 0.3  # 600 items: 24-32 steps a run, ~25 s on a quiet 2-core CPU
+SHORT = ["--log_frequency=2"]  # windows of 2 steps, so the checks still see enough of them
+
+
+@pytest.mark.parametrize("name", ["healthy", "low_lr", "latent_collapse"])
+def test_the_scenario_gets_the_expected_verdicts(name, tmp_path):
+    scenario = diagnose.SCENARIOS[name]
+    outcome = diagnose.run(name, scenario, SCALE, tmp_path, SHORT)
+    assert not outcome.error, (tmp_path / f"{name}.log").read_text()[-2000:]
+    rows, agree = diagnose.judge(scenario, outcome)
+    assert agree, "\n".join(" | ".join(row) for row in rows)
+
+
+def test_judge_names_the_first_finding_and_checks_its_action():
+    scenario = diagnose.SCENARIOS["low_lr"]
+    finding = {"analysis": "training_health", "code": "not_learning", "severity": "warning", "step": 30,
+               "action": "raise learning_rate from 1e-06 to 1e-05", "message": ""}
+    verdicts = {a: {"status": "healthy"} for a in diagnose.ANALYSES}
+    summary = {"steps": 100, "findings": [finding], "verdicts": {**verdicts, "training_health": {"status": "warning"}}}
+    rows, agree = diagnose.judge(scenario, diagnose.Outcome("low_lr", summary))
+    assert agree and rows[0][3] == "not_learning@30"
+    late = {**summary, "findings": [{**finding, "step": 80}]}
+    assert not diagnose.judge(scenario, diagnose.Outcome("low_lr", late))[1]  # after half the run: too late
+
+
+def test_an_unknown_scenario_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        diagnose.main(["--only=healthy,nope"])
+    assert exit_info.value.code == 2 and "nope" in capsys.readouterr().err
