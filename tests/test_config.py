@@ -398,8 +398,11 @@ def test_main_help_returns_zero_and_lists_fields(capsys):
     assert "quick" in out
 
 
-def test_main_rejects_cuda_device_when_cuda_is_absent(keep_formatwarning):
-    if not torch.cuda.is_available():
+def test_main_rejects_a_cuda_device_that_is_not_there(keep_formatwarning):
+    if torch.cuda.is_available():  # one past the last device
+        with pytest.raises(ConfigError, match=rf"^--device=cuda:{torch.cuda.device_count()}: only "):
+            main([f"--device=cuda:{torch.cuda.device_count()}"])
+    else:
         with pytest.raises(ConfigError, match=r"^--device=cuda: CUDA is not available"):
             main(["--device=cuda"])
 

@@ -528,3 +528,38 @@ def test_split_indices_feed_a_batch_loader():
     train, val = split_indices(12, 0.25, seed=0)
     loader = BatchLoader(ds, val, 8, shuffle=False, drop_last=False)
     assert epoch(loader) == [val.tolist()]
+
+
+def test_a_loader_resumed_mid_epoch_yields_exactly_the_rest_of_that_epoch_then_the_same_next_epochs():
+    """What a resume does with BatchLoader: restore the generator state the epoch's order was drawn from, skip
+    the batches already done; the rest of that epoch and every later epoch are those of a loader never stopped."""
+    whole = BatchLoader(fake_dataset(40), torch.arange(40), 4, shuffle=True, drop_last=True, seed=3)
+    epochs = [epoch(whole) for _ in range(3)]
+
+    first = BatchLoader(fake_dataset(40), torch.arange(40), 4, shuffle=True, drop_last=True, seed=3)
+    batches = iter(first)
+    seen = [next(batches)[1].view(-1).tolist() for _ in range(4)]  # stopped after 4 of 10 batches
+    saved_state = first.epoch_rng_state.clone()
+
+    resumed = BatchLoader(fake_dataset(40), torch.arange(40), 4, shuffle=True, drop_last=True, seed=999)
+    resumed.generator.set_state(saved_state)
+    resumed.skip = 4
+    rest = epoch(resumed)
+    assert seen + rest == epochs[0]
+    assert [epoch(resumed), epoch(resumed)] == epochs[1:]
+    assert resumed.skip == 0  # the skip applies to one epoch only
+
+
+def test_validation_means_weight_every_item_once_with_a_smaller_last_batch():
+    """10 items in batches of 4, 4, 2: the mean of per-batch means would weight the last two items double."""
+    from train_wandb import MetricWindow
+    values = torch.arange(10, dtype=torch.float32)
+    window = MetricWindow()
+    loader = BatchLoader(fake_dataset(10), torch.arange(10), 4, shuffle=False, drop_last=False)
+    sizes = []
+    for _, tokens in loader:
+        batch = values[tokens.view(-1)]
+        sizes.append(len(batch))
+        window.add({"loss_total": batch.mean()}, weight=len(batch))
+    assert sizes == [4, 4, 2]
+    assert window.means()["loss_total"] == pytest.approx(values.mean().item())  # 4.5, not (1.5+5.5+8.5)/3

@@ -94,7 +94,6 @@ def test_logged_values_obey_their_definitions(tiny_run):
             m = {k.split("/", 1)[1]: v for k, v in row.items() if k.startswith(prefix + "/")}
             weighted = m["loss_image"] + m["loss_caption"] + m["loss_alignment"]  # quick preset: weights 1.0
             assert m["loss_total"] == pytest.approx(weighted, rel=1e-4)
-            assert m["caption_perplexity"] == pytest.approx(math.exp(m["loss_caption"]), rel=1e-6)
             assert m["image_mse"] >= m["image_l1"] ** 2
             assert 0 <= m["caption_accuracy"] <= 1 and m["latent_std"] > 0
             if prefix == "train":
@@ -262,9 +261,10 @@ def test_a_learning_rate_far_too_high_raises_alerts_and_stops_without_a_tracebac
     assert alerts
     report = (tmp_path / "out" / "report.md").read_text()
     assert any(word in report for word in ("grad_explosion", "loss_diverging", "non_finite"))
-    if result.returncode != 0:  # stopped on a non-finite value: one line, exit status 3
-        assert result.returncode == 3
-        assert [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    # on a CPU the run is deterministic: the gradient turns NaN at step 2 and training stops, one line, status 3
+    assert result.returncode == 3, result.stderr[-2000:]
+    (line,) = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert "became non-finite first" in line and "lower learning_rate from 30.0" in line
 
 
 # -- stopping and resuming ---------------------------------------------------------------------------------
