@@ -917,10 +917,8 @@ class Trainer:
         self.checkpoints = checkpoints or Checkpoints(cfg.out_dir, logger, cfg.checkpoint_every, enabled=False)
         self.weights = {"image": cfg.image_loss_weight, "caption": cfg.caption_loss_weight,
                         "alignment": cfg.alignment_loss_weight}
-        use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+        self.autocast, peak = mixed_precision(cfg, device)
         self.flops_per_sample = estimate_flops(model.cfg)["training"]
-        peak = peak_flops(device, "bf16" if use_bf16 else "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32")
         self.peak_flops = peak * world_size if peak else None  # samples_per_second counts every process
         self.eval_forward = torch.compile(model) if cfg.compile else model
         self.forward = self.eval_forward  # training forward: wrapped in DDP under torchrun (gradients all-reduced)
@@ -928,9 +926,7 @@ class Trainer:
             self.forward = torch.nn.parallel.DistributedDataParallel(
                 self.eval_forward, device_ids=[device.index] if device.type == "cuda" else None)
         self.optimizer = build_optimizer(model, cfg, device)
-        self.total_steps = len(train_loader) * cfg.num_epochs
-        if cfg.max_steps:
-            self.total_steps = min(self.total_steps, cfg.max_steps)
+        self.total_steps = min(len(train_loader) * cfg.num_epochs, cfg.max_steps or float("inf"))
         self.warmup_steps = int(cfg.warmup_fraction * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -1090,9 +1086,8 @@ class Trainer:
               f"Time: {time.perf_counter() - start:.1f}s | LR: {self.lr:.2e}")
 
     def record_first_step(self):
-        """Start-up cost, in the run summary: perf/time_to_first_step_s from process start until this process's
-        first optimizer step was issued (imports, data, model, W&B, the step), and perf/first_step_s, that step
-        alone: with compile=True it holds the compilation."""
+        """perf/time_to_first_step_s (process start to the first step issued) and perf/first_step_s (that step
+        alone; with compile=True it holds the compilation) in the summary."""
         self.first_step_s = self.window.seconds["step"]
         since_start = time.time() - psutil.Process().create_time()
         self.logger.summary({"perf/time_to_first_step_s": since_start, "perf/first_step_s": self.first_step_s})
@@ -1167,6 +1162,14 @@ class Trainer:
             self.train_loader.skip = self.batches_done = state["batches_done"]
         if math.isfinite(self.best_val_loss):  # a resumed run keeps the best result so far in its summary
             self.logger.summary({"best_val_loss": self.best_val_loss, "best_epoch": self.best_epoch})
+
+
+def mixed_precision(cfg, device):
+    """-> (the autocast context: bf16 on CUDA unless precision says otherwise, the device's peak FLOP/s for the
+    matmul precision that results, or None where unknown)."""
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    precision = "bf16" if use_bf16 else "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16), peak_flops(device, precision)
 
 
 def lr_factor(step, warmup_steps, total_steps, min_lr_fraction):
