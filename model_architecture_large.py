@@ -30,10 +30,16 @@ class Attention(nn.Module):
         self.proj = nn.Linear(width, width)
         self.dropout = dropout
 
-    def forward(self, x, causal=False, key_mask=None):
+    def forward(self, x, causal=False, key_mask=None, cache=None):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if cache is not None:  # incremental decoding: the keys and values of earlier positions are kept
+            if "k" in cache:
+                assert T == 1, "with a filled cache, decode one position at a time"
+                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+                causal = False  # one new query sees every earlier key (SDPA's causal mask is top-left aligned)
+            cache["k"], cache["v"] = k, v
         # key_mask: (B, T) True where the key is a real token; broadcast over heads and queries
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]
         y = F.scaled_dot_product_attention(
@@ -53,8 +59,8 @@ class Block(nn.Module):
             nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width), nn.Dropout(dropout),
         )
 
-    def forward(self, x, causal=False, key_mask=None):
-        x = x + self.attn(self.norm1(x), causal=causal, key_mask=key_mask)
+    def forward(self, x, causal=False, key_mask=None, cache=None):
+        x = x + self.attn(self.norm1(x), causal=causal, key_mask=key_mask, cache=cache)
         return x + self.mlp(self.norm2(x))
 
 
@@ -64,9 +70,10 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(width, num_heads, mlp_ratio, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
 
-    def forward(self, x, causal=False, key_mask=None):
-        for block in self.blocks:
-            x = block(x, causal=causal, key_mask=key_mask)
+    def forward(self, x, causal=False, key_mask=None, caches=None):
+        """caches: one dict per block for incremental decoding (see Attention), or None."""
+        for i, block in enumerate(self.blocks):
+            x = block(x, causal=causal, key_mask=key_mask, cache=None if caches is None else caches[i])
         return self.norm(x)
 
 
@@ -131,6 +138,24 @@ class CaptionDecoder(nn.Module):
         if last_only:
             h = h[:, -1:]
         return h @ self.token_embedding.weight.T  # tied output projection
+
+    def generate(self, z, bos_id, eos_id, pad_id, max_len):
+        """Greedy decoding with a key/value cache: each step runs only the newest token through the transformer
+        (the same tokens as re-running forward on the whole prefix). -> (B, <= max_len) ids starting with <bos>."""
+        B = z.shape[0]
+        caches = [{} for _ in self.transformer.blocks]
+        tokens = torch.full((B, 1), bos_id, dtype=torch.long, device=z.device)
+        x = torch.cat([self.from_latent(z)[:, None, :], self.token_embedding(tokens)], dim=1) + self.pos[:, :2]
+        done = torch.zeros(B, dtype=torch.bool, device=z.device)
+        for t in range(max_len - 1):
+            h = self.transformer(x, causal=True, caches=caches)[:, -1]  # (B, width): the newest position
+            next_token = (h @ self.token_embedding.weight.T).argmax(dim=-1).masked_fill(done, pad_id)
+            tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+            done |= next_token == eos_id
+            if bool(done.all()) or t == max_len - 2:
+                break
+            x = self.token_embedding(next_token)[:, None, :] + self.pos[:, t + 2: t + 3]  # position of token t + 1
+        return tokens
 
 
 class CaptionEncoder(nn.Module):
@@ -297,17 +322,7 @@ class MultimodalModel(nn.Module):
     def generate_captions(self, images, bos_id, eos_id, max_len=None):
         """Greedy decoding from each image's latent -> (B, <= max_len) token ids starting with <bos>."""
         max_len = max_len or self.cfg.max_caption_len
-        z = self.image_encoder(images)
-        tokens = torch.full((images.shape[0], 1), bos_id, dtype=torch.long, device=images.device)
-        done = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
-        for _ in range(max_len - 1):
-            next_token = self.caption_decoder(z, tokens, last_only=True)[:, -1].argmax(dim=-1)
-            next_token = next_token.masked_fill(done, self.cfg.pad_id)
-            tokens = torch.cat([tokens, next_token[:, None]], dim=1)
-            done |= next_token == eos_id
-            if bool(done.all()):
-                break
-        return tokens
+        return self.caption_decoder.generate(self.image_encoder(images), bos_id, eos_id, self.cfg.pad_id, max_len)
 
     def config_dict(self):
         return asdict(self.cfg)
