@@ -54,9 +54,8 @@ class Scenario:
 SCENARIOS = {
     "healthy": Scenario("the quick preset", ["--num_epochs=4", "--log_frequency=4"], HEALTHY),
     "healthy_small_lr": Scenario(
-        "a second healthy config: width 64, latent_dim 64, batch 32, half the learning rate",
-        ["--num_epochs=3", "--log_frequency=4", "--width=64", "--latent_dim=64", "--batch_size=32",
-         "--learning_rate=1e-3"], HEALTHY),
+        "a second healthy config: width 128, latent_dim 64, half the learning rate",
+        ["--num_epochs=3", "--log_frequency=4", "--width=128", "--latent_dim=64", "--learning_rate=1e-3"], HEALTHY),
     "high_lr": Scenario(
         "learning rate 25x the preset's", ["--num_epochs=3", "--log_frequency=4", "--learning_rate=0.05"],
         {**HEALTHY, "training_health": "problem", "dominant_loss": ANY, "latent_space": ANY},
