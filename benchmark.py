@@ -323,10 +323,7 @@ class Bench:
         torch.manual_seed(cfg.seed)
         with contextlib.redirect_stdout(printed):
             model = tw.build_model(cfg, self.tokenizer, self.device)
-        train_loader = tw.BatchLoader(self.dataset, self.train_idx, cfg.batch_size, shuffle=True, drop_last=True,
-                                      seed=cfg.seed).to(self.device)
-        val_loader = tw.BatchLoader(self.dataset, self.val_idx, cfg.batch_size, shuffle=False,
-                                    drop_last=False).to(self.device)
+        train_loader, val_loader = tw.build_loaders(self.dataset, self.train_idx, self.val_idx, cfg, self.device)
         data = tw.Data(self.tokenizer, self.dataset, train_loader, val_loader, skipped=0)
         built = time.time()
         with contextlib.redirect_stdout(printed):

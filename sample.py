@@ -29,7 +29,7 @@ from tqdm import tqdm
 from evaluation import evaluate_split
 from model_architecture_large import ModelConfig, MultimodalModel
 from train_wandb import (IMAGE_EXTENSIONS, CaptionTokenizer, ConfigError, DataError, find_items, format_warning,
-                         load_image, resolve_device)
+                         load_image, read_truths, resolve_device)
 
 
 # ----------------------------------------------------------------------------
@@ -143,22 +143,6 @@ def load_collection(data_dir):
         raise DataError(f"{data_dir}: no image+caption items (metadata.jsonl / metadata.csv with file_name,text, "
                         "or a .txt beside each image)")
     return items, read_truths(data_dir)
-
-
-def read_truths(data_dir):
-    """The generator's per-image ground truth: the `truth` field of metadata.jsonl rows, where present."""
-    truths = {}
-    for meta in Path(data_dir).rglob("metadata.jsonl"):
-        with open(meta, encoding="utf-8-sig", errors="replace") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # find_items has warned about it already
-                if isinstance(row, dict) and isinstance(row.get("file_name"), str) \
-                        and isinstance(row.get("truth"), dict):
-                    truths[(meta.parent / row["file_name"]).resolve()] = row["truth"]
-    return truths
 
 
 # ----------------------------------------------------------------------------

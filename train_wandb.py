@@ -364,7 +364,8 @@ class CacheWarning(UserWarning):
 
 
 def _read_metadata(meta):
-    """Rows of one metadata.jsonl / metadata.csv as (file_name, text) pairs, file names relative to its folder."""
+    """Rows of one metadata.jsonl / metadata.csv as (file_name, text, truth) triples, file names relative to its
+    folder; truth: the row's `truth` object (the bundled generator's ground truth), else None."""
     rows = []
     if meta.suffix == ".jsonl":
         with open(meta, encoding="utf-8-sig", errors="replace") as f:
@@ -375,7 +376,8 @@ def _read_metadata(meta):
                     row = json.loads(line)
                     if not isinstance(row["file_name"], str):
                         raise TypeError("file_name is not a string")
-                    rows.append((row["file_name"], row.get("text")))
+                    truth = row.get("truth")
+                    rows.append((row["file_name"], row.get("text"), truth if isinstance(truth, dict) else None))
                 except (json.JSONDecodeError, KeyError, TypeError):
                     warnings.warn(f"{meta}:{line_no}: not a JSON object with file_name and text; skipped", DataWarning)
     else:
@@ -383,7 +385,7 @@ def _read_metadata(meta):
             reader = csv.DictReader(f)
             if not reader.fieldnames or "file_name" not in reader.fieldnames or "text" not in reader.fieldnames:
                 raise DataError(f"{meta}: needs the columns file_name and text, found {reader.fieldnames}")
-            rows = [(row["file_name"], row["text"]) for row in reader]
+            rows = [(row["file_name"], row["text"], None) for row in reader]
     return rows
 
 
@@ -400,7 +402,7 @@ def find_items(data_dir):
     images = sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     items = []
     if metas:
-        rows = [(meta, meta.parent / file_name, text) for meta in metas for file_name, text in _read_metadata(meta)]
+        rows = [(meta, meta.parent / file_name, text) for meta in metas for file_name, text, _ in _read_metadata(meta)]
         for meta, path, text in rows:
             if not path.is_file():
                 warnings.warn(f"{path}: named in {meta.name} but missing; skipped", DataWarning)
@@ -1234,13 +1236,17 @@ def model_config(cfg, tokenizer):
                        **{name: getattr(cfg, name) for name in MODEL_FIELDS})
 
 
+def collection_dir(cfg):
+    """The data folder: data_dir, or the bundled collection beside this file."""
+    return REPO_DIR / BUNDLED_DATA_DIR if cfg.data_dir == BUNDLED_DATA_DIR else Path(cfg.data_dir)
+
+
 def load_collection(cfg, generate=True):
     """-> (image+caption items of data_dir, number skipped). The bundled sample is generated on first use
     (by rank 0 under torchrun)."""
-    data_dir = Path(cfg.data_dir)
+    data_dir = collection_dir(cfg)
     if cfg.data_dir == BUNDLED_DATA_DIR:
         from data.engravings import ensure_sample
-        data_dir = REPO_DIR / BUNDLED_DATA_DIR
         if generate:
             ensure_sample(data_dir)
         if dist.is_initialized():
@@ -1308,7 +1314,8 @@ def build_data(cfg, device, rank=0, world_size=1, checkpoint=None):
     if len(dataset) < 2:
         raise DataError(f"{cfg.data_dir}: fewer than 2 readable images")
     train_idx, val_idx = split_indices(len(dataset), cfg.val_fraction, cfg.seed)
-    truths = read_truths(Path(dataset.paths[0]).parent, dataset.paths)
+    truth_of = read_truths(collection_dir(cfg))
+    truths = [truth_of.get(Path(p).resolve()) for p in dataset.paths]
 
     print("\nSTEP 2: Building tokenizer...")
     tokenizer = build_tokenizer([dataset.captions[i] for i in train_idx.tolist()], checkpoint)
@@ -1320,10 +1327,7 @@ def build_data(cfg, device, rank=0, world_size=1, checkpoint=None):
                       "tokens and were cut; raise --max_caption_len to keep them whole", DataWarning)
 
     print("\nSTEP 3: Creating data loaders...")
-    shard = dict(rank=rank, world_size=world_size)
-    train_loader = BatchLoader(dataset, train_idx, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed, **shard)
-    val_loader = BatchLoader(dataset, val_idx, cfg.batch_size, shuffle=False, drop_last=False, **shard)
-    train_loader.to(device), val_loader.to(device)
+    train_loader, val_loader = build_loaders(dataset, train_idx, val_idx, cfg, device, rank, world_size)
     print(f"Train samples: {len(train_idx)}")
     print(f"Val samples: {len(val_idx)}")
     print(f"Batches per epoch: {len(train_loader)}" + (" (per process)" if world_size > 1 else ""))
@@ -1331,18 +1335,26 @@ def build_data(cfg, device, rank=0, world_size=1, checkpoint=None):
                 [truths[i] for i in val_idx.tolist()], fingerprint(dataset))
 
 
-def read_truths(folder, paths):
-    """The generator's ground truth of each image (the `truth` of its metadata.jsonl row), or None: what the
-    grounded caption accuracy is judged against. Only the bundled collection has it."""
-    by_path = {}
-    for meta in {Path(p).parent.parent / "metadata.jsonl" for p in paths} | {Path(folder) / "metadata.jsonl"}:
-        if meta.is_file():
-            with open(meta, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    with contextlib.suppress(ValueError, TypeError, KeyError):
-                        row = json.loads(line)
-                        by_path[str((meta.parent / row["file_name"]).resolve())] = row.get("truth")
-    return [by_path.get(str(Path(p).resolve())) for p in paths]
+def build_loaders(dataset, train_idx, val_idx, cfg, device, rank=0, world_size=1):
+    """The training loader (shuffled, full batches, this rank's shard) and the validation loader, on the device."""
+    shard = dict(rank=rank, world_size=world_size)
+    train_loader = BatchLoader(dataset, train_idx, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed, **shard)
+    val_loader = BatchLoader(dataset, val_idx, cfg.batch_size, shuffle=False, drop_last=False, **shard)
+    return train_loader.to(device), val_loader.to(device)
+
+
+def read_truths(data_dir):
+    """The generator's ground truth of each image, {resolved image path: truth}, from the `truth` of the
+    metadata.jsonl rows under data_dir: what the grounded caption accuracy is judged against. Only the bundled
+    collection has it. (find_items has already warned about unusable rows.)"""
+    truths = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        for meta in sorted(Path(data_dir).rglob("metadata.jsonl")):
+            for file_name, _, truth in _read_metadata(meta):
+                if truth is not None:
+                    truths[(meta.parent / file_name).resolve()] = truth
+    return truths
 
 
 def fingerprint(dataset):
@@ -1389,7 +1401,8 @@ def build_trainer(cfg, wcfg, health, model, data, device, logger, rank=0, world_
     """The Trainer with its checkpoints (written by rank 0 only, the process with a RunLogger); restored from
     the checkpoint on resume."""
     checkpoints = Checkpoints(cfg.out_dir, logger, cfg.checkpoint_every, enabled=rank == 0)
-    run_config = {**reference_levels(data, cfg.batch_size * world_size, seed=cfg.seed), "world_size": world_size,
+    negatives = cfg.batch_size * (world_size if cfg.contrastive_negatives == "global" else 1)  # the alignment's chance
+    run_config = {**reference_levels(data, negatives, seed=cfg.seed), "world_size": world_size,
                   "data_fingerprint": data.fingerprint}
     trainer = Trainer(cfg, wcfg, health, model, data.tokenizer, data.train_loader, data.val_loader, device, logger,
                       run_config=run_config, world_size=world_size, checkpoints=checkpoints, val_truths=data.val_truths)
