@@ -301,6 +301,7 @@ class MultimodalModel(nn.Module):
         negatives = cfg.contrastive_negatives if self.training else "local"
         return {
             "z": z,
+            "caption_emb": caption_emb,
             "recon": recon,
             "logits": logits,
             "targets": targets,
@@ -321,8 +322,12 @@ class MultimodalModel(nn.Module):
     @torch.no_grad()
     def generate_captions(self, images, bos_id, eos_id, max_len=None):
         """Greedy decoding from each image's latent -> (B, <= max_len) token ids starting with <bos>."""
-        max_len = max_len or self.cfg.max_caption_len
-        return self.caption_decoder.generate(self.image_encoder(images), bos_id, eos_id, self.cfg.pad_id, max_len)
+        return self.captions_from_latents(self.image_encoder(images), bos_id, eos_id, max_len)
+
+    @torch.no_grad()
+    def captions_from_latents(self, z, bos_id, eos_id, max_len=None):
+        """Greedy decoding from latents z (B, latent_dim) already computed -> (B, <= max_len) token ids."""
+        return self.caption_decoder.generate(z, bos_id, eos_id, self.cfg.pad_id, max_len or self.cfg.max_caption_len)
 
     def config_dict(self):
         return asdict(self.cfg)

@@ -40,6 +40,7 @@ VAL_MEASURES = {  # logged once per epoch by evaluation.evaluate_split; name -> 
     "grounded_object": "captions naming the main object correctly (share)",
     "grounded_count": "captions giving its count correctly (share)",
     "grounded_position": "captions giving its position correctly (share)",
+    "grounded_technique": "captions naming the print technique correctly (share)",
 }
 
 PAGE = Template("""<!DOCTYPE html>

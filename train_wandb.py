@@ -867,23 +867,21 @@ class Validator:
         self.model, self.forward, self.val_loader, self.tokenizer = model, forward, val_loader, tokenizer
         self.autocast, self.weights, self.truths = autocast, weights, truths
 
-    @torch.no_grad()
-    def metrics(self):
-        """Validation metrics, weighted by batch size so every item counts once."""
-        self.model.eval()
+    def evaluate(self, generate_batch_size=256):
+        """One pass over the whole validation split -> the model metrics as in training (weighted by batch size,
+        so every item counts once; batches of batch_size, as in training, so the contrastive loss sees as many
+        negatives) and the measures of evaluation.py (retrieval both ways, BLEU-4 and CIDEr-D of greedy captions,
+        PSNR/SSIM, and grounded caption accuracy where the data has ground truth). Every rank holds the whole
+        split: no collective."""
         window = MetricWindow()
-        for images_u8, captions in self.val_loader:
-            images = images_u8.float().div_(255)
-            with self.autocast:
-                out = self.forward(images, captions)
-            window.add(model_metrics(out, images, self.tokenizer.PAD, self.weights), weight=images.shape[0])
-        return window.means()
 
-    def measures(self, batch_size):
-        """Retrieval both ways, BLEU-4 and CIDEr-D of greedy captions, PSNR/SSIM, and grounded caption accuracy
-        where the data has ground truth, over the whole split. Every rank holds the whole split: no collective."""
-        return evaluate_split(self.model, self.val_loader.images, self.val_loader.tokens, self.tokenizer,
-                              self.truths, batch_size=batch_size, autocast=self.autocast)
+        def add(out, images):
+            window.add(model_metrics(out, images, self.tokenizer.PAD, self.weights), weight=images.shape[0])
+
+        measures = evaluate_split(self.model, self.val_loader.images, self.val_loader.tokens, self.tokenizer,
+                                  self.truths, batch_size=self.val_loader.batch_size, autocast=self.autocast,
+                                  forward=self.forward, on_batch=add, generate_batch_size=generate_batch_size)
+        return {**window.means(), **measures}
 
     @torch.no_grad()
     def visuals(self, shown=8):
@@ -1070,7 +1068,7 @@ class Trainer:
     def end_epoch(self, train_loss, start):
         """Validation, visuals, the best result, checkpoints, and the epoch's console line."""
         started = time.perf_counter()
-        val = {**self.validator.metrics(), **self.validator.measures(max(self.cfg.batch_size, 256))}
+        val = self.validator.evaluate(max(self.cfg.batch_size, 256))
         self.log({"val": {**val, "epoch": float(self.epoch)}, "perf": {"validation_s": time.perf_counter() - started,
                                                                       "epoch_train_s": started - start}})
         if self.logger.wants_media:

@@ -848,10 +848,12 @@ def _lexicon():
                                *_STATE_WORDS.values(), *_EPITHETS.values()) for w in ws]
     adjectives += ["single-masted", "two-masted", "three-masted", "two-arched", "three-arched", "battlemented",
                    "spired", "turreted", "gabled", "hip-roofed", "banded", "striped"]
-    return nouns, counts, positions, adjectives
+    techniques = {" ".join(caption_tokens(p)): t for t, ps in _TECHNIQUE_WORDS.items() for p in ps}
+    return nouns, counts, positions, adjectives, techniques
 
 
-_NOUNS, _COUNTS, _POSITION_PHRASES, _ADJECTIVES = _lexicon()
+_NOUNS, _COUNTS, _POSITION_PHRASES, _ADJECTIVES, _TECHNIQUE_PHRASES = _lexicon()
+_TECHNIQUE_RE = re.compile(r"(?<!\S)" + _alternation(_TECHNIQUE_PHRASES) + r"(?!\S)")
 _NOUN_RE = re.compile(r"(?<!\S)" + _alternation(_NOUNS) + r"(?!\S)")
 _COUNT_RE = re.compile(r"(?:^|\s)(" + _alternation(_COUNTS) + r")((?:\s" + _alternation(_ADJECTIVES) + r")*)$")
 _POSITION_RE = re.compile(r"(?<!\S)" + _alternation(_POSITION_PHRASES) + r"(?!\S)")
@@ -882,16 +884,20 @@ def _stated_position(text: str, noun: re.Match, count_start: int) -> Optional[st
 
 
 def grounded_match(caption: str, truth: dict) -> dict:
-    """Does ``caption`` name the main object of ``truth`` (any synonym), with its count and its position?
+    """Does ``caption`` name the main object of ``truth`` (any synonym), with its count and its position, and
+    the print's technique?
 
     Reads the first mention of the main kind: the count from the words before the noun ("a", "two",
     "a pair of", ...; the noun's number must agree), the position from the phrase next to it
-    ("on the left", "in the centre", ...).  Never raises: a garbled caption gives False.
+    ("on the left", "in the centre", ...). The technique is that of the first technique phrase
+    ("woodcut", "lithographic print", ...). Never raises: a garbled caption gives False.
     """
-    result = {"object": False, "count": False, "position": False}
+    result = {"object": False, "count": False, "position": False, "technique": False}
     try:
-        main = truth["main"]
         text = " ".join(caption_tokens(caption))
+        technique = _TECHNIQUE_RE.search(text)
+        result["technique"] = bool(technique) and _TECHNIQUE_PHRASES[technique.group(0)] == truth.get("technique")
+        main = truth["main"]
         noun = next((m for m in _NOUN_RE.finditer(text) if _NOUNS[m.group(0)][0] == main["kind"]), None)
         if noun is None:
             return result
@@ -905,6 +911,8 @@ def grounded_match(caption: str, truth: dict) -> dict:
     except (KeyError, TypeError, AttributeError):
         pass
     return result
+
+
 # --------------------------------------------------------------------------
 # Drawing primitives
 # --------------------------------------------------------------------------

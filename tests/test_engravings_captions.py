@@ -25,9 +25,9 @@ def default_captions():
     return [caption_for(make_scene(i)) for i in range(DEFAULT_NUM_ITEMS)]
 
 
-def _truth(kind="tower", count=2, position="left"):
+def _truth(kind="tower", count=2, position="left", technique="etching"):
     main = {"kind": kind, "count": count, "size": "small", "position": position}
-    return {"main": main, "objects": [main]}
+    return {"main": main, "objects": [main], "technique": technique}
 
 
 # --- vocabulary and form -------------------------------------------------------
@@ -118,7 +118,7 @@ def test_grounded_match_accepts_every_own_caption():
     for i in range(500):
         scene = make_scene(i)
         result = grounded_match(caption_for(scene), truth_for(scene))
-        assert result == {"object": True, "count": True, "position": True}, (i, caption_for(scene))
+        assert result == {"object": True, "count": True, "position": True, "technique": True}, (i, caption_for(scene))
 
 
 @pytest.mark.parametrize("caption", [
@@ -128,7 +128,26 @@ def test_grounded_match_accepts_every_own_caption():
     "At the left stand two little towers with battlements (aquatint).",
 ])
 def test_grounded_match_accepts_synonyms_and_forms(caption):
-    assert grounded_match(caption, _truth()) == {"object": True, "count": True, "position": True}
+    result = grounded_match(caption, _truth())
+    assert {key: result[key] for key in ("object", "count", "position")} == {"object": True, "count": True,
+                                                                             "position": True}
+
+
+@pytest.mark.parametrize("caption, technique", [
+    ("Etching of two small towers on the left.", "etching"),
+    ("Two towers on the left. Lithographic print.", "lithograph"),
+    ("Two towers on the left (copperplate engraving in crisp hatched lines).", "engraving"),
+    ("Sugar-lift aquatint of two towers on the left.", "aquatint"),
+    ("Woodblock print of two towers on the left, then an etching.", "woodcut"),  # the first phrase counts
+])
+def test_grounded_match_reads_the_technique(caption, technique):
+    assert grounded_match(caption, _truth(technique=technique))["technique"] is True
+    other = "mezzotint" if technique != "mezzotint" else "woodcut"
+    assert grounded_match(caption, _truth(technique=other))["technique"] is False
+
+
+def test_grounded_match_without_a_technique_phrase_gets_it_wrong():
+    assert grounded_match("Two towers on the left.", _truth())["technique"] is False
 
 
 @pytest.mark.parametrize("caption, wrong", [
@@ -151,12 +170,13 @@ def test_grounded_match_rejects_the_wrong_key(caption, wrong):
                                      "two two two two", "on the left on the left"])
 def test_grounded_match_never_raises_on_garbled_captions(caption):
     result = grounded_match(caption, _truth())
-    assert set(result) == {"object", "count", "position"}
+    assert set(result) == {"object", "count", "position", "technique"}
     assert result["count"] is False or result["position"] is False
 
 
 def test_grounded_match_tolerates_a_bad_truth():
-    assert grounded_match("two towers on the left", {}) == {"object": False, "count": False, "position": False}
+    assert grounded_match("two towers on the left", {}) == {"object": False, "count": False, "position": False,
+                                                            "technique": False}
 
 
 def test_kind_names_are_unambiguous():

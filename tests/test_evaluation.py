@@ -180,3 +180,15 @@ def test_evaluate_split_adds_grounded_accuracy_only_when_truths_exist():
     model, tokenizer, images, tokens = tiny_model_and_split(3)
     metrics = evaluate_split(model, images, tokens, tokenizer, truths=[None, None, None])
     assert set(metrics) == EXPECTED_KEYS
+
+
+def test_evaluate_split_is_one_pass_whose_outputs_the_caller_sees():
+    model, tokenizer, images, tokens = tiny_model_and_split()
+    seen = []
+    evaluate_split(model, images, tokens, tokenizer, batch_size=4,
+                   on_batch=lambda out, batch: seen.append((len(batch), float(out["loss_caption"]))))
+    assert [size for size, _ in seen] == [4, 2]  # every item once, in batches of batch_size
+    model.eval()
+    with torch.no_grad():
+        expected = model(images[:4].float() / 255, tokens[:4])["loss_caption"].item()
+    assert seen[0][1] == pytest.approx(expected)
