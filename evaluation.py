@@ -10,12 +10,25 @@ truth per image, grounded caption accuracy. train_wandb.py and sample.py both ca
 
 import contextlib
 import functools
+import importlib.util
 import math
 import warnings
 from collections import Counter
 
 import torch
 import torch.nn.functional as F
+
+
+MEASURE_PACKAGES = ("torchmetrics", "sacrebleu")  # imported only when a measure runs: they cost start-up time
+
+
+def missing_packages():
+    """-> a one-line message naming the measures' libraries that are not installed, or None. Callers check it
+    at start-up, so that a run does not train for an epoch and then fail at its first validation."""
+    missing = [name for name in MEASURE_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        return f"{', '.join(missing)} not installed (the evaluation measures need it): pip install -r requirements.txt"
+    return None
 
 
 # ----------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from evaluation import evaluate_split
+from evaluation import evaluate_split, missing_packages
 from model_architecture_large import ModelConfig, MultimodalModel
 from train_wandb import (IMAGE_EXTENSIONS, CaptionTokenizer, ConfigError, DataError, find_items, format_warning,
                          load_image, read_truths, resolve_device)
@@ -283,6 +283,9 @@ def write_reconstructions(model, images_u8, paths, args):
 
 
 def evaluate(model, tokenizer, args, device):
+    missing = missing_packages()
+    if missing:
+        raise ConfigError(missing)
     items, truths = load_collection(args.evaluate)
     images_u8, kept = load_images([path for path, _ in items], model.cfg.image_size)
     caption_of = dict(items)

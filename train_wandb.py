@@ -41,7 +41,7 @@ from tqdm import tqdm
 from analysis import HealthConfig, HealthMonitor, replay
 from checkpoints import (SAME_OPTIMISATION, CheckpointError, Checkpoints, check_model_config, check_resume,
                          load_checkpoint)
-from evaluation import evaluate_split
+from evaluation import evaluate_split, missing_packages
 from logger import LoggerError, create_logger
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
 
@@ -235,6 +235,9 @@ def validate(cfg, wcfg):
     check(wcfg.log_frequency >= 1, "log_frequency", "must be at least 1")
     if cfg.data_dir != BUNDLED_DATA_DIR:
         check(Path(cfg.data_dir).is_dir(), "data_dir", "is not a folder")
+    missing = missing_packages()
+    if missing:
+        raise ConfigError(missing)
 
 
 def setup_distributed(cfg):

@@ -461,3 +461,12 @@ def test_cli_help_exits_0_and_lists_every_field(cli_runs):
     assert len(fields) == len(config_fields())
     assert all("  # " in line for line in fields), [line for line in fields if "  # " not in line]  # its meaning
     assert "--preset=NAME" in out and "quick" in out
+
+
+def test_a_missing_measure_library_is_a_one_line_error_before_any_training(monkeypatch):
+    import importlib.util
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "sacrebleu" else real_find_spec(name, *args))
+    with pytest.raises(ConfigError, match=r"^sacrebleu not installed .*pip install -r requirements.txt$"):
+        parse_args(["--preset=quick"])
