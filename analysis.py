@@ -23,8 +23,8 @@ from pathlib import Path
 
 from health import ANALYSES, Finding, HealthConfig, HealthMonitor, Verdict, replay
 from health.core import finite, fmt, fmt_config
-from report import (_md_table, _save, _style, attempt, fmt_duration, pyplot, quietly, read_metrics_csv, series,
-                    write_report)
+from report import (VAL_MEASURES, _md_table, _save, _style, attempt, fmt_duration, pyplot, quietly,
+                    read_metrics_csv, series, write_report)
 from report_html import render_comparison_html, write_html
 
 __all__ = ["ANALYSES", "Finding", "HealthConfig", "HealthMonitor", "Verdict", "replay", "write_report", "compare_runs",
@@ -89,6 +89,16 @@ def comparison_table(labels, summaries, fields):
     return table
 
 
+def measures_table(labels, summaries):
+    """The validation measures of each run's last epoch (those any run logged) -> a table, or []."""
+    finals = [s.get("final_val") or {} for s in summaries]
+    names = [m for m in VAL_MEASURES if any(finite(val.get(m)) for val in finals)]
+    if not names:
+        return []
+    return [["run", *names]] + [[label, *[fmt(val.get(m), 3) if finite(val.get(m)) else "—" for m in names]]
+                                for label, val in zip(labels, finals)]
+
+
 def best_run_line(labels, summaries, fields):
     scored = [(s["best_val_loss"], label, s) for label, s in zip(labels, summaries) if finite(s.get("best_val_loss"))]
     if not scored:
@@ -140,6 +150,9 @@ def compare_runs(out_dirs, dest) -> Path:
     lines += _md_table(comparison_table(labels, summaries, fields)) + [""]
     lines += ["Config fields that differ: " + (", ".join(fields) if fields else "none") + ".", "",
               best_run_line(labels, summaries, fields), ""]
+    measures = measures_table(labels, summaries)
+    if measures:
+        lines += ["Validation measures of the last epoch:", ""] + _md_table(measures) + [""]
     lines += [f"![{file}]({file})" for file in plots]
     path = dest / "comparison.md"
     path.write_text("\n".join(lines) + "\n")

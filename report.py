@@ -21,6 +21,26 @@ KEY_CONFIG = ("learning_rate", "batch_size", "num_epochs", "weight_decay", "drop
               "image_loss_weight", "caption_loss_weight", "alignment_loss_weight")
 
 
+VAL_MEASURES = {  # logged once per epoch by evaluation.evaluate_split; name -> what it measures
+    "i2t_r1": "image→text: share of images whose true caption ranks 1st",
+    "i2t_r5": "image→text: … in the top 5",
+    "i2t_r10": "image→text: … in the top 10",
+    "i2t_median_rank": "image→text: median rank of the true caption (1 = best)",
+    "t2i_r1": "text→image: share of captions whose image ranks 1st",
+    "t2i_r5": "text→image: … in the top 5",
+    "t2i_r10": "text→image: … in the top 10",
+    "t2i_median_rank": "text→image: median rank of the true image (1 = best)",
+    "bleu4": "generated vs true caption: BLEU-4 (0–1)",
+    "cider_d": "generated vs true caption: CIDEr-D (0–10)",
+    "psnr": "reconstruction: peak signal-to-noise ratio (dB, higher is better)",
+    "ssim": "reconstruction: structural similarity (0–1)",
+    "grounded_object": "captions naming the main object correctly (share)",
+    "grounded_count": "captions giving its count correctly (share)",
+    "grounded_position": "captions giving its position correctly (share)",
+    "grounded_technique": "captions naming the print technique correctly (share)",
+}
+
+
 def fmt_duration(seconds) -> str:
     if not finite(seconds):
         return "—"
@@ -326,7 +346,17 @@ def summary_paragraph(facts):
     return " ".join(sentences)
 
 
-def report_markdown(facts, verdicts, monitor, plots):
+def measures_by_epoch(rows):
+    """The validation measures of every epoch (evaluation.py; only those the run logged) -> a table, or []."""
+    names = [m for m in VAL_MEASURES if any(finite(row.get(f"val/{m}")) for row in rows)]
+    epochs = [row for row in rows if finite(row.get("val/epoch")) and any(finite(row.get(f"val/{m}")) for m in names)]
+    if not epochs:
+        return []
+    return [["epoch", *names]] + [[fmt(row["val/epoch"]), *[fmt(row.get(f"val/{m}"), 3) for m in names]]
+                                  for row in epochs]
+
+
+def report_markdown(facts, verdicts, monitor, plots, measures=()):
     train, val = facts["final_train"], facts["final_val"]
     lines = [f"# Run report: {facts['run']}", "",
              f"**Status:** {facts['status']} · **Best val loss:** {fmt(facts['best_val_loss'])}"
@@ -343,6 +373,10 @@ def report_markdown(facts, verdicts, monitor, plots):
     key_config = [f"{k}={fmt_config(facts['config'][k])}" for k in KEY_CONFIG if k in facts["config"]]
     if key_config:
         lines += ["Configuration: " + ", ".join(key_config) + " (all fields in summary.json).", ""]
+    if measures:
+        lines += ["## What the model learned", "",
+                  "The validation measures of every epoch (their meaning: WANDB_GUIDE.md, Evaluation measures).", ""]
+        lines += _md_table(measures) + [""]
     lines += ["## Analyses", ""]
     lines += _md_table([["analysis", "verdict", "summary"]] +
                        [[ANALYSES[a], v.status, v.summary] for a, v in verdicts.items()]) + [""]
@@ -410,7 +444,8 @@ def write_report(out_dir, rows, monitor=None, info=None, samples=()) -> dict[str
     if attempt("summary.json", _write_text, out / "summary.json",
                lambda: json.dumps(json_safe(summary_json(facts, info, verdicts, monitor)), indent=2)):
         paths["summary"] = out / "summary.json"
-    if attempt("report.md", _write_text, out / "report.md", lambda: report_markdown(facts, verdicts, monitor, plots)):
+    if attempt("report.md", _write_text, out / "report.md",
+               lambda: report_markdown(facts, verdicts, monitor, plots, measures_by_epoch(rows))):
         paths["report"] = out / "report.md"
     from report_html import render_report_html, write_html  # here, not at the top: report_html imports this module
     if attempt("report.html", lambda: write_html(out / "report.html", render_report_html(

@@ -20,28 +20,10 @@ from pathlib import Path
 from string import Template
 
 from health.core import ANALYSES, STATUS_BY_SEVERITY, fmt, fmt_config
-from report import KEY_CONFIG, PLOTS, fmt_duration, summary_paragraph
+from report import KEY_CONFIG, PLOTS, VAL_MEASURES, fmt_duration, summary_paragraph
 
 CORE_METRICS = ("loss_total", "loss_image", "loss_caption", "loss_alignment", "caption_accuracy",
                 "caption_perplexity", "image_mse", "latent_std")
-VAL_MEASURES = {  # logged once per epoch by evaluation.evaluate_split; name -> what it measures
-    "i2t_r1": "image→text: share of images whose true caption ranks 1st",
-    "i2t_r5": "image→text: … in the top 5",
-    "i2t_r10": "image→text: … in the top 10",
-    "i2t_median_rank": "image→text: median rank of the true caption (1 = best)",
-    "t2i_r1": "text→image: share of captions whose image ranks 1st",
-    "t2i_r5": "text→image: … in the top 5",
-    "t2i_r10": "text→image: … in the top 10",
-    "t2i_median_rank": "text→image: median rank of the true image (1 = best)",
-    "bleu4": "generated vs true caption: BLEU-4 (0–1)",
-    "cider_d": "generated vs true caption: CIDEr-D (0–10)",
-    "psnr": "reconstruction: peak signal-to-noise ratio (dB, higher is better)",
-    "ssim": "reconstruction: structural similarity (0–1)",
-    "grounded_object": "captions naming the main object correctly (share)",
-    "grounded_count": "captions giving its count correctly (share)",
-    "grounded_position": "captions giving its position correctly (share)",
-    "grounded_technique": "captions naming the print technique correctly (share)",
-}
 
 PAGE = Template("""<!DOCTYPE html>
 <html lang="en">
@@ -276,11 +258,15 @@ def render_report_html(facts, verdicts, findings, plots, samples=()) -> str:
 def render_comparison_html(labels, summaries, fields, plots) -> str:
     """compare_runs' page: what differs between the runs and how each did, the best run, the overlay plots.
     labels, summaries, fields: as in analysis.comparison_table; plots {name: png path}."""
-    from analysis import best_run_line, comparison_table  # here, not at the top: analysis.py imports this module
+    from analysis import best_run_line, comparison_table, measures_table  # here: analysis.py imports this module
     best = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", esc(best_run_line(labels, summaries, fields)))  # markdown bold
     differ = esc(", ".join(fields)) if fields else "none"
     body = [f"<h1>Comparison of {len(labels)} runs</h1>", f"<p>{best}</p>", table(comparison_table(labels, summaries, fields)),
-            f'<p class="muted">Config fields that differ: {differ}.</p>', "<h2>Plots</h2>", figures(plots)]
+            f'<p class="muted">Config fields that differ: {differ}.</p>']
+    measures = measures_table(labels, summaries)
+    if measures:
+        body += ["<h2>Validation measures (last epoch)</h2>", table(measures)]
+    body += ["<h2>Plots</h2>", figures(plots)]
     return PAGE.substitute(title=esc(f"Comparison of {len(labels)} runs"), body="\n".join(body))
 
 

@@ -197,3 +197,35 @@ def test_sweep_yaml_runs_train_wandb_quick_and_sweeps_only_real_fields_with_vali
         assert all(isinstance(v, kind) and not isinstance(v, bool) for v in values), name
     assert params["learning_rate"] == {"distribution": "log_uniform_values", "min": 1e-4, "max": 3e-3}
     assert params["batch_size"]["values"] == [16, 32, 64] and params["latent_dim"]["values"] == [512, 1024]
+
+
+# -- the validation measures in report.md and in the comparison ----------------------------------------------
+
+
+def rows_with_measures():
+    """history() plus two evaluation measures at each epoch: i2t_r1 = epoch / 100, grounded_technique = epoch / 10."""
+    rows = history()
+    for row in val_rows(rows):
+        row["val/i2t_r1"], row["val/grounded_technique"] = row["val/epoch"] / 100, row["val/epoch"] / 10
+    return rows
+
+
+def test_report_md_tables_the_measures_of_every_epoch(tmp_path, reported):
+    write_report(tmp_path / "m", rows_with_measures(), None, {**INFO, "config": RUN_CONFIG})
+    report = (tmp_path / "m" / "report.md").read_text()
+    assert "## What the model learned" in report
+    lines = report.splitlines()
+    header = lines.index("| epoch | i2t_r1 | grounded_technique |")
+    assert lines[header + 2] == "| 1 | 0.01 | 0.1 |"
+    assert lines[header + 1 + EPOCHS] == f"| {EPOCHS} | {EPOCHS / 100:g} | {EPOCHS / 10:g} |"
+    assert "## What the model learned" not in (reported / "run_a" / "report.md").read_text()  # none logged
+
+
+def test_compare_tables_the_last_epochs_measures_and_marks_a_run_without_them(tmp_path, reported):
+    write_report(tmp_path / "m", rows_with_measures(), None, {**INFO, "config": RUN_CONFIG})
+    dest = tmp_path / "cmp"
+    compare_runs([tmp_path / "m", reported / "run_a"], dest)
+    text = (dest / "comparison.md").read_text()
+    assert "| run | i2t_r1 | grounded_technique |" in text
+    assert f"| m | {EPOCHS / 100:g} | {EPOCHS / 10:g} |" in text and "| run_a | — | — |" in text
+    assert "Validation measures (last epoch)" in (dest / "comparison.html").read_text()
