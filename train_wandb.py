@@ -874,8 +874,9 @@ class Validator:
         """One pass over the whole validation split -> the model metrics as in training (weighted by batch size,
         so every item counts once; batches of batch_size, as in training, so the contrastive loss sees as many
         negatives) and the measures of evaluation.py (retrieval both ways, BLEU-4 and CIDEr-D of greedy captions,
-        PSNR/SSIM, and grounded caption accuracy where the data has ground truth). Every rank holds the whole
-        split: no collective."""
+        PSNR/SSIM, and grounded caption accuracy where the data has ground truth). Under torchrun every rank
+        evaluates the whole split, in the same batches, so the one collective (MetricWindow's all-reduce of the
+        loss metrics) sees equal work everywhere and cannot wait on a rank with an empty shard."""
         window = MetricWindow()
 
         def add(out, images):
