@@ -160,9 +160,9 @@ def grounded_accuracy(captions, truths, matcher=None):
     position, and the print's technique.
 
     truths: one dict per caption (the generator's `truth` field in metadata.jsonl) or None where the item
-    has none; only items with a truth count. matcher(caption, truth) -> {key: bool}, the same keys for every
-    caption; by default data.engravings.grounded_match. -> {"grounded_<key>": share}, or {} when no item has a
-    truth.
+    has none; only items with a truth count. matcher(caption, truth) -> {key: bool}, by default
+    data.engravings.grounded_match; a key it leaves out (its truth does not say) is not counted for that item.
+    -> {"grounded_<key>": share over the items judged on that key}, or {} when no item has a truth.
     """
     pairs = [(c, t) for c, t in zip(captions, truths) if t is not None]
     if not pairs:
@@ -174,7 +174,9 @@ def grounded_accuracy(captions, truths, matcher=None):
             warnings.warn("data.engravings has no grounded_match: grounded accuracy not measured")
             return {}
     matches = [matcher(c, t) for c, t in pairs]
-    return {f"grounded_{key}": sum(bool(m[key]) for m in matches) / len(matches) for key in matches[0]}
+    keys = dict.fromkeys(key for m in matches for key in m)  # every key judged anywhere, in first-seen order
+    judged = {key: [bool(m[key]) for m in matches if key in m] for key in keys}
+    return {f"grounded_{key}": sum(hits) / len(hits) for key, hits in judged.items()}
 
 
 # ----------------------------------------------------------------------------

@@ -175,8 +175,15 @@ def test_grounded_match_never_raises_on_garbled_captions(caption):
 
 
 def test_grounded_match_tolerates_a_bad_truth():
-    assert grounded_match("two towers on the left", {}) == {"object": False, "count": False, "position": False,
-                                                            "technique": False}
+    assert grounded_match("two towers on the left", {}) == {"object": False, "count": False, "position": False}
+    assert grounded_match("two towers on the left", None) == {"object": False, "count": False, "position": False}
+
+
+def test_grounded_match_leaves_the_technique_out_when_the_truth_has_none():
+    truth = _truth()
+    del truth["technique"]
+    assert grounded_match("Etching of two towers on the left.", truth) == {"object": True, "count": True,
+                                                                          "position": True}
 
 
 def test_kind_names_are_unambiguous():

@@ -143,6 +143,14 @@ def test_grounded_accuracy_averages_over_items_with_a_truth():
     assert result == pytest.approx({"grounded_object": 2 / 3, "grounded_count": 2 / 3, "grounded_position": 2 / 3})
 
 
+def test_grounded_accuracy_counts_a_key_only_where_the_matcher_judged_it():
+    def matcher(caption, truth):
+        return {"object": caption == truth["object"], **({"technique": True} if "technique" in truth else {})}
+    result = grounded_accuracy(["ship", "tree", "mill"], [{"object": "ship", "technique": "woodcut"},
+                                                          {"object": "oak"}, {"object": "mill"}], matcher=matcher)
+    assert result == pytest.approx({"grounded_object": 2 / 3, "grounded_technique": 1.0})
+
+
 def test_grounded_accuracy_is_empty_without_truths():
     assert grounded_accuracy(["a ship"], [None], matcher=stub_matcher) == {}
 
