@@ -869,41 +869,42 @@ class Validator:
     def __init__(self, model, forward, val_loader, tokenizer, autocast, weights, truths=None):
         self.model, self.forward, self.val_loader, self.tokenizer = model, forward, val_loader, tokenizer
         self.autocast, self.weights, self.truths = autocast, weights, truths
+        self.shown = None  # what visuals() shows, kept by evaluate()
 
-    def evaluate(self, generate_batch_size=256):
+    def evaluate(self, generate_batch_size=256, shown=8):
         """One pass over the whole validation split -> the model metrics as in training (weighted by batch size,
         so every item counts once; batches of batch_size, as in training, so the contrastive loss sees as many
         negatives) and the measures of evaluation.py (retrieval both ways, BLEU-4 and CIDEr-D of greedy captions,
         PSNR/SSIM, and grounded caption accuracy where the data has ground truth). Under torchrun every rank
         evaluates the whole split, in the same batches, so the one collective (MetricWindow's all-reduce of the
-        loss metrics) sees equal work everywhere and cannot wait on a rank with an empty shard."""
-        window = MetricWindow()
+        loss metrics) sees equal work everywhere and cannot wait on a rank with an empty shard.
+
+        The first batch's images, reconstructions and latents and the first `shown` greedy captions are kept
+        for visuals(), which then needs no pass of its own."""
+        window, first = MetricWindow(), {}
 
         def add(out, images):
+            if not first:
+                first.update(images=images[:shown], recon=out["recon"][:shown], z=out["z"])
             window.add(model_metrics(out, images, self.tokenizer.PAD, self.weights), weight=images.shape[0])
 
-        measures = evaluate_split(self.model, self.val_loader.images, self.val_loader.tokens, self.tokenizer,
-                                  self.truths, batch_size=self.val_loader.batch_size, autocast=self.autocast,
-                                  forward=self.forward, on_batch=add, generate_batch_size=generate_batch_size)
+        measures, captions = evaluate_split(
+            self.model, self.val_loader.images, self.val_loader.tokens, self.tokenizer, self.truths,
+            batch_size=self.val_loader.batch_size, autocast=self.autocast, forward=self.forward, on_batch=add,
+            generate_batch_size=generate_batch_size, return_captions=True)
+        self.shown = {**first, "generated": captions[:shown], "captions": self.val_loader.tokens[:shown].tolist()}
         return {**window.means(), **measures}
 
-    @torch.no_grad()
-    def visuals(self, shown=8):
+    def visuals(self):
         """-> (grid of validation images over their reconstructions, rows of (image, reconstruction, caption,
-        generated caption), the latents): what the logger shows."""
-        self.model.eval()
-        images_u8, captions = next(iter(self.val_loader))
-        images = images_u8.float() / 255
-        with self.autocast:
-            z = self.model.image_encoder(images)
-            recon = self.model.image_decoder(z).float().clamp(0, 1)
-            generated = self.model.generate_captions(images[:shown], self.tokenizer.BOS, self.tokenizer.EOS)
+        generated caption), the latents of the first batch): what the logger shows, from the last evaluate()."""
+        shown = self.shown
+        images, recon = shown["images"], shown["recon"].float().clamp(0, 1)
         from torchvision.utils import make_grid  # imported here: torchvision adds ~2 s to every start-up
-        grid = make_grid(torch.cat([images[:shown], recon[:shown]]), nrow=min(shown, len(images)))
-        samples = [(to_pil(img), to_pil(rec), self.tokenizer.decode(cap), self.tokenizer.decode(gen))
-                   for img, rec, cap, gen in zip(images[:shown].cpu(), recon[:shown].cpu(), captions[:shown].tolist(),
-                                                 generated.tolist())]
-        return to_pil(grid), samples, z.float().cpu().numpy()
+        grid = make_grid(torch.cat([images, recon]), nrow=len(images))
+        samples = [(to_pil(img), to_pil(rec), self.tokenizer.decode(cap), gen)
+                   for img, rec, cap, gen in zip(images.cpu(), recon.cpu(), shown["captions"], shown["generated"])]
+        return to_pil(grid), samples, shown["z"].float().cpu().numpy()
 
 
 class Trainer:
