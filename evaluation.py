@@ -157,7 +157,7 @@ def reconstruction_quality(recon, images):
 
 def grounded_accuracy(captions, truths, matcher=None):
     """Share of captions that get each grounded key right: by default the image's main object, its count, its
-    position, and the print's technique.
+    position, the print's technique, and the sky with its time of day.
 
     truths: one dict per caption (the generator's `truth` field in metadata.jsonl) or None where the item
     has none; only items with a truth count. matcher(caption, truth) -> {key: bool}, by default

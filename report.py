@@ -38,6 +38,7 @@ VAL_MEASURES = {  # logged once per epoch by evaluation.evaluate_split; name -> 
     "grounded_count": "captions giving its count correctly (share)",
     "grounded_position": "captions giving its position correctly (share)",
     "grounded_technique": "captions naming the print technique correctly (share)",
+    "grounded_sky": "captions naming the sky and time of day correctly (share)",
 }
 
 

@@ -849,11 +849,13 @@ def _lexicon():
     adjectives += ["single-masted", "two-masted", "three-masted", "two-arched", "three-arched", "battlemented",
                    "spired", "turreted", "gabled", "hip-roofed", "banded", "striped"]
     techniques = {" ".join(caption_tokens(p)): t for t, ps in _TECHNIQUE_WORDS.items() for p in ps}
-    return nouns, counts, positions, adjectives, techniques
+    skies = {" ".join(caption_tokens(p)): time_and_sky for time_and_sky, ps in _SKY_WORDS.items() for p in ps}
+    return nouns, counts, positions, adjectives, techniques, skies
 
 
-_NOUNS, _COUNTS, _POSITION_PHRASES, _ADJECTIVES, _TECHNIQUE_PHRASES = _lexicon()
+_NOUNS, _COUNTS, _POSITION_PHRASES, _ADJECTIVES, _TECHNIQUE_PHRASES, _SKY_PHRASES = _lexicon()
 _TECHNIQUE_RE = re.compile(r"(?<!\S)" + _alternation(_TECHNIQUE_PHRASES) + r"(?!\S)")
+_SKY_RE = re.compile(r"(?<!\S)" + _alternation(_SKY_PHRASES) + r"(?!\S)")
 _NOUN_RE = re.compile(r"(?<!\S)" + _alternation(_NOUNS) + r"(?!\S)")
 _COUNT_RE = re.compile(r"(?:^|\s)(" + _alternation(_COUNTS) + r")((?:\s" + _alternation(_ADJECTIVES) + r")*)$")
 _POSITION_RE = re.compile(r"(?<!\S)" + _alternation(_POSITION_PHRASES) + r"(?!\S)")
@@ -883,22 +885,31 @@ def _stated_position(text: str, noun: re.Match, count_start: int) -> Optional[st
     return _POSITION_PHRASES[found[-1].group(0)]
 
 
+def _first_phrase(pattern: re.Pattern, meanings: dict, text: str):
+    """What the first phrase of ``pattern`` in ``text`` means, or None when there is none."""
+    m = pattern.search(text)
+    return meanings[m.group(0)] if m else None
+
+
 def grounded_match(caption: str, truth: dict) -> dict:
-    """Does ``caption`` name the main object of ``truth`` (any synonym), with its count and its position, and
-    the print's technique?
+    """Does ``caption`` name the main object of ``truth`` (any synonym), with its count and its position, the
+    print's technique, and the sky with its time of day?
 
     Reads the first mention of the main kind: the count from the words before the noun ("a", "two",
     "a pair of", ...; the noun's number must agree), the position from the phrase next to it
     ("on the left", "in the centre", ...). The technique is that of the first technique phrase
-    ("woodcut", "lithographic print", ...); a truth without a technique gives no "technique" key, so that
-    it is not counted as wrong. Never raises: a garbled caption gives False.
+    ("woodcut", "lithographic print", ...), the sky that of the first sky phrase ("at dusk", "beneath a
+    sickle moon", "by day", ...: each names a time of day and what stands in the sky). A truth without a
+    technique (or a time of day) gives no "technique" (or "sky") key, so that it is not counted as wrong.
+    Never raises: a garbled caption gives False.
     """
     result = {"object": False, "count": False, "position": False}
     try:
         text = " ".join(caption_tokens(caption))
         if "technique" in truth:
-            technique = _TECHNIQUE_RE.search(text)
-            result["technique"] = bool(technique) and _TECHNIQUE_PHRASES[technique.group(0)] == truth["technique"]
+            result["technique"] = _first_phrase(_TECHNIQUE_RE, _TECHNIQUE_PHRASES, text) == truth["technique"]
+        if "time" in truth:
+            result["sky"] = _first_phrase(_SKY_RE, _SKY_PHRASES, text) == (truth["time"], truth.get("sky"))
         main = truth["main"]
         noun = next((m for m in _NOUN_RE.finditer(text) if _NOUNS[m.group(0)][0] == main["kind"]), None)
         if noun is None:

@@ -30,6 +30,10 @@ def _truth(kind="tower", count=2, position="left", technique="etching"):
     return {"main": main, "objects": [main], "technique": technique}
 
 
+def _sky_truth(time, sky):
+    return {**_truth(), "time": time, "sky": sky}
+
+
 # --- vocabulary and form -------------------------------------------------------
 
 
@@ -118,7 +122,8 @@ def test_grounded_match_accepts_every_own_caption():
     for i in range(500):
         scene = make_scene(i)
         result = grounded_match(caption_for(scene), truth_for(scene))
-        assert result == {"object": True, "count": True, "position": True, "technique": True}, (i, caption_for(scene))
+        assert result == {"object": True, "count": True, "position": True, "technique": True, "sky": True}, (
+            i, caption_for(scene))
 
 
 @pytest.mark.parametrize("caption", [
@@ -177,6 +182,28 @@ def test_grounded_match_never_raises_on_garbled_captions(caption):
 def test_grounded_match_tolerates_a_bad_truth():
     assert grounded_match("two towers on the left", {}) == {"object": False, "count": False, "position": False}
     assert grounded_match("two towers on the left", None) == {"object": False, "count": False, "position": False}
+
+
+@pytest.mark.parametrize("caption, time, sky", [
+    ("Etching of two towers on the left, at sunset.", "dusk", "sun"),
+    ("Etching of two towers on the left, at break of day.", "dawn", "sun"),
+    ("Two towers on the left beneath a sickle moon. Etching.", "night", "crescent moon"),
+    ("Two towers on the left on a moonless, starry night. Etching.", "night", "stars"),
+    ("Two towers on the left, by day, in the mist. Etching.", "day", None),
+    ("Two towers on the left, with clouds overhead, then at sunset.", "day", "clouds"),  # the first phrase counts
+])
+def test_grounded_match_reads_the_sky_and_time_of_day(caption, time, sky):
+    assert grounded_match(caption, _sky_truth(time, sky))["sky"] is True
+    assert grounded_match(caption, _sky_truth("night" if time != "night" else "day", sky))["sky"] is False
+    assert grounded_match(caption, _sky_truth(time, "stars" if sky != "stars" else "full moon"))["sky"] is False
+
+
+def test_grounded_match_without_a_sky_phrase_gets_it_wrong():
+    assert grounded_match("Etching of two towers on the left.", _sky_truth("day", None))["sky"] is False
+
+
+def test_grounded_match_leaves_the_sky_out_when_the_truth_has_no_time():
+    assert "sky" not in grounded_match("Etching of two towers on the left, at dawn.", _truth())
 
 
 def test_grounded_match_leaves_the_technique_out_when_the_truth_has_none():
