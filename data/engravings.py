@@ -900,15 +900,15 @@ def grounded_match(caption: str, truth: dict) -> dict:
     ("on the left", "in the centre", ...). The technique is that of the first technique phrase
     ("woodcut", "lithographic print", ...), the sky that of the first sky phrase ("at dusk", "beneath a
     sickle moon", "by day", ...: each names a time of day and what stands in the sky). A truth without a
-    technique (or a time of day) gives no "technique" (or "sky") key, so that it is not counted as wrong.
-    Never raises: a garbled caption gives False.
+    technique (or a time of day), or with None for it, gives no "technique" (or "sky") key, so that it is
+    not counted as wrong. Never raises: a garbled caption gives False.
     """
     result = {"object": False, "count": False, "position": False}
     try:
         text = " ".join(caption_tokens(caption))
-        if "technique" in truth:
+        if truth.get("technique") is not None:
             result["technique"] = _first_phrase(_TECHNIQUE_RE, _TECHNIQUE_PHRASES, text) == truth["technique"]
-        if "time" in truth:
+        if truth.get("time") is not None:
             result["sky"] = _first_phrase(_SKY_RE, _SKY_PHRASES, text) == (truth["time"], truth.get("sky"))
         main = truth["main"]
         noun = next((m for m in _NOUN_RE.finditer(text) if _NOUNS[m.group(0)][0] == main["kind"]), None)

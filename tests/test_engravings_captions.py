@@ -204,6 +204,8 @@ def test_grounded_match_without_a_sky_phrase_gets_it_wrong():
 
 def test_grounded_match_leaves_the_sky_out_when_the_truth_has_no_time():
     assert "sky" not in grounded_match("Etching of two towers on the left, at dawn.", _truth())
+    assert "sky" not in grounded_match("Etching of two towers on the left.", _sky_truth(None, None))
+    assert "technique" not in grounded_match("Two towers on the left.", _truth(technique=None))
 
 
 def test_grounded_match_leaves_the_technique_out_when_the_truth_has_none():
