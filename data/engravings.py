@@ -835,30 +835,34 @@ def _alternation(phrases) -> str:
     return "(?:" + "|".join(re.escape(p) for p in tokenized) + ")"
 
 
+def _meanings(table: dict) -> dict:
+    """{meaning: phrases} -> {tokenized phrase: meaning}: what each phrase of a caption table says."""
+    return {" ".join(caption_tokens(p)): meaning for meaning, phrases in table.items() for p in phrases}
+
+
+def _phrase_re(phrases) -> re.Pattern:
+    """Regex finding any of ``phrases`` (tokenized) as whole tokens in a tokenized caption."""
+    return re.compile(r"(?<!\S)" + _alternation(phrases) + r"(?!\S)")
+
+
 def _lexicon():
     nouns = {}
     for kind, names in KIND_NAMES.items():
         for singular, plural in names:
             nouns[" ".join(caption_tokens(singular))] = (kind, False)
             nouns[" ".join(caption_tokens(plural))] = (kind, True)
-    counts = {" ".join(caption_tokens(p)): n for n, ps in _COUNT_WORDS.items() for p in ps}
-    counts["an"] = 1
-    positions = {" ".join(caption_tokens(p)): pos for pos, ps in _POSITION_WORDS.items() for p in ps}
+    counts = {**_meanings(_COUNT_WORDS), "an": 1}
     adjectives = [w for ws in (*_SIZE_WORDS.values(), *_TALL_SIZE_WORDS.values(), *_MATERIAL_WORDS.values(),
                                *_STATE_WORDS.values(), *_EPITHETS.values()) for w in ws]
     adjectives += ["single-masted", "two-masted", "three-masted", "two-arched", "three-arched", "battlemented",
                    "spired", "turreted", "gabled", "hip-roofed", "banded", "striped"]
-    techniques = {" ".join(caption_tokens(p)): t for t, ps in _TECHNIQUE_WORDS.items() for p in ps}
-    skies = {" ".join(caption_tokens(p)): time_and_sky for time_and_sky, ps in _SKY_WORDS.items() for p in ps}
-    return nouns, counts, positions, adjectives, techniques, skies
+    return nouns, counts, _meanings(_POSITION_WORDS), adjectives, _meanings(_TECHNIQUE_WORDS), _meanings(_SKY_WORDS)
 
 
 _NOUNS, _COUNTS, _POSITION_PHRASES, _ADJECTIVES, _TECHNIQUE_PHRASES, _SKY_PHRASES = _lexicon()
-_TECHNIQUE_RE = re.compile(r"(?<!\S)" + _alternation(_TECHNIQUE_PHRASES) + r"(?!\S)")
-_SKY_RE = re.compile(r"(?<!\S)" + _alternation(_SKY_PHRASES) + r"(?!\S)")
-_NOUN_RE = re.compile(r"(?<!\S)" + _alternation(_NOUNS) + r"(?!\S)")
+_NOUN_RE, _POSITION_RE, _TECHNIQUE_RE, _SKY_RE = map(_phrase_re, (_NOUNS, _POSITION_PHRASES, _TECHNIQUE_PHRASES,
+                                                                _SKY_PHRASES))
 _COUNT_RE = re.compile(r"(?:^|\s)(" + _alternation(_COUNTS) + r")((?:\s" + _alternation(_ADJECTIVES) + r")*)$")
-_POSITION_RE = re.compile(r"(?<!\S)" + _alternation(_POSITION_PHRASES) + r"(?!\S)")
 _BOUNDARY_RE = re.compile(r"[,;:.()]")
 _SENTENCE_RE = re.compile(r"[;:.()]")
 
