@@ -90,13 +90,21 @@ def comparison_table(labels, summaries, fields):
 
 
 def measures_table(labels, summaries):
-    """The validation measures of each run's last epoch (those any run logged) -> a table, or []."""
+    """The validation measures of each run's last epoch (those any run logged) -> a table, or [].
+
+    Below them the baseline (what each measure gives for a model that learned nothing): one row when every run
+    that logged one has the same, else one row per run."""
     finals = [s.get("final_val") or {} for s in summaries]
     names = [m for m in VAL_MEASURES if any(finite(val.get(m)) for val in finals)]
     if not names:
         return []
+    baselines = [(label, s["baseline"]) for label, s in zip(labels, summaries) if s.get("baseline")]
+    if len({json.dumps(b, sort_keys=True) for _, b in baselines}) == 1:
+        baselines = [("", baselines[0][1])]
+    rows = [(label, val) for label, val in zip(labels, finals)]
+    rows += [(f"baseline{' of ' + label if label else ''}", b) for label, b in baselines]
     return [["run", *names]] + [[label, *[fmt(val.get(m), 3) if finite(val.get(m)) else "—" for m in names]]
-                                for label, val in zip(labels, finals)]
+                                for label, val in rows]
 
 
 def best_run_line(labels, summaries, fields):

@@ -1,11 +1,13 @@
-"""The measures the field reports for an image-caption model, each defined once, and one entry point.
+"""The measures the field reports for an image-caption model, each defined once, and their baselines.
 
-    from evaluation import evaluate_split
+    from evaluation import evaluate_split, baseline_split
     metrics = evaluate_split(model, images_u8, tokens, tokenizer)   # every measure over a whole split
+    baseline = baseline_split(images_u8, tokens, tokenizer)         # the same measures, learning nothing
 
 Retrieval in both directions (R@1/5/10, median rank; open_clip's definitions), caption quality
 (BLEU-4, CIDEr-D), reconstruction quality (PSNR, SSIM) and, where the generator stored a ground
-truth per image, grounded caption accuracy. train_wandb.py and sample.py both call evaluate_split.
+truth per image, grounded caption accuracy. train_wandb.py and sample.py both call evaluate_split, and
+baseline_split for the level at which each measure says that nothing was learned.
 """
 
 import contextlib
@@ -217,12 +219,61 @@ def evaluate_split(model, images_u8, tokens, tokenizer, truths=None, batch_size=
                                                          tokenizer.EOS))
     model.train(was_training)
 
-    metrics = retrieval_metrics(image_emb, torch.cat(text_emb), tokens)
-    metrics["psnr"] = torch.cat(psnr).mean().item()
-    metrics["ssim"] = torch.cat(ssim).mean().item()
     captions = [tokenizer.decode(ids) for batch in generated for ids in batch.tolist()]  # a host sync, once
+    metrics = split_measures(image_emb, torch.cat(text_emb), tokens, torch.cat(psnr), torch.cat(ssim), captions,
+                             tokenizer, truths)
+    return (metrics, captions) if return_captions else metrics
+
+
+def split_measures(image_emb, text_emb, tokens, psnr, ssim, captions, tokenizer, truths=None):
+    """The measures from a split's outputs: latents (N, D) of the images and of their captions, caption ids
+    (N, T), per-image PSNR and SSIM (N,), one generated caption (a string) per image. -> {name: float}"""
+    metrics = retrieval_metrics(image_emb, text_emb, tokens)
+    metrics["psnr"] = psnr.mean().item()
+    metrics["ssim"] = ssim.mean().item()
     references = [tokenizer.decode(ids) for ids in tokens.tolist()]
     metrics.update(caption_quality(captions, references))
     if truths is not None:
         metrics.update(grounded_accuracy(captions, truths))
-    return (metrics, captions) if return_captions else metrics
+    return metrics
+
+
+def mean_image(images_u8, batch_size=1024):
+    """The pixel-wise mean (C, H, W) in [0, 1] of images_u8 (N, C, H, W) uint8, summed in batches of batch_size
+    so that no float copy of the whole split is made."""
+    total = sum(images_u8[i:i + batch_size].double().sum(dim=0) for i in range(0, len(images_u8), batch_size))
+    return (total / (255 * len(images_u8))).float()
+
+
+@torch.no_grad()
+def baseline_split(images_u8, tokens, tokenizer, truths=None, reference_image=None, latent_dim=128, seed=0):
+    """What every measure of evaluate_split gives on this split for a model that learned nothing about the
+    individual images: the level each measure is read against (a measure at its baseline learned nothing).
+
+    - retrieval: random latents (seeded), the same for the images and the captions: chance, with this split's
+      shared captions counted as hits, as in evaluate_split;
+    - reconstructions: every image reconstructed as reference_image (C, H, W) in [0, 1]; the training split's
+      mean image is what a decoder that ignores its latent learns (default: this split's own mean);
+    - captions: each image is given the true caption of another item of the split (the items shifted by a
+      seeded offset, so none keeps its own): fluent catalogue text about some other image. BLEU-4, CIDEr-D and
+      grounded accuracy of those captions; left out on a split of one item, which has no other caption.
+    -> {name: float}, the names of evaluate_split.
+    """
+    n = len(images_u8)
+    generator = torch.Generator().manual_seed(seed)
+    image_emb, text_emb = torch.randn(2, n, latent_dim, generator=generator)
+    if reference_image is None:
+        reference_image = mean_image(images_u8)
+    psnr, ssim = [], []
+    for i in range(0, n, 256):
+        images = images_u8[i:i + 256].float() / 255
+        quality = reconstruction_quality(reference_image.to(images.device).expand_as(images), images)
+        psnr.append(quality["psnr"].cpu())
+        ssim.append(quality["ssim"].cpu())
+    tokens = tokens.cpu()
+    if n < 2:
+        metrics = retrieval_metrics(image_emb, text_emb, tokens)
+        return {**metrics, "psnr": torch.cat(psnr).mean().item(), "ssim": torch.cat(ssim).mean().item()}
+    offset = int(torch.randint(1, n, (1,), generator=generator))
+    others = [tokenizer.decode(ids) for ids in tokens.roll(offset, dims=0).tolist()]  # item i gets item i - offset's
+    return split_measures(image_emb, text_emb, tokens, torch.cat(psnr), torch.cat(ssim), others, tokenizer, truths)

@@ -133,7 +133,7 @@ class RunLogger:
         self.last_samples = []  # the latest caption samples, for report.html
         self.history = []  # every logged row, for report.md and metrics.csv (and the checkpoint)
         run.define_metric("global_step")
-        for prefix in ("train", "val", "perf"):
+        for prefix in ("train", "val", "baseline", "perf"):
             run.define_metric(f"{prefix}/*", step_metric="global_step")
         run.define_metric("val/loss_total", summary="min")
 

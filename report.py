@@ -310,6 +310,7 @@ def run_facts(out_dir, rows, info):
         "wandb_run": info.get("wandb_url") or info.get("wandb_run") or info.get("run_dir"),
         "final_train": last_metrics(rows, "train"),
         "final_val": last_metrics(rows, "val"),
+        "baseline": last_metrics(rows, "baseline"),
         "config": config,
     }
 
@@ -348,13 +349,18 @@ def summary_paragraph(facts):
 
 
 def measures_by_epoch(rows):
-    """The validation measures of every epoch (evaluation.py; only those the run logged) -> a table, or []."""
+    """The validation measures of every epoch (evaluation.py; only those the run logged) -> a table, or [].
+
+    Its first row is the baseline (baseline/*: what each measure gives for a model that learned nothing about
+    the individual images), where the run logged one."""
     names = [m for m in VAL_MEASURES if any(finite(row.get(f"val/{m}")) for row in rows)]
     epochs = [row for row in rows if finite(row.get("val/epoch")) and any(finite(row.get(f"val/{m}")) for m in names)]
     if not epochs:
         return []
-    return [["epoch", *names]] + [[fmt(row["val/epoch"]), *[fmt(row.get(f"val/{m}"), 3) for m in names]]
-                                  for row in epochs]
+    baseline = last_metrics(rows, "baseline")
+    first = [["baseline", *[fmt(baseline.get(m), 3) for m in names]]] if baseline else []
+    return [["epoch", *names]] + first + [[fmt(row["val/epoch"]), *[fmt(row.get(f"val/{m}"), 3) for m in names]]
+                                          for row in epochs]
 
 
 def report_markdown(facts, verdicts, monitor, plots, measures=()):
@@ -410,7 +416,7 @@ def report_markdown(facts, verdicts, monitor, plots, measures=()):
 def summary_json(facts, info, verdicts, monitor):
     return {
         **{k: facts[k] for k in ("run", "status", "device", "training_time_s", "best_val_loss", "best_epoch",
-                                 "steps", "epochs", "wandb_run", "final_train", "final_val", "config")},
+                                 "steps", "epochs", "wandb_run", "final_train", "final_val", "baseline", "config")},
         "info": {k: v for k, v in info.items() if k != "config"},
         "verdicts": {a: {"status": v.status, "summary": v.summary, "rule": v.rule} for a, v in verdicts.items()},
         "findings": [asdict(f) for f in monitor.findings],

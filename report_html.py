@@ -163,8 +163,10 @@ def metrics_section(facts) -> str:
     core += [[m, fmt(train.get(m)), fmt(val.get(m))] for m in CORE_METRICS if m in train or m in val]
     if len(core) > 1:
         parts.append(table(core))
-    measures = [["measure", "val (last epoch)", "what it measures"]]
-    measures += [[m, fmt(val[m]), meaning] for m, meaning in VAL_MEASURES.items() if m in val]
+    baseline = facts.get("baseline") or {}  # what each measure gives for a model that learned nothing
+    measures = [["measure", "val (last epoch)", *(["baseline"] if baseline else []), "what it measures"]]
+    measures += [[m, fmt(val[m]), *([fmt(baseline.get(m))] if baseline else []), meaning]
+                 for m, meaning in VAL_MEASURES.items() if m in val]
     if len(measures) > 1:
         parts += ["<h4>Validation measures</h4>", table(measures)]
     config = facts.get("config") or {}

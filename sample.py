@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from evaluation import evaluate_split, missing_packages
+from evaluation import baseline_split, evaluate_split, missing_packages
 from model_architecture_large import ModelConfig, MultimodalModel
 from train_wandb import (IMAGE_EXTENSIONS, CaptionTokenizer, ConfigError, DataError, find_items, format_warning,
                          load_image, read_truths, resolve_device)
@@ -290,14 +290,18 @@ def evaluate(model, tokenizer, args, device):
     images_u8, kept = load_images([path for path, _ in items], model.cfg.image_size)
     caption_of = dict(items)
     tokens = torch.tensor([tokenizer.encode(caption_of[path], model.cfg.max_caption_len)[0] for path in kept])
-    metrics = evaluate_split(model, images_u8.to(device), tokens.to(device), tokenizer,
-                             truths=[truths.get(Path(path).resolve()) for path in kept], batch_size=args.batch_size)
+    truths = [truths.get(Path(path).resolve()) for path in kept]
+    images_u8, tokens = images_u8.to(device), tokens.to(device)
+    metrics = evaluate_split(model, images_u8, tokens, tokenizer, truths=truths, batch_size=args.batch_size)
+    # what each measure gives for a model that learned nothing (the folder's own mean image as every reconstruction)
+    baseline = baseline_split(images_u8, tokens, tokenizer, truths, latent_dim=model.cfg.latent_dim)
     print(f"{args.checkpoint} on {args.evaluate}: {len(kept)} items")
+    print(f"  {'measure':<20} {'value':>9} {'baseline':>9}")
     for name, value in metrics.items():
-        print(f"  {name:<20} {value:.4f}")
+        print(f"  {name:<20} {value:>9.4f} {baseline[name]:>9.4f}" if name in baseline else f"  {name:<20} {value:>9.4f}")
     out = Path(args.json) if args.json else Path(args.checkpoint).with_suffix(".eval.json")
     result = {"checkpoint": str(args.checkpoint), "data_dir": str(args.evaluate), "num_items": len(kept),
-              "metrics": metrics}
+              "metrics": metrics, "baseline": baseline}
     try:
         out.write_text(json.dumps(result, indent=2) + "\n")
     except OSError as e:

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from analysis import HealthConfig, HealthMonitor, replay
 from checkpoints import (SAME_OPTIMISATION, CheckpointError, Checkpoints, check_model_config, check_resume,
                          load_checkpoint)
-from evaluation import evaluate_split, missing_packages
+from evaluation import baseline_split, evaluate_split, mean_image, missing_packages
 from logger import LoggerError, create_logger
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
 
@@ -866,10 +866,23 @@ class Validator:
     """What is measured on the validation split at each epoch end: the model metrics (as in training), the
     measures of what the model learned (evaluation.py), and the visuals for the logger."""
 
-    def __init__(self, model, forward, val_loader, tokenizer, autocast, weights, truths=None):
+    def __init__(self, model, forward, val_loader, tokenizer, autocast, weights, truths=None, train_images=None):
         self.model, self.forward, self.val_loader, self.tokenizer = model, forward, val_loader, tokenizer
         self.autocast, self.weights, self.truths = autocast, weights, truths
+        self.train_images = train_images  # (N, C, H, W) uint8: their mean image is the reconstruction baseline
         self.shown = None  # what visuals() shows, kept by evaluate()
+        self._baseline = None
+
+    def baseline(self):
+        """The measures of evaluate() for a model that learned nothing about the individual images (evaluation.py's
+        baseline_split: chance retrieval, the training split's mean image as every reconstruction, another
+        item's caption for each image). It does not depend on the model: computed once, then kept."""
+        if self._baseline is None:
+            images, tokens = self.val_loader.images, self.val_loader.tokens
+            reference = mean_image(self.train_images) if self.train_images is not None and len(self.train_images) else None
+            self._baseline = baseline_split(images, tokens, self.tokenizer, self.truths, reference,
+                                            self.model.cfg.latent_dim)
+        return self._baseline
 
     def evaluate(self, generate_batch_size=256, shown=8):
         """One pass over the whole validation split -> the model metrics as in training (weighted by batch size,
@@ -945,7 +958,7 @@ class Trainer:
         self.stop_signal = None  # set by SIGINT / SIGTERM: finish the step, save, report, exit
         self.non_finite = NonFiniteWatch()
         self.validator = Validator(model, self.eval_forward, val_loader, tokenizer, self.autocast, self.weights,
-                                   val_truths)
+                                   val_truths, getattr(train_loader, "images", None))
         self.first_step_s = None  # seconds of this process's first train_step (see record_first_step)
 
     @property
@@ -1074,8 +1087,10 @@ class Trainer:
         """Validation, visuals, the best result, checkpoints, and the epoch's console line."""
         started = time.perf_counter()
         val = self.validator.evaluate(max(self.cfg.batch_size, 256))
-        self.log({"val": {**val, "epoch": float(self.epoch)}, "perf": {"validation_s": time.perf_counter() - started,
-                                                                      "epoch_train_s": started - start}})
+        perf = {"validation_s": time.perf_counter() - started, "epoch_train_s": started - start}
+        # the baseline is constant (computed once, outside validation_s); logged every epoch, so that it is drawn as a
+        # flat line beside each measure and is in the history of a resumed run too
+        self.log({"val": {**val, "epoch": float(self.epoch)}, "baseline": self.validator.baseline(), "perf": perf})
         if self.logger.wants_media:
             self.logger.log_visuals(self.step, *self.validator.visuals())
         is_best = val["loss_total"] < self.best_val_loss

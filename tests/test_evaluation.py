@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from evaluation import (bleu4, caption_quality, cider_d, evaluate_split, grounded_accuracy, reconstruction_quality,
-                        retrieval_metrics)
+from evaluation import (baseline_split, bleu4, caption_quality, cider_d, evaluate_split, grounded_accuracy,
+                        mean_image, reconstruction_quality, retrieval_metrics)
 from model_architecture_large import ModelConfig, MultimodalModel
 from train_wandb import CaptionTokenizer
 
@@ -200,3 +200,58 @@ def test_evaluate_split_is_one_pass_whose_outputs_the_caller_sees():
     with torch.no_grad():
         expected = model(images[:4].float() / 255, tokens[:4])["loss_caption"].item()
     assert seen[0][1] == pytest.approx(expected)
+
+
+# -- the baseline -----------------------------------------------------------------
+
+def test_mean_image_is_the_pixel_mean_whatever_the_batch_size():
+    images = torch.randint(0, 256, (7, 3, 5, 5), dtype=torch.uint8)
+    expected = (images.float() / 255).mean(dim=0)
+    assert torch.allclose(mean_image(images, batch_size=3), expected, atol=1e-6)
+    assert torch.allclose(mean_image(images), expected, atol=1e-6)
+
+
+def test_baseline_reconstructs_every_image_as_the_reference_image():
+    _, tokenizer, images, tokens = tiny_model_and_split()
+    reference = torch.full((3, 16, 16), 0.25)
+    result = baseline_split(images, tokens, tokenizer, reference_image=reference)
+    expected = reconstruction_quality(reference.expand(len(images), -1, -1, -1), images.float() / 255)
+    assert result["psnr"] == pytest.approx(expected["psnr"].mean().item())
+    assert result["ssim"] == pytest.approx(expected["ssim"].mean().item())
+    default = baseline_split(images, tokens, tokenizer)  # the split's own mean image
+    own = reconstruction_quality(mean_image(images).expand(len(images), -1, -1, -1), images.float() / 255)
+    assert default["psnr"] == pytest.approx(own["psnr"].mean().item())
+
+
+def test_baseline_gives_each_image_the_caption_of_another_item():
+    texts = ["a ship on the left .", "two trees on the right ."]
+    tokenizer, _ = CaptionTokenizer.build(texts)
+    tokens = torch.tensor([tokenizer.encode(t, 12)[0] for t in texts])
+    images = torch.zeros(2, 3, 16, 16, dtype=torch.uint8)
+    truths = [{"main": {"kind": "ship", "count": 1, "position": "left"}},
+              {"main": {"kind": "tree", "count": 2, "position": "right"}}]
+    result = baseline_split(images, tokens, tokenizer, truths, latent_dim=8)
+    swapped = caption_quality(texts[::-1], texts)
+    assert result["bleu4"] == pytest.approx(swapped["bleu4"]) and result["cider_d"] == pytest.approx(swapped["cider_d"])
+    assert result["grounded_object"] == 0.0  # neither image gets its own caption...
+    assert grounded_accuracy(texts, truths)["grounded_object"] == 1.0  # ...which would be right for both
+
+
+def test_baseline_retrieval_is_at_chance_and_the_same_for_the_same_seed():
+    n = 400
+    texts = [f"ship number{i}" for i in range(n)]
+    tokenizer, _ = CaptionTokenizer.build(texts)
+    tokens = torch.tensor([tokenizer.encode(t, 6)[0] for t in texts])
+    images = torch.zeros(n, 3, 8, 8, dtype=torch.uint8)
+    result = baseline_split(images, tokens, tokenizer, latent_dim=16, seed=3)
+    for direction in ("i2t", "t2i"):
+        assert result[f"{direction}_r10"] < 0.06  # chance: 10 / 400 = 0.025
+        assert 130 < result[f"{direction}_median_rank"] < 270  # chance: about 200
+    assert baseline_split(images, tokens, tokenizer, latent_dim=16, seed=3) == result
+
+
+def test_baseline_of_a_single_item_has_no_caption_measures():
+    _, tokenizer, images, tokens = tiny_model_and_split(3)
+    result = baseline_split(images[:1], tokens[:1], tokenizer, reference_image=torch.full((3, 16, 16), 0.5))
+    assert result["i2t_r1"] == 1.0 and math.isfinite(result["psnr"])
+    assert "bleu4" not in result and "cider_d" not in result

@@ -31,6 +31,10 @@ VAL_METRICS = [
     "loss_total", "loss_image", "loss_caption", "loss_alignment", "latent_mean", "latent_std", "latent_norm",
     "image_mse", "image_l1", "caption_accuracy", "caption_perplexity", "caption_entropy",
 ]
+# the measures evaluation.baseline_split gives (all of evaluate_split's; the grounded ones from the generator's truth)
+BASELINED = {"i2t_r1", "i2t_r5", "i2t_r10", "i2t_median_rank", "t2i_r1", "t2i_r5", "t2i_r10", "t2i_median_rank",
+             "bleu4", "cider_d", "psnr", "ssim", "grounded_object", "grounded_count", "grounded_position",
+             "grounded_technique", "grounded_sky"}
 TINY = ["--preset=quick", "--image_size=32", "--batch_size=16", "--log_frequency=4", "--mode=offline"]
 
 
@@ -98,6 +102,20 @@ def test_logged_values_obey_their_definitions(tiny_run):
             assert 0 <= m["caption_accuracy"] <= 1 and m["latent_std"] > 0
             if prefix == "train":
                 assert 0 <= m["grad_mean"] <= m["grad_max"] <= m["grad_norm"]
+
+
+def test_the_baseline_is_logged_beside_every_validation_and_heads_the_report_table(tiny_run):
+    _, tmp, rows = tiny_run
+    val_rows = [r for r in rows if "val/loss_total" in r]
+    baselines = [{k: v for k, v in r.items() if k.startswith("baseline/")} for r in val_rows]
+    assert baselines[0] and all(b == baselines[0] for b in baselines)  # constant: it does not depend on the model
+    assert {k.partition("/")[2] for k in baselines[0]} == {k.partition("/")[2] for k in val_rows[0]
+                                                           if k.startswith("val/") and k[4:] in BASELINED}
+    report = (tmp / "out" / "report.md").read_text()
+    table = report.split("## What the model learned")[1].split("## Analyses")[0]
+    first_row = [line for line in table.splitlines() if line.startswith("| ")][1]
+    assert first_row.startswith("| baseline |")
+    assert ">baseline<" in (tmp / "out" / "report.html").read_text()
 
 
 def test_step_axis_is_the_optimizer_step_and_never_goes_back(tiny_run):
