@@ -348,6 +348,29 @@ def summary_paragraph(facts):
     return " ".join(sentences)
 
 
+LOWER_IS_BETTER = ("i2t_median_rank", "t2i_median_rank")  # the other measures are better higher
+
+
+def not_above_baseline(val, baseline):
+    """The measures whose value is no better than their baseline (the model learned nothing they can see), in
+    VAL_MEASURES order; only measures with both values."""
+    return [m for m in VAL_MEASURES if finite(val.get(m)) and finite(baseline.get(m))
+            and (val[m] >= baseline[m] if m in LOWER_IS_BETTER else val[m] <= baseline[m])]
+
+
+def baseline_sentence(facts):
+    """One sentence on the last epoch's measures against their baseline, or None without a baseline."""
+    val, baseline = facts.get("final_val") or {}, facts.get("baseline") or {}
+    judged = [m for m in VAL_MEASURES if finite(val.get(m)) and finite(baseline.get(m))]
+    if not judged:
+        return None
+    behind = not_above_baseline(val, baseline)
+    if not behind:
+        return "At the last epoch every measure is better than its baseline."
+    return (f"At the last epoch {len(behind)} of {len(judged)} measures are no better than their baseline, so the model "
+            f"has learned nothing they can see: {', '.join(behind)}.")
+
+
 def measures_by_epoch(rows):
     """The validation measures of every epoch (evaluation.py; only those the run logged) -> a table, or [].
 
@@ -382,8 +405,14 @@ def report_markdown(facts, verdicts, monitor, plots, measures=()):
         lines += ["Configuration: " + ", ".join(key_config) + " (all fields in summary.json).", ""]
     if measures:
         lines += ["## What the model learned", "",
-                  "The validation measures of every epoch (their meaning: WANDB_GUIDE.md, Evaluation measures).", ""]
+                  "The validation measures of every epoch (their meaning: WANDB_GUIDE.md, Evaluation measures). The "
+                  "baseline row is what each measure gives for a model that learned nothing about the individual "
+                  "images: chance retrieval, the training split's mean image as every reconstruction, and for each "
+                  "image the caption of another.", ""]
         lines += _md_table(measures) + [""]
+        sentence = baseline_sentence(facts)
+        if sentence:
+            lines += [sentence, ""]
     lines += ["## Analyses", ""]
     lines += _md_table([["analysis", "verdict", "summary"]] +
                        [[ANALYSES[a], v.status, v.summary] for a, v in verdicts.items()]) + [""]

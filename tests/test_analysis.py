@@ -229,3 +229,46 @@ def test_compare_tables_the_last_epochs_measures_and_marks_a_run_without_them(tm
     assert "| run | i2t_r1 | grounded_technique |" in text
     assert f"| m | {EPOCHS / 100:g} | {EPOCHS / 10:g} |" in text and "| run_a | — | — |" in text
     assert "Validation measures (last epoch)" in (dest / "comparison.html").read_text()
+
+
+def rows_with_baseline(technique_baseline):
+    """rows_with_measures() plus a constant baseline beside every validation row."""
+    rows = rows_with_measures()
+    for row in val_rows(rows):
+        row["baseline/i2t_r1"], row["baseline/grounded_technique"] = 0.002, technique_baseline
+    return rows
+
+
+def test_report_md_puts_the_baseline_first_and_names_the_measures_not_above_it(tmp_path):
+    last_technique = EPOCHS / 10
+    write_report(tmp_path / "b", rows_with_baseline(last_technique), None, {**INFO, "config": RUN_CONFIG})
+    lines = (tmp_path / "b" / "report.md").read_text().splitlines()
+    header = lines.index("| epoch | i2t_r1 | grounded_technique |")
+    assert lines[header + 2] == f"| baseline | 0.002 | {last_technique:g} |"
+    assert lines[header + 3] == "| 1 | 0.01 | 0.1 |"
+    # equal to its baseline is not better than it
+    assert ("At the last epoch 1 of 2 measures are no better than their baseline, so the model has learned "
+            "nothing they can see: grounded_technique.") in lines
+    write_report(tmp_path / "c", rows_with_baseline(0.0), None, {**INFO, "config": RUN_CONFIG})
+    assert "At the last epoch every measure is better than its baseline." in (tmp_path / "c" / "report.md").read_text()
+    html = (tmp_path / "b" / "report.html").read_text()
+    assert "<th>baseline</th>" in html and "no better than their baseline" in html
+
+
+def test_a_lower_median_rank_is_what_beats_its_baseline():
+    from report import not_above_baseline
+    baseline = {"i2t_median_rank": 250.0, "i2t_r1": 0.002}
+    assert not_above_baseline({"i2t_median_rank": 20.0, "i2t_r1": 0.05}, baseline) == []
+    assert not_above_baseline({"i2t_median_rank": 260.0, "i2t_r1": 0.001}, baseline) == ["i2t_r1", "i2t_median_rank"]
+    assert not_above_baseline({"i2t_r1": 0.05}, {}) == []  # nothing to compare with
+
+
+def test_compare_shows_one_baseline_row_when_the_runs_share_it_and_one_per_run_otherwise(tmp_path):
+    for name, technique in (("x", 0.1), ("y", 0.1), ("z", 0.2)):
+        write_report(tmp_path / name, rows_with_baseline(technique), None, {**INFO, "config": RUN_CONFIG})
+    compare_runs([tmp_path / "x", tmp_path / "y"], tmp_path / "same")
+    same = (tmp_path / "same" / "comparison.md").read_text()
+    assert "| baseline | 0.002 | 0.1 |" in same
+    compare_runs([tmp_path / "x", tmp_path / "z"], tmp_path / "other")
+    other = (tmp_path / "other" / "comparison.md").read_text()
+    assert "| baseline of x | 0.002 | 0.1 |" in other and "| baseline of z | 0.002 | 0.2 |" in other
