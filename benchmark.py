@@ -2,7 +2,7 @@
 
     python benchmark.py --preset=quick                       # the CPU preset (2-core CPU: a few minutes)
     python benchmark.py --preset=quick --rounds=5 --max-rounds=10  # more turns; skip disturbed ones
-    python benchmark.py --device=cuda                        # the default ~82M config on a GPU
+    python benchmark.py --device=cuda                        # the default ~84M config on a GPU
     python benchmark.py --data=bundled --batch_size=128      # the bundled engravings; any --field=value of train_wandb.py
 
 Each round builds four variants with train_wandb's builders (build_model, create_logger, build_trainer), each

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from model_architecture_large import LEGACY_DEFAULTS
+
 
 class CheckpointError(Exception):
     """A checkpoint cannot be used for this run: reported in one line, exit status 2."""
@@ -40,7 +42,8 @@ def load_checkpoint(path):
 
 def check_model_config(state, model_config):
     """A resume must build the same model: raise CheckpointError naming the fields that differ."""
-    changed = [k for k, v in model_config.items() if state["model_config"].get(k) != v]
+    saved = {**LEGACY_DEFAULTS, **state["model_config"]}  # a checkpoint from before a field existed
+    changed = [k for k, v in model_config.items() if saved.get(k) != v]
     if changed:
         raise CheckpointError(f"--resume=True: the checkpoint's model differs in {', '.join(changed)}; "
                               "use the same model fields or another out_dir")

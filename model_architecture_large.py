@@ -5,8 +5,8 @@
     caption -> CaptionEncoder -> caption embedding, pulled towards z by a contrastive loss
 
 Every part is a pre-norm transformer over patches or tokens. The default
-ModelConfig is the ~82M-parameter model the training script uses on a GPU (the seed's 85M within 4%);
-`ModelConfig.small()` is a ~0.8M-parameter version for CPU work and tests.
+ModelConfig is the ~84M-parameter model the training script uses on a GPU (the seed's 85M within 1%);
+`ModelConfig.small()` is a ~0.9M-parameter version for CPU work and tests.
 """
 
 import math
@@ -81,19 +81,27 @@ class Transformer(nn.Module):
 # encoders and decoders
 
 class ImageEncoder(nn.Module):
-    """Image (B, C, H, W) in [0, 1] -> latent z (B, latent_dim), ViT-style."""
+    """Image (B, C, H, W) in [0, 1] -> latent z (B, latent_dim), ViT-style.
+
+    z is made from every patch token in order, each first squeezed to latent_patch_dim numbers, so that
+    where things stand in the image reaches z; with latent_patch_dim=0, from the mean of the patch tokens
+    (as in CLIP-style pooling), which averages positions away: with it the quick preset's autoencoder cannot
+    pass on even which of five patches is black (BENCHMARKS.md)."""
 
     def __init__(self, cfg):
         super().__init__()
         self.patch_embed = nn.Conv2d(cfg.image_channels, cfg.width, cfg.patch_size, stride=cfg.patch_size)
         self.pos = nn.Parameter(torch.zeros(1, cfg.num_patches, cfg.width))
         self.transformer = Transformer(cfg.image_encoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout)
-        self.to_latent = nn.Linear(cfg.width, cfg.latent_dim)
+        k = cfg.latent_patch_dim
+        self.squeeze = nn.Linear(cfg.width, k) if k else None
+        self.to_latent = nn.Linear(cfg.num_patches * k if k else cfg.width, cfg.latent_dim)
 
     def forward(self, images):
         x = self.patch_embed(images * 2 - 1).flatten(2).transpose(1, 2)  # (B, P, width)
         x = self.transformer(x + self.pos)
-        return self.to_latent(x.mean(dim=1))  # (B, latent_dim)
+        pooled = x.mean(dim=1) if self.squeeze is None else self.squeeze(x).flatten(1)  # (B, width) or (B, P * k)
+        return self.to_latent(pooled)  # (B, latent_dim)
 
 
 class ImageDecoder(nn.Module):
@@ -241,6 +249,7 @@ class ModelConfig:
     caption_decoder_depth: int = 2
     caption_encoder_depth: int = 1
     latent_dim: int = 1024  # the shared latent space
+    latent_patch_dim: int = 8  # z from every patch token, each squeezed to this many numbers (0 = their mean)
     dropout: float = 0.0
     max_logit_scale: float = 100.0  # upper bound on exp(logit_scale), the inverse temperature (clamp_logit_scale_)
     contrastive_negatives: str = "global"  # under torchrun: "global", every rank's batch; "local", this rank's only
@@ -248,6 +257,8 @@ class ModelConfig:
     def __post_init__(self):
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.latent_patch_dim < 0:
+            raise ValueError(f"latent_patch_dim must be 0 or more, not {self.latent_patch_dim}")
         if self.contrastive_negatives not in ("global", "local"):
             raise ValueError(f"contrastive_negatives must be 'global' or 'local', not {self.contrastive_negatives!r}")
 
@@ -256,11 +267,21 @@ class ModelConfig:
         return (self.image_size // self.patch_size) ** 2
 
     @classmethod
+    def from_saved(cls, saved: dict):
+        """The config a checkpoint's model_config describes, older checkpoints included (LEGACY_DEFAULTS)."""
+        return cls(**{**LEGACY_DEFAULTS, **saved})
+
+    @classmethod
     def small(cls, **kwargs):
-        """About 0.8M parameters at 64 px: the CPU preset."""
+        """About 0.9M parameters at 64 px: the CPU preset."""
         defaults = dict(width=96, num_heads=4, image_encoder_depth=2, image_decoder_depth=2,
                         caption_decoder_depth=1, caption_encoder_depth=1, latent_dim=128)
         return cls(**{**defaults, **kwargs})
+
+
+# ModelConfig fields added after checkpoints were first written -> the value that rebuilds those older models
+# (a checkpoint's model_config lacks the field): use ModelConfig.from_saved
+LEGACY_DEFAULTS = {"latent_patch_dim": 0}
 
 
 class MultimodalModel(nn.Module):
@@ -352,7 +373,7 @@ def estimate_flops(cfg: ModelConfig, batch_size: int = 1) -> dict:
     `batch_size` only enters through the contrastive logits (2 * B * latent_dim per sample).
     Returns a dict of FLOPs per sample: one entry per part, "forward" (their sum), "training" (3 x forward).
     """
-    W, D, r = cfg.width, cfg.latent_dim, cfg.mlp_ratio
+    W, D, r, K = cfg.width, cfg.latent_dim, cfg.mlp_ratio, cfg.latent_patch_dim
     P, L = cfg.num_patches, cfg.max_caption_len
 
     def transformer(depth, T):
@@ -361,7 +382,8 @@ def estimate_flops(cfg: ModelConfig, batch_size: int = 1) -> dict:
 
     parts = {
         "image_encoder": 2 * P * (cfg.image_channels * cfg.patch_size ** 2) * W  # patch-embedding conv
-        + transformer(cfg.image_encoder_depth, P) + 2 * W * D,  # to_latent on the pooled token
+        + transformer(cfg.image_encoder_depth, P)
+        + (2 * P * W * K + 2 * P * K * D if K else 2 * W * D),  # squeeze every patch, to_latent (or the mean's)
         "image_decoder": 2 * D * W + transformer(cfg.image_decoder_depth, P + 1)  # z token + P patch queries
         + 2 * P * W * cfg.patch_size ** 2 * cfg.image_channels,  # to_pixels
         "caption_decoder": 2 * D * W + transformer(cfg.caption_decoder_depth, L)  # z prefix + L - 1 tokens

@@ -88,7 +88,7 @@ def load_model(path, device):
     if not isinstance(ckpt, dict) or not {"model", "model_config", "tokenizer"} <= ckpt.keys():
         raise ConfigError(f"--checkpoint={path}: not a checkpoint of this model (no model, model_config, tokenizer)")
     try:
-        model = MultimodalModel(ModelConfig(**ckpt["model_config"]))
+        model = MultimodalModel(ModelConfig.from_saved(ckpt["model_config"]))
         tokenizer = CaptionTokenizer.from_state_dict(ckpt["tokenizer"])
         model.load_state_dict(ckpt["model"])
     except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:

@@ -1,7 +1,7 @@
 """Train the multimodal engraving model and log every run to Weights & Biases.
 
-    python train_wandb.py                          # the full ~82M model, sized for one GPU
-    python train_wandb.py --preset=quick           # ~0.8M model at 64 px: a few minutes on a laptop CPU
+    python train_wandb.py                          # the full ~84M model, sized for one GPU
+    python train_wandb.py --preset=quick           # ~0.9M model at 64 px: a few minutes on a laptop CPU
     python train_wandb.py --batch_size=32 --learning_rate=5e-4   # any Config / WandBConfig field
     python train_wandb.py --help                   # every field with its default
 
@@ -65,6 +65,7 @@ class Config:
     seed: int = 42  # seeds the split, the initial weights and the batch order
     # model (model_architecture_large.py; the defaults are ModelConfig's)
     latent_dim: int = ModelConfig.latent_dim  # size of the shared latent z
+    latent_patch_dim: int = ModelConfig.latent_patch_dim  # z from every patch token in order, each squeezed to this many numbers (0 = their mean, which loses where things stand)
     width: int = ModelConfig.width  # transformer width of every encoder and decoder
     num_heads: int = ModelConfig.num_heads  # attention heads
     patch_size: int = ModelConfig.patch_size  # pixels per image patch side; image_size must be a multiple
@@ -118,11 +119,11 @@ MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name i
 PRESETS = {
     # the seed's own run: batch 16 (too small to keep a large GPU busy; kept for comparison with the seed)
     "seed": dict(batch_size=16),
-    # ModelConfig.small() (~0.8M parameters) at 64 px: learns the bundled engravings on a 2-core CPU in a few minutes
+    # ModelConfig.small() (~0.9M parameters) at 64 px: learns the bundled engravings on a 2-core CPU in a few minutes
     "quick": dict(**{name: getattr(ModelConfig.small(), name) for name in MODEL_FIELDS
                      if getattr(ModelConfig.small(), name) != getattr(ModelConfig(), name)},
                   image_size=64, batch_size=64, num_epochs=8, learning_rate=2e-3, warmup_fraction=0.02,
-                  out_dir="out/quick"),
+                  dropout=0.1, out_dir="out/quick"),
 }
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -215,7 +216,7 @@ def validate(cfg, wcfg):
                  "caption_encoder_depth"):
         check(getattr(cfg, name) >= 1, name, "must be at least 1")
     for name in ("max_items", "max_steps", "num_workers", "weight_decay", "grad_clip", "checkpoint_every",
-                 "fault_grad_spike_every",
+                 "fault_grad_spike_every", "latent_patch_dim",
                  "image_loss_weight", "caption_loss_weight", "alignment_loss_weight"):
         check(getattr(cfg, name) >= 0, name, "must not be negative")
     check(cfg.max_caption_len >= 3, "max_caption_len", "must be at least 3 (<bos>, a word, <eos>)")

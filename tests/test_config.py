@@ -204,6 +204,7 @@ def test_unknown_preset_names_the_known_ones():
     (["--max_caption_len=2"], "max_caption_len"),
     (["--max_items=-1"], "max_items"),
     (["--max_steps=-1"], "max_steps"),
+    (["--latent_patch_dim=-1"], "latent_patch_dim"),
     (["--num_workers=-1"], "num_workers"),
     (["--weight_decay=-0.1"], "weight_decay"),
     (["--grad_clip=-1"], "grad_clip"),

@@ -158,3 +158,44 @@ def test_generated_captions_are_the_greedy_decoding_of_the_image_latent(scramble
     # the caption depends on the image alone, not on the rest of the batch
     again = model.generate_captions(images[[3, 0, 3, 1]], bos, eos_id=-1, max_len=max_len)
     assert torch.equal(again, unended[[3, 0, 3, 1]])
+
+
+# -- how z is pooled from the patch tokens ---------------------------------------
+
+def _swap_two_patches(images, patch):
+    """The images with their first and last patch exchanged."""
+    out = images.clone()
+    first, last = images[..., :patch, :patch].clone(), images[..., -patch:, -patch:].clone()
+    out[..., :patch, :patch], out[..., -patch:, -patch:] = last, first
+    return out
+
+
+@pytest.mark.parametrize("latent_patch_dim, keeps_positions", [(8, True), (0, False)])
+def test_z_knows_where_a_patch_stands_only_when_made_from_every_patch(latent_patch_dim, keeps_positions):
+    torch.manual_seed(0)
+    cfg = ModelConfig.small(vocab_size=50, image_size=32, latent_patch_dim=latent_patch_dim)
+    encoder = MultimodalModel(cfg).image_encoder.eval()
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        z, z_swapped = encoder(images), encoder(_swap_two_patches(images, cfg.patch_size))
+    # position embeddings start at zero: with the mean over the patches, only the patches' contents count
+    assert torch.allclose(z, z_swapped, atol=1e-5) != keeps_positions
+    assert z.shape == (2, cfg.latent_dim)
+
+
+def test_a_checkpoint_from_before_latent_patch_dim_rebuilds_its_mean_pooled_model():
+    from checkpoints import CheckpointError, check_model_config
+
+    old = MultimodalModel(ModelConfig.small(vocab_size=50, image_size=32, latent_patch_dim=0))
+    saved = {k: v for k, v in old.config_dict().items() if k != "latent_patch_dim"}  # as older checkpoints hold it
+    rebuilt = MultimodalModel(ModelConfig.from_saved(saved))
+    rebuilt.load_state_dict(old.state_dict())  # every tensor fits
+    assert rebuilt.cfg.latent_patch_dim == 0
+    check_model_config({"model_config": saved}, old.config_dict())  # resuming it with latent_patch_dim=0 is fine
+    with pytest.raises(CheckpointError, match="latent_patch_dim"):
+        check_model_config({"model_config": saved}, {**old.config_dict(), "latent_patch_dim": 8})
+
+
+def test_a_negative_latent_patch_dim_is_refused():
+    with pytest.raises(ValueError, match="latent_patch_dim"):
+        ModelConfig.small(latent_patch_dim=-1)
