@@ -100,8 +100,11 @@ class ImageEncoder(nn.Module):
     def forward(self, images):
         x = self.patch_embed(images * 2 - 1).flatten(2).transpose(1, 2)  # (B, P, width)
         x = self.transformer(x + self.pos)
-        pooled = x.mean(dim=1) if self.squeeze is None else self.squeeze(x).flatten(1)  # (B, width) or (B, P * k)
-        return self.to_latent(pooled)  # (B, latent_dim)
+        if self.squeeze is None:
+            return self.to_latent(x.mean(dim=1))  # (B, latent_dim)
+        # every patch's k numbers in order, scaled by 1/sqrt(P) so that an AdamW step moves z about as far as it
+        # did from the mean: unscaled, z blew up or collapsed early in short runs (diagnose.py, BENCHMARKS.md)
+        return self.to_latent(self.squeeze(x).flatten(1) * x.shape[1] ** -0.5)  # (B, latent_dim)
 
 
 class ImageDecoder(nn.Module):

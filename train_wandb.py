@@ -122,7 +122,7 @@ PRESETS = {
     # ModelConfig.small() (~0.9M parameters) at 64 px: learns the bundled engravings on a 2-core CPU in a few minutes
     "quick": dict(**{name: getattr(ModelConfig.small(), name) for name in MODEL_FIELDS
                      if getattr(ModelConfig.small(), name) != getattr(ModelConfig(), name)},
-                  image_size=64, batch_size=64, num_epochs=8, learning_rate=2e-3, warmup_fraction=0.02,
+                  image_size=64, batch_size=64, num_epochs=8, learning_rate=2e-3, warmup_fraction=0.05,
                   dropout=0.1, out_dir="out/quick"),
 }
 
