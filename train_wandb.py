@@ -65,7 +65,7 @@ class Config:
     seed: int = 42  # seeds the split, the initial weights and the batch order
     # model (model_architecture_large.py; the defaults are ModelConfig's)
     latent_dim: int = ModelConfig.latent_dim  # size of the shared latent z
-    latent_patch_dim: int = ModelConfig.latent_patch_dim  # z from every patch token in order, each squeezed to this many numbers (0 = their mean, which loses where things stand)
+    latent_patch_dim: int = ModelConfig.latent_patch_dim  # z from every patch token, each squeezed to this many numbers (0 = their mean)
     width: int = ModelConfig.width  # transformer width of every encoder and decoder
     num_heads: int = ModelConfig.num_heads  # attention heads
     patch_size: int = ModelConfig.patch_size  # pixels per image patch side; image_size must be a multiple
@@ -880,7 +880,8 @@ class Validator:
         item's caption for each image). It does not depend on the model: computed once, then kept."""
         if self._baseline is None:
             images, tokens = self.val_loader.images, self.val_loader.tokens
-            reference = mean_image(self.train_images) if self.train_images is not None and len(self.train_images) else None
+            has_train = self.train_images is not None and len(self.train_images) > 0
+            reference = mean_image(self.train_images) if has_train else None  # None: the split's own mean
             self._baseline = baseline_split(images, tokens, self.tokenizer, self.truths, reference,
                                             self.model.cfg.latent_dim)
         return self._baseline
