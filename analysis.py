@@ -99,7 +99,7 @@ def measures_table(labels, summaries):
     if not names:
         return []
     baselines = [(label, s["baseline"]) for label, s in zip(labels, summaries) if s.get("baseline")]
-    if len({json.dumps(b, sort_keys=True) for _, b in baselines}) == 1:
+    if baselines and all(b == baselines[0][1] for _, b in baselines):
         baselines = [("", baselines[0][1])]
     rows = [(label, val) for label, val in zip(labels, finals)]
     rows += [(f"baseline{' of ' + label if label else ''}", b) for label, b in baselines]

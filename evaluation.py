@@ -227,10 +227,13 @@ def evaluate_split(model, images_u8, tokens, tokenizer, truths=None, batch_size=
 
 def split_measures(image_emb, text_emb, tokens, psnr, ssim, captions, tokenizer, truths=None):
     """The measures from a split's outputs: latents (N, D) of the images and of their captions, caption ids
-    (N, T), per-image PSNR and SSIM (N,), one generated caption (a string) per image. -> {name: float}"""
+    (N, T), per-image PSNR and SSIM (N,), one generated caption (a string) per image, or None to leave out the
+    caption measures. -> {name: float}"""
     metrics = retrieval_metrics(image_emb, text_emb, tokens)
     metrics["psnr"] = psnr.mean().item()
     metrics["ssim"] = ssim.mean().item()
+    if captions is None:
+        return metrics
     references = [tokenizer.decode(ids) for ids in tokens.tolist()]
     metrics.update(caption_quality(captions, references))
     if truths is not None:
@@ -271,9 +274,9 @@ def baseline_split(images_u8, tokens, tokenizer, truths=None, reference_image=No
         psnr.append(quality["psnr"].cpu())
         ssim.append(quality["ssim"].cpu())
     tokens = tokens.cpu()
-    if n < 2:
-        metrics = retrieval_metrics(image_emb, text_emb, tokens)
-        return {**metrics, "psnr": torch.cat(psnr).mean().item(), "ssim": torch.cat(ssim).mean().item()}
-    offset = int(torch.randint(1, n, (1,), generator=generator))
-    others = [tokenizer.decode(ids) for ids in tokens.roll(offset, dims=0).tolist()]  # item i gets item i - offset's
+    others = None  # one item has no other caption
+    if n > 1:
+        offset = int(torch.randint(1, n, (1,), generator=generator))
+        # item i gets the caption of item i - offset
+        others = [tokenizer.decode(ids) for ids in tokens.roll(offset, dims=0).tolist()]
     return split_measures(image_emb, text_emb, tokens, torch.cat(psnr), torch.cat(ssim), others, tokenizer, truths)

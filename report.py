@@ -351,36 +351,40 @@ def summary_paragraph(facts):
 LOWER_IS_BETTER = ("i2t_median_rank", "t2i_median_rank")  # the other measures are better higher
 
 
+def _judged(val, baseline):
+    """The measures with a value and a baseline, in VAL_MEASURES order."""
+    return [m for m in VAL_MEASURES if finite(val.get(m)) and finite(baseline.get(m))]
+
+
 def not_above_baseline(val, baseline):
     """The measures whose value is no better than their baseline (the model learned nothing they can see), in
     VAL_MEASURES order; only measures with both values."""
-    return [m for m in VAL_MEASURES if finite(val.get(m)) and finite(baseline.get(m))
-            and (val[m] >= baseline[m] if m in LOWER_IS_BETTER else val[m] <= baseline[m])]
+    return [m for m in _judged(val, baseline)
+            if (val[m] >= baseline[m] if m in LOWER_IS_BETTER else val[m] <= baseline[m])]
 
 
 def baseline_sentence(facts):
     """One sentence on the last epoch's measures against their baseline, or None without a baseline."""
     val, baseline = facts.get("final_val") or {}, facts.get("baseline") or {}
-    judged = [m for m in VAL_MEASURES if finite(val.get(m)) and finite(baseline.get(m))]
+    judged = _judged(val, baseline)
     if not judged:
         return None
     behind = not_above_baseline(val, baseline)
     if not behind:
         return "At the last epoch every measure is better than its baseline."
-    return (f"At the last epoch {len(behind)} of {len(judged)} measures are no better than their baseline, so the model "
-            f"has learned nothing they can see: {', '.join(behind)}.")
+    return (f"At the last epoch {len(behind)} of {len(judged)} measures are no better than their baseline, so the "
+            f"model has learned nothing they can see: {', '.join(behind)}.")
 
 
-def measures_by_epoch(rows):
+def measures_by_epoch(rows, baseline=None):
     """The validation measures of every epoch (evaluation.py; only those the run logged) -> a table, or [].
 
-    Its first row is the baseline (baseline/*: what each measure gives for a model that learned nothing about
-    the individual images), where the run logged one."""
+    Its first row is the baseline (run_facts' "baseline", from baseline/*: what each measure gives for a model
+    that learned nothing about the individual images), where the run logged one."""
     names = [m for m in VAL_MEASURES if any(finite(row.get(f"val/{m}")) for row in rows)]
     epochs = [row for row in rows if finite(row.get("val/epoch")) and any(finite(row.get(f"val/{m}")) for m in names)]
     if not epochs:
         return []
-    baseline = last_metrics(rows, "baseline")
     first = [["baseline", *[fmt(baseline.get(m), 3) for m in names]]] if baseline else []
     return [["epoch", *names]] + first + [[fmt(row["val/epoch"]), *[fmt(row.get(f"val/{m}"), 3) for m in names]]
                                           for row in epochs]
@@ -481,7 +485,7 @@ def write_report(out_dir, rows, monitor=None, info=None, samples=()) -> dict[str
                lambda: json.dumps(json_safe(summary_json(facts, info, verdicts, monitor)), indent=2)):
         paths["summary"] = out / "summary.json"
     if attempt("report.md", _write_text, out / "report.md",
-               lambda: report_markdown(facts, verdicts, monitor, plots, measures_by_epoch(rows))):
+               lambda: report_markdown(facts, verdicts, monitor, plots, measures_by_epoch(rows, facts["baseline"]))):
         paths["report"] = out / "report.md"
     from report_html import render_report_html, write_html  # here, not at the top: report_html imports this module
     if attempt("report.html", lambda: write_html(out / "report.html", render_report_html(

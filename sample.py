@@ -286,11 +286,11 @@ def evaluate(model, tokenizer, args, device):
     missing = missing_packages()
     if missing:
         raise ConfigError(missing)
-    items, truths = load_collection(args.evaluate)
+    items, truth_of = load_collection(args.evaluate)
     images_u8, kept = load_images([path for path, _ in items], model.cfg.image_size)
     caption_of = dict(items)
     tokens = torch.tensor([tokenizer.encode(caption_of[path], model.cfg.max_caption_len)[0] for path in kept])
-    truths = [truths.get(Path(path).resolve()) for path in kept]
+    truths = [truth_of.get(Path(path).resolve()) for path in kept]
     images_u8, tokens = images_u8.to(device), tokens.to(device)
     metrics = evaluate_split(model, images_u8, tokens, tokenizer, truths=truths, batch_size=args.batch_size)
     # what each measure gives for a model that learned nothing (the folder's own mean image as every reconstruction)
@@ -298,7 +298,7 @@ def evaluate(model, tokenizer, args, device):
     print(f"{args.checkpoint} on {args.evaluate}: {len(kept)} items")
     print(f"  {'measure':<20} {'value':>9} {'baseline':>9}")
     for name, value in metrics.items():
-        print(f"  {name:<20} {value:>9.4f} {baseline[name]:>9.4f}" if name in baseline else f"  {name:<20} {value:>9.4f}")
+        print(f"  {name:<20} {value:>9.4f}" + (f" {baseline[name]:>9.4f}" if name in baseline else ""))
     out = Path(args.json) if args.json else Path(args.checkpoint).with_suffix(".eval.json")
     result = {"checkpoint": str(args.checkpoint), "data_dir": str(args.evaluate), "num_items": len(kept),
               "metrics": metrics, "baseline": baseline}

@@ -867,7 +867,7 @@ class Validator:
     """What is measured on the validation split at each epoch end: the model metrics (as in training), the
     measures of what the model learned (evaluation.py), and the visuals for the logger."""
 
-    def __init__(self, model, forward, val_loader, tokenizer, autocast, weights, truths=None, train_images=None):
+    def __init__(self, model, forward, val_loader, train_images, tokenizer, autocast, weights, truths=None):
         self.model, self.forward, self.val_loader, self.tokenizer = model, forward, val_loader, tokenizer
         self.autocast, self.weights, self.truths = autocast, weights, truths
         self.train_images = train_images  # (N, C, H, W) uint8: their mean image is the reconstruction baseline
@@ -879,11 +879,8 @@ class Validator:
         baseline_split: chance retrieval, the training split's mean image as every reconstruction, another
         item's caption for each image). It does not depend on the model: computed once, then kept."""
         if self._baseline is None:
-            images, tokens = self.val_loader.images, self.val_loader.tokens
-            has_train = self.train_images is not None and len(self.train_images) > 0
-            reference = mean_image(self.train_images) if has_train else None  # None: the split's own mean
-            self._baseline = baseline_split(images, tokens, self.tokenizer, self.truths, reference,
-                                            self.model.cfg.latent_dim)
+            self._baseline = baseline_split(self.val_loader.images, self.val_loader.tokens, self.tokenizer, self.truths,
+                                            mean_image(self.train_images), self.model.cfg.latent_dim)
         return self._baseline
 
     def evaluate(self, generate_batch_size=256, shown=8):
@@ -959,8 +956,8 @@ class Trainer:
         self.window = LogWindow(wcfg.log_frequency, world_size, device)
         self.stop_signal = None  # set by SIGINT / SIGTERM: finish the step, save, report, exit
         self.non_finite = NonFiniteWatch()
-        self.validator = Validator(model, self.eval_forward, val_loader, tokenizer, self.autocast, self.weights,
-                                   val_truths, getattr(train_loader, "images", None))
+        self.validator = Validator(model, self.eval_forward, val_loader, train_loader.images, tokenizer, self.autocast,
+                                   self.weights, val_truths)
         self.first_step_s = None  # seconds of this process's first train_step (see record_first_step)
 
     @property
