@@ -45,6 +45,7 @@ class HealthConfig:
     plateau_lr_fraction: float = 0.5  # ... judged only while lr is above this share of its peak (not the cosine tail)
     oscillation_windows: int = 10  # recent windows looked at by the oscillation check
     oscillation_swing: float = 0.1  # mean back-and-forth move of loss_total per window, over its mean, above this
+    converged_fraction: float = 0.02  # loss_total this close to its floor (share of start - floor): no plateau or swing
     divergence_fraction: float = 0.5  # loss_total giving back this share of its progress from the start to its best ...
     divergence_min_rise: float = 0.1  # ... and rising by this share of (start - floor) above its best = diverging
     latent_rms_max: float = 5.0  # latent_norm / sqrt(latent_dim) above this = z blown up (healthy runs stay near 1)

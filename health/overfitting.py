@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from .core import Analysis, change, finite, fmt, fmt_config
+from .core import COMPONENTS, Analysis, change, finite, fmt, fmt_config
 
 
 class Overfitting(Analysis):
     """Reads: overfit_gap, overfit_epochs.
-    Verdict: the worst finding of the run; the table lists every epoch's train and val loss_total."""
+    Verdict: the worst finding of the run; the table lists every epoch's train and val loss_total.
+
+    A rise of val loss_total is split into its components: when one rises (typically the caption decoder
+    memorising its captions) while another still falls, stopping at the best epoch would give up the one that
+    still improves, and the advice says so."""
 
     name = "overfitting"
+
+    def __init__(self, monitor):
+        super().__init__(monitor)
+        self.val_components: dict[int, dict[str, float]] = {}  # epoch -> component -> val loss_<component>
 
     def rule(self):
         return (f"worst finding: an epoch's val loss_total > train by {self.cfg.overfit_gap:.0%}, or val rising "
@@ -26,6 +34,7 @@ class Overfitting(Analysis):
     def observe_val(self, values, epoch):
         if epoch is None:
             return
+        self.val_components[epoch] = {c: values[f"loss_{c}"] for c in COMPONENTS if finite(values.get(f"loss_{c}"))}
         val_loss, train_loss = values["loss_total"], self.h.train_epoch_mean(epoch)
         if train_loss and train_loss > 0:
             gap = (val_loss - train_loss) / train_loss
@@ -45,11 +54,25 @@ class Overfitting(Analysis):
         rising = all(b > a for a, b in zip(vals, vals[1:]))
         if rising and first_train is not None and last_train is not None and last_train < first_train:
             best_epoch, best = min(h.val_epochs, key=lambda e: e[1])
-            self.emit("val_rising", "warning",
-                      f"val loss_total rose {k} epochs in a row, epoch {recent[0][0]} -> {epoch} ({vals[0]:.4g} -> "
-                      f"{vals[-1]:.4g}), while train fell ({first_train:.4g} -> {last_train:.4g})",
-                      f"{self.regularize()}; best.pt holds epoch {best_epoch} (val {best:.4g}), "
-                      f"so lower num_epochs to {best_epoch} to stop there")
+            rose, fell = self.component_moves(recent[0][0], epoch)
+            message = (f"val loss_total rose {k} epochs in a row, epoch {recent[0][0]} -> {epoch} ({vals[0]:.4g} -> "
+                       f"{vals[-1]:.4g}), while train fell ({first_train:.4g} -> {last_train:.4g})")
+            if rose:
+                message += f"; it rose in {moves_text(rose)}"
+            if fell:
+                message += f"; val {moves_text(fell)} still fell"
+                stop = (f"keep num_epochs: stopping at epoch {best_epoch} (best.pt, by val loss_total) would give up "
+                        f"{', '.join(f'loss_{c}' for c, _, _ in fell)}, which still improve")
+            else:
+                stop = (f"best.pt holds epoch {best_epoch} (val {best:.4g}), "
+                        f"so lower num_epochs to {best_epoch} to stop there")
+            self.emit("val_rising", "warning", message, f"{self.regularize()}; {stop}")
+
+    def component_moves(self, first, last):
+        """(rose, fell): (component, val loss at epoch first, at epoch last) for each component that rose or fell."""
+        a, b = self.val_components.get(first, {}), self.val_components.get(last, {})
+        moves = [(c, a[c], b[c]) for c in COMPONENTS if c in a and c in b]
+        return [m for m in moves if m[2] > m[1]], [m for m in moves if m[2] < m[1]]
 
     def verdict(self):
         h = self.h
@@ -67,9 +90,19 @@ class Overfitting(Analysis):
             last_epoch, last = h.val_epochs[-1]
             evidence.append(f"best val loss_total {fmt(best)} at epoch {best_epoch}, "
                             f"last {fmt(last)} at epoch {last_epoch}")
+            for c in COMPONENTS:
+                series = [(e, v[c]) for e, v in self.val_components.items() if c in v]
+                if series:
+                    best_e, best_v = min(series, key=lambda ev: ev[1])
+                    evidence.append(f"val loss_{c}: best {fmt(best_v)} at epoch {best_e}, last {fmt(series[-1][1])}")
         known = [g for g in gaps if g is not None]
         if known:
             evidence.append(f"last gap {known[-1]:+.0%} of train loss (limit {self.cfg.overfit_gap:.0%})")
         missing = None if known else "no epoch with both a train and a validation loss_total"
         summary = f"val loss_total stays within {self.cfg.overfit_gap:.0%} of train" if known else ""
         return self.from_findings(missing, summary, evidence, self.rule(), table if len(table) > 1 else ())
+
+
+def moves_text(moves):
+    """'loss_caption 1.564 -> 1.76, loss_image ...' for (component, before, after) triples."""
+    return ", ".join(f"loss_{c} {before:.4g} -> {after:.4g}" for c, before, after in moves)

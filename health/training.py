@@ -26,7 +26,8 @@ class TrainingHealth(Analysis):
 
     Reads: warmup_windows, smoothing_windows, grad_spike_factor, grad_median_windows, grad_vanish_norm,
     latent_rms_max, stall_check_fraction, stall_min_drop, plateau_windows, plateau_min_drop, plateau_lr_fraction,
-    oscillation_windows, oscillation_swing, divergence_fraction, divergence_min_rise, memory_creep_percent.
+    oscillation_windows, oscillation_swing, converged_fraction, divergence_fraction, divergence_min_rise,
+    memory_creep_percent.
     Verdict: the worst finding of the run (a spike matters even if training recovered).
     """
 
@@ -44,7 +45,8 @@ class TrainingHealth(Analysis):
                 f"z's RMS per dimension > {c.latent_rms_max:g}; "
                 f"loss_total < {c.stall_min_drop:.0%} of the way to its floor at {c.stall_check_fraction:.0%} "
                 f"of the run; no {c.plateau_min_drop:.0%} gain in {c.plateau_windows} windows while lr > "
-                f"{c.plateau_lr_fraction:.0%} of peak; swings > {c.oscillation_swing:.0%}; giving back "
+                f"{c.plateau_lr_fraction:.0%} of peak; swings > {c.oscillation_swing:.0%} (neither judged once "
+                f"converged: within {c.converged_fraction:.0%} of the floor); giving back "
                 f"{c.divergence_fraction:.0%} of its progress")
 
     def observe_non_finite(self, prefix, values):
@@ -114,6 +116,14 @@ class TrainingHealth(Analysis):
         chance = self.h.total_reference()
         return max(start, chance) if chance is not None else start, self.h.total_floor()
 
+    def converged(self):
+        """Has loss_total gone all but converged_fraction of its way from the start to its floor? A model that
+        fits its training data this closely has a flat, noisy loss (every batch is either memorised or not yet):
+        not a plateau or an oscillation. Whether it generalises is the overfitting analysis' question."""
+        start, floor = self.progress_scale()
+        current = self.h.recent("loss_total")
+        return current is not None and current - floor < self.cfg.converged_fraction * (start - floor)
+
     def check_not_learning(self):
         """Once, at stall_check_fraction of the run with lr near its peak: has the loss moved at all?"""
         h, cfg = self.h, self.cfg
@@ -154,6 +164,8 @@ class TrainingHealth(Analysis):
         lrs, peak = h.train["lr"][-cfg.plateau_windows:], h.peak_lr()
         if lrs and peak and min(lrs) < cfg.plateau_lr_fraction * peak:  # the schedule's tail: small gains expected
             return
+        if self.converged():
+            return
         before, recent, floor = self.best_before_plateau, min(losses[-cfg.plateau_windows:]), h.total_floor()
         drop = (before - recent) / (before - floor) if before > floor else math.inf
         if drop < cfg.plateau_min_drop:
@@ -166,7 +178,7 @@ class TrainingHealth(Analysis):
 
     def check_oscillation(self):
         losses, n = self.h.settled["loss_total"], self.cfg.oscillation_windows
-        if n < 3 or len(losses) < n:
+        if n < 3 or len(losses) < n or self.converged():
             return
         recent = losses[-n:]
         score = swing(recent)

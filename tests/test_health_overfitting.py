@@ -2,17 +2,44 @@
 from health_rows import by_code, history, observe, val_rows
 
 
-def test_val_loss_rising_3_epochs_while_train_falls_is_overfitting_with_a_weight_decay_action():
-    rows = history()
+VAL_TOTAL = [3.0, 2.5, 2.3, 2.5, 2.7, 2.9]  # falls to epoch 3, then rises 3 epochs in a row
+
+
+def set_val(rows, image, alignment):
+    """val loss_total from VAL_TOTAL; image and alignment per epoch, caption the rest (all weights 1)."""
     for epoch, row in enumerate(val_rows(rows), 1):
-        row["val/loss_total"] = [3.0, 2.5, 2.3, 2.5, 2.7, 2.9][epoch - 1]
+        total, img, align = VAL_TOTAL[epoch - 1], image[epoch - 1], alignment[epoch - 1]
+        row.update({"val/loss_total": total, "val/loss_image": img, "val/loss_alignment": align,
+                    "val/loss_caption": total - img - align})
+    return rows
+
+
+def test_val_loss_rising_3_epochs_while_train_falls_is_overfitting_with_a_weight_decay_action():
+    rows = set_val(history(), image=[t / 3 for t in VAL_TOTAL], alignment=[t / 3 for t in VAL_TOTAL])
     monitor, findings = observe(rows)
     codes = by_code(findings)
     assert {"overfitting", "val_rising"} <= set(codes)
     for code in ("overfitting", "val_rising"):
         assert "raise weight_decay from 0.05 to 0.1" in codes[code].action
     assert codes["overfitting"].message.startswith("epoch 4:")  # the epoch the gap opened
-    assert "epoch 3" in codes["val_rising"].action  # the best epoch, kept in best.pt
+    assert "lower num_epochs to 3" in codes["val_rising"].action  # every component rose: stop at the best epoch
+    assert "it rose in loss_image 0.7667 -> 0.9667, loss_caption" in codes["val_rising"].message
+    assert "still fell" not in codes["val_rising"].message
     verdict = monitor.verdicts()["overfitting"]
     assert verdict.status == "warning" and verdict.table[0][:3] == ["epoch", "train loss_total", "val loss_total"]
     assert "val rising" in verdict.rule
+    assert "val loss_caption: best 0.7667 at epoch 3, last 0.9667" in verdict.evidence
+
+
+def test_a_rise_in_one_component_while_another_still_falls_does_not_advise_stopping_early():
+    """The caption decoder memorises (val loss_caption rises) while the image side still learns: stopping at
+    the best val loss_total would give the image side up, as on the real H200 run (test_health_real_runs)."""
+    falling = [0.6, 0.5, 0.45, 0.4, 0.35, 0.3]
+    rows = set_val(history(), image=falling, alignment=[0.5] * 6)
+    codes = by_code(observe(rows)[1])
+    rising = codes["val_rising"]
+    assert "it rose in loss_caption 1.35 -> 2.1" in rising.message
+    assert "val loss_image 0.45 -> 0.3 still fell" in rising.message
+    assert "alignment" not in rising.message  # neither rose nor fell
+    assert "lower num_epochs" not in rising.action
+    assert "stopping at epoch 3 (best.pt, by val loss_total) would give up loss_image" in rising.action

@@ -116,6 +116,24 @@ def test_a_zig_zag_loss_is_an_oscillation():
     assert "lower learning_rate from 0.001 to 0.0003" in oscillation.action and "batch_size" in oscillation.action
 
 
+def memorised(level):
+    """A loss that falls from 4 + level to `level` (floor 0), then zig-zags +-30% around it from window 30 on: a
+    model that has memorised its training batches (level 1% of the start), or one that swings at a third of it."""
+    return set_train(history(), "loss_total",
+                     lambda t: (level + 4.0 * math.exp(-t / 4)) * (1 + 0.3 * (-1) ** t if t >= 30 else 1))
+
+
+def test_a_converged_loss_near_its_floor_is_neither_a_plateau_nor_an_oscillation():
+    codes = by_code(observe(memorised(0.04))[1])
+    assert "loss_plateau" not in codes and "loss_oscillation" not in codes
+    codes = by_code(observe(memorised(0.04), converged_fraction=0.0)[1])  # the gate is what keeps them silent
+    assert "loss_plateau" in codes and "loss_oscillation" in codes
+
+
+def test_the_same_swings_far_from_the_floor_are_an_oscillation():
+    assert "loss_oscillation" in by_code(observe(memorised(2.0))[1])
+
+
 def test_a_loss_running_away_from_its_best_is_diverging():
     rows = set_train(history(), "loss_total", lambda t: 2.0 if t < 30 else 2.0 * 1.1 ** (t - 30))
     diverging = by_code(observe(rows)[1])["loss_diverging"]

@@ -1,0 +1,58 @@
+"""The health checks on the history of a real run (tests/runs/README.md): what they say must be right there,
+not only on hand-made histories."""
+import csv
+import math
+from pathlib import Path
+
+import pytest
+
+from health import HealthConfig, replay
+from train_wandb import Config, WandBConfig, flat_config
+
+RUNS = Path(__file__).parent / "runs"
+
+
+def h200_run(**health):
+    """(monitor, findings by code) after replaying the default config's 100 epochs on one H200."""
+    with open(RUNS / "h200_default_100_epochs.csv", newline="") as f:
+        rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+    config = HealthConfig(**health)
+    run_config = {**flat_config(Config(), WandBConfig(), config), "total_steps": 3600, "alignment_floor": 0.0,
+                  "reference_levels": {"loss_image": 0.06175, "loss_caption": math.log(1029),
+                                       "loss_alignment": math.log(128)}}
+    monitor = replay(rows, run_config, config)
+    return monitor, {f.code: f for f in monitor.findings}
+
+
+@pytest.fixture(scope="module")
+def default_run():
+    return h200_run()
+
+
+def test_a_memorising_run_is_healthy_in_training_and_warned_of_overfitting(default_run):
+    monitor, codes = default_run
+    verdicts = monitor.verdicts()
+    assert {name: v.status for name, v in verdicts.items()} == {
+        "training_health": "healthy", "dominant_loss": "healthy", "latent_space": "healthy",
+        "overfitting": "warning", "hardware": "healthy"}
+    assert codes["overfitting"].step == 252  # epoch 7, as the live run reported it
+    assert "val loss_caption: best 1.535 at epoch 7, last 4.259" in verdicts["overfitting"].evidence
+
+
+def test_the_rise_is_named_in_the_caption_loss_and_stopping_early_is_not_advised(default_run):
+    """Val loss_total rose from epoch 8 only through loss_caption; image and alignment still fell (and retrieval
+    kept improving to epoch 100), so 'lower num_epochs to 8' would have been wrong advice."""
+    rising = default_run[1]["val_rising"]
+    assert rising.step == 396
+    assert "it rose in loss_caption 1.564 -> 1.76" in rising.message
+    assert "val loss_image 0.06079 -> 0.04399, loss_alignment 0.5818 -> 0.4866 still fell" in rising.message
+    assert "set dropout from 0 to 0.1" in rising.action
+    assert "lower num_epochs" not in rising.action and "would give up loss_image, loss_alignment" in rising.action
+
+
+def test_without_the_convergence_gate_the_live_false_alarms_come_back():
+    """The replay reproduces the live run: with converged_fraction=0 the plateau and oscillation warnings fire
+    where they fired live, on a train loss within 1% of its floor that later fell threefold."""
+    monitor, codes = h200_run(converged_fraction=0.0)
+    assert (codes["loss_plateau"].step, codes["loss_oscillation"].step) == (1540, 1560)
+    assert monitor.verdicts()["training_health"].status == "warning"
