@@ -182,6 +182,9 @@ def metrics_section(facts) -> str:
     return "\n".join(parts) or '<p class="muted">No metrics were logged.</p>'
 
 
+FOLDED_ROWS = 15  # a verdict's table longer than this (one row an epoch of a long run) starts folded
+
+
 def verdict_card(number, analysis, verdict) -> str:
     title = ANALYSES.get(analysis, analysis)
     parts = [f'<section class="card {esc(css_class(verdict.status))}" id="{esc(analysis)}">',
@@ -189,7 +192,10 @@ def verdict_card(number, analysis, verdict) -> str:
     if verdict.evidence:
         parts += ["<h4>Evidence</h4>", bullets(verdict.evidence)]
     if verdict.table:
-        parts.append(table(verdict.table))
+        rows = len(verdict.table) - 1
+        shown = table(verdict.table)
+        parts.append(shown if rows <= FOLDED_ROWS else
+                     f"<details><summary>Table: {rows} rows ({esc(', '.join(verdict.table[0]))})</summary>{shown}</details>")
     if verdict.actions:
         parts += ["<h4>Actions</h4>", bullets(verdict.actions)]
     if getattr(verdict, "rule", ""):

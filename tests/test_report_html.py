@@ -116,6 +116,19 @@ def test_the_report_loads_nothing_from_outside_and_every_image_is_an_embedded_pn
     assert assert_self_contained(text) == [PLOT_SIZE] + SAMPLE_SIZES
 
 
+def test_a_long_verdict_table_starts_folded_and_a_short_one_does_not():
+    """One row an epoch: 100 epochs on a GPU would bury the other analyses under the overfitting table."""
+    long = [["epoch", "gap %"]] + [[str(e), "+5%"] for e in range(1, 101)]
+    verdicts = {"hardware": VERDICTS["overfitting"], "overfitting": Verdict("warning", "s", table=long)}
+    text = render_report_html(FACTS, verdicts, [], {})
+    tags = [tag for tag, _ in Page(text).tags]
+    assert tags.count("details") == 2  # the folded table and the config fields
+    assert "Table: 100 rows (epoch, gap %)" in " ".join(Page(text).text)
+    folded = text[text.index("<details><summary>Table"):]
+    assert folded.index("<td class=\"num\">100</td>") < folded.index("</details>")  # every row is still there
+    assert "-11%" in text[:text.index("<details><summary>Table")]  # the 1-row table stays open
+
+
 def test_text_from_captions_and_findings_is_escaped_not_markup(samples):
     findings = [Finding("hardware", "input_bound", "warning", 5, SCRIPT, SCRIPT)]
     text = render_report_html({**FACTS, "run": SCRIPT}, {}, findings, {}, samples)
