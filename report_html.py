@@ -25,6 +25,8 @@ from report import KEY_CONFIG, PLOTS, VAL_MEASURES, baseline_sentence, fmt_durat
 CORE_METRICS = ("loss_total", "loss_image", "loss_caption", "loss_alignment", "caption_accuracy",
                 "caption_perplexity", "image_mse", "latent_std")
 
+FOLDED_ROWS = 15  # a verdict's table longer than this (one row an epoch of a long run) starts folded
+
 PAGE = Template("""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -180,9 +182,6 @@ def metrics_section(facts) -> str:
         rows = [["field", "value"]] + [[k, fmt_config(v)] for k, v in config.items()]
         parts.append(f"<details><summary>All {len(config)} config fields</summary>{table(rows)}</details>")
     return "\n".join(parts) or '<p class="muted">No metrics were logged.</p>'
-
-
-FOLDED_ROWS = 15  # a verdict's table longer than this (one row an epoch of a long run) starts folded
 
 
 def verdict_card(number, analysis, verdict) -> str:

@@ -117,9 +117,10 @@ class TrainingHealth(Analysis):
         return max(start, chance) if chance is not None else start, self.h.total_floor()
 
     def converged(self):
-        """Has loss_total gone all but converged_fraction of its way from the start to its floor? A model that
-        fits its training data this closely has a flat, noisy loss (every batch is either memorised or not yet):
-        not a plateau or an oscillation. Whether it generalises is the overfitting analysis' question."""
+        """Has loss_total gone all but converged_fraction of its way from the start to its floor? The loss of a
+        model that fits its training batches this closely is flat and moves with which batches it has memorised,
+        not with the learning rate: neither a plateau nor an oscillation. Whether it generalises is the
+        overfitting analysis' question."""
         start, floor = self.progress_scale()
         current = self.h.recent("loss_total")
         return current is not None and current - floor < self.cfg.converged_fraction * (start - floor)
