@@ -191,10 +191,10 @@ def verdict_card(number, analysis, verdict) -> str:
     if verdict.evidence:
         parts += ["<h4>Evidence</h4>", bullets(verdict.evidence)]
     if verdict.table:
-        rows = len(verdict.table) - 1
-        shown = table(verdict.table)
-        parts.append(shown if rows <= FOLDED_ROWS else
-                     f"<details><summary>Table: {rows} rows ({esc(', '.join(verdict.table[0]))})</summary>{shown}</details>")
+        header, rows, shown = verdict.table[0], len(verdict.table) - 1, table(verdict.table)
+        if rows > FOLDED_ROWS:
+            shown = f"<details><summary>Table: {rows} rows ({esc(', '.join(header))})</summary>{shown}</details>"
+        parts.append(shown)
     if verdict.actions:
         parts += ["<h4>Actions</h4>", bullets(verdict.actions)]
     if getattr(verdict, "rule", ""):
