@@ -98,6 +98,14 @@ def series(rows, key):
     return xs, ys
 
 
+def val_at_epoch(rows, epoch):
+    """The val/ metrics of that epoch's validation row, prefix removed; {} when there is none."""
+    for row in rows:
+        if finite(row.get("val/epoch")) and round(row["val/epoch"]) == epoch and finite(row.get("val/loss_total")):
+            return {k[4:]: v for k, v in row.items() if k.startswith("val/") and is_number(v)}
+    return {}
+
+
 def last_metrics(rows, prefix):
     """Metrics of the last row with this prefix, prefix removed."""
     for row in reversed(rows):
@@ -311,6 +319,7 @@ def run_facts(out_dir, rows, info):
         "final_train": last_metrics(rows, "train"),
         "final_val": last_metrics(rows, "val"),
         "baseline": last_metrics(rows, "baseline"),
+        "best_val": val_at_epoch(rows, best_epoch) if best_epoch is not None else {},  # what best.pt scores
         "config": config,
     }
 
@@ -356,11 +365,31 @@ def _judged(val, baseline):
     return [m for m in VAL_MEASURES if finite(val.get(m)) and finite(baseline.get(m))]
 
 
+def better(measure, value, other):
+    """Is value of this VAL_MEASURES measure better than other?"""
+    return value < other if measure in LOWER_IS_BETTER else value > other
+
+
 def not_above_baseline(val, baseline):
     """The measures whose value is no better than their baseline (the model learned nothing they can see), in
     VAL_MEASURES order; only measures with both values."""
-    return [m for m in _judged(val, baseline)
-            if (val[m] >= baseline[m] if m in LOWER_IS_BETTER else val[m] <= baseline[m])]
+    return [m for m in _judged(val, baseline) if not better(m, val[m], baseline[m])]
+
+
+def best_checkpoint_sentence(facts):
+    """One sentence naming the measures on which the last epoch beats best.pt's (the epoch of the lowest val
+    loss_total), or None: the val loss can rise through one component while retrieval or reconstruction improve."""
+    at_best, last = facts.get("best_val") or {}, facts.get("final_val") or {}
+    if not at_best or not finite(last.get("epoch")) or round(last["epoch"]) == facts.get("best_epoch"):
+        return None
+    judged = _judged(last, at_best)
+    ahead = [m for m in judged if better(m, last[m], at_best[m])]
+    if not ahead:
+        return None
+    moves = ", ".join(f"{m} {fmt(at_best[m], 3)} → {fmt(last[m], 3)}" for m in ahead)
+    return (f"best.pt holds epoch {facts['best_epoch']}, the lowest val loss_total, but at the last epoch "
+            f"{len(ahead)} of {len(judged)} measures are better than there ({moves}): for them, last.pt is the "
+            f"better model.")
 
 
 def baseline_sentence(facts):
@@ -414,9 +443,8 @@ def report_markdown(facts, verdicts, monitor, plots, measures=()):
                   "images: chance retrieval, the training split's mean image as every reconstruction, and for each "
                   "image the caption of another.", ""]
         lines += _md_table(measures) + [""]
-        sentence = baseline_sentence(facts)
-        if sentence:
-            lines += [sentence, ""]
+        for sentence in (baseline_sentence(facts), best_checkpoint_sentence(facts)):
+            lines += [sentence, ""] if sentence else []
     lines += ["## Analyses", ""]
     lines += _md_table([["analysis", "verdict", "summary"]] +
                        [[ANALYSES[a], v.status, v.summary] for a, v in verdicts.items()]) + [""]

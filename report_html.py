@@ -20,7 +20,8 @@ from pathlib import Path
 from string import Template
 
 from health.core import ANALYSES, STATUS_BY_SEVERITY, fmt, fmt_config
-from report import KEY_CONFIG, PLOTS, VAL_MEASURES, baseline_sentence, fmt_duration, summary_paragraph
+from report import (KEY_CONFIG, PLOTS, VAL_MEASURES, baseline_sentence, best_checkpoint_sentence, fmt_duration,
+                    summary_paragraph)
 
 CORE_METRICS = ("loss_total", "loss_image", "loss_caption", "loss_alignment", "caption_accuracy",
                 "caption_perplexity", "image_mse", "latent_std")
@@ -171,9 +172,8 @@ def metrics_section(facts) -> str:
                  for m, meaning in VAL_MEASURES.items() if m in val]
     if len(measures) > 1:
         parts += ["<h4>Validation measures</h4>", table(measures)]
-        sentence = baseline_sentence(facts)
-        if sentence:
-            parts.append(f"<p>{esc(sentence)}</p>")
+        parts += [f"<p>{esc(sentence)}</p>" for sentence in (baseline_sentence(facts), best_checkpoint_sentence(facts))
+                  if sentence]
     config = facts.get("config") or {}
     key_config = [f"{k}={fmt_config(config[k])}" for k in KEY_CONFIG if k in config]
     if key_config:

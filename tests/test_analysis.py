@@ -263,6 +263,24 @@ def test_a_lower_median_rank_is_what_beats_its_baseline():
     assert not_above_baseline({"i2t_r1": 0.05}, {}) == []  # nothing to compare with
 
 
+def val_epochs(*epochs):
+    """Validation rows from (val loss_total, i2t_r1, i2t_median_rank, psnr), one an epoch."""
+    return [{"global_step": 10 * e, "val/epoch": float(e), "val/loss_total": loss, "val/i2t_r1": r1,
+             "val/i2t_median_rank": rank, "val/psnr": psnr} for e, (loss, r1, rank, psnr) in enumerate(epochs, 1)]
+
+
+def test_the_report_names_the_measures_the_last_epoch_does_better_than_best_pt():
+    from report import best_checkpoint_sentence, run_facts
+    rows = val_epochs((2.0, 0.30, 4.0, 14.0), (1.5, 0.40, 3.0, 15.0), (1.8, 0.50, 2.0, 14.5))  # best loss: epoch 2
+    sentence = best_checkpoint_sentence(run_facts("out/x", rows, {}))
+    assert sentence == ("best.pt holds epoch 2, the lowest val loss_total, but at the last epoch 2 of 3 measures are "
+                        "better than there (i2t_r1 0.4 → 0.5, i2t_median_rank 3 → 2): for them, last.pt is the "
+                        "better model.")  # psnr fell from 15 to 14.5: not named
+    assert best_checkpoint_sentence(run_facts("out/x", rows[:2], {})) is None  # best.pt is the last epoch
+    worse = val_epochs((2.0, 0.3, 4.0, 14.0), (1.5, 0.4, 3.0, 15.0), (1.8, 0.4, 3.0, 14.0))
+    assert best_checkpoint_sentence(run_facts("out/x", worse, {})) is None  # nothing better since
+
+
 def test_compare_shows_one_baseline_row_when_the_runs_share_it_and_one_per_run_otherwise(tmp_path):
     for name, technique in (("x", 0.1), ("y", 0.1), ("z", 0.2)):
         write_report(tmp_path / name, rows_with_baseline(technique), None, {**INFO, "config": RUN_CONFIG})

@@ -7,20 +7,26 @@ from pathlib import Path
 import pytest
 
 from health import HealthConfig, replay
+from report import best_checkpoint_sentence, run_facts, write_report
 from train_wandb import Config, WandBConfig, flat_config
 
 RUNS = Path(__file__).parent / "runs"
 
 
+def h200_rows():
+    with open(RUNS / "h200_default_100_epochs.csv", newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def h200_config(health):
+    return {**flat_config(Config(), WandBConfig(), health), "total_steps": 3600, "alignment_floor": 0.0,
+            "reference_levels": {"loss_image": 0.06175, "loss_caption": math.log(1029), "loss_alignment": math.log(128)}}
+
+
 def h200_run(**health):
     """(monitor, findings by code) after replaying the default config's 100 epochs on one H200."""
-    with open(RUNS / "h200_default_100_epochs.csv", newline="") as f:
-        rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
     config = HealthConfig(**health)
-    run_config = {**flat_config(Config(), WandBConfig(), config), "total_steps": 3600, "alignment_floor": 0.0,
-                  "reference_levels": {"loss_image": 0.06175, "loss_caption": math.log(1029),
-                                       "loss_alignment": math.log(128)}}
-    monitor = replay(rows, run_config, config)
+    monitor = replay(h200_rows(), h200_config(config), config)
     return monitor, {f.code: f for f in monitor.findings}
 
 
@@ -56,3 +62,16 @@ def test_without_the_convergence_gate_the_live_false_alarms_come_back():
     monitor, codes = h200_run(converged_fraction=0.0)
     assert (codes["loss_plateau"].step, codes["loss_oscillation"].step) == (1540, 1560)
     assert monitor.verdicts()["training_health"].status == "warning"
+
+
+def test_the_report_says_last_pt_beats_best_pt_on_retrieval_and_reconstruction(tmp_path):
+    """best.pt (epoch 8, the lowest val loss_total) reconstructs no better than the mean image (PSNR 12.5 dB, the
+    baseline's); the last epoch gets 15.0 dB and R@1 0.76. The report must say so, not leave best.pt as the
+    obvious choice."""
+    rows = h200_rows()
+    sentence = best_checkpoint_sentence(run_facts(tmp_path, rows, {}))
+    assert sentence.startswith("best.pt holds epoch 8, the lowest val loss_total, but at the last epoch 11 of 17 ")
+    for move in ("i2t_r1 0.66 → 0.761", "psnr 12.5 → 15", "ssim 0.305 → 0.55", "grounded_object 0.111 → 0.15"):
+        assert move in sentence, move
+    write_report(tmp_path, rows, None, {"config": h200_config(HealthConfig())})
+    assert sentence in (tmp_path / "report.md").read_text()
