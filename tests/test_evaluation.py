@@ -237,6 +237,26 @@ def test_baseline_gives_each_image_the_caption_of_another_item():
     assert grounded_accuracy(texts, truths)["grounded_object"] == 1.0  # ...which would be right for both
 
 
+def test_the_caption_baseline_is_the_mean_over_the_other_items_captions_whatever_latent_dim_or_seed():
+    """Five items, two ships and three trees: another item's caption names a ship's kind for 1 of its 4 others
+    and a tree's for 2 of 4, so a model that learned nothing names the main object right for (2 x 1/4 + 3 x 2/4)
+    / 5 = 0.4 of the images. On 5 items the evenly spread offsets are all four: the exact mean."""
+    kinds = ["ship", "ship", "tree", "tree", "tree"]
+    texts = [f"a {kind} on the left ." for kind in kinds]
+    tokenizer, _ = CaptionTokenizer.build(texts)
+    tokens = torch.tensor([tokenizer.encode(t, 12)[0] for t in texts])
+    images = torch.zeros(5, 3, 8, 8, dtype=torch.uint8)
+    truths = [{"main": {"kind": kind, "count": 1, "position": "left"}} for kind in kinds]
+    result = baseline_split(images, tokens, tokenizer, truths, latent_dim=8)
+    assert result["grounded_object"] == pytest.approx(0.4)
+    # count and position are judged on the mention of the right kind: every caption says "a ... on the left",
+    # right for every image, so they are right exactly where the object is
+    assert result["grounded_count"] == result["grounded_position"] == pytest.approx(0.4)
+    other = baseline_split(images, tokens, tokenizer, truths, latent_dim=32, seed=7)
+    caption_names = ("bleu4", "cider_d", "grounded_object", "grounded_count", "grounded_position")
+    assert {k: other[k] for k in caption_names} == {k: result[k] for k in caption_names}
+
+
 def test_baseline_retrieval_is_at_chance_and_the_same_for_the_same_seed():
     n = 400
     texts = [f"ship number{i}" for i in range(n)]
