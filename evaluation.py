@@ -249,8 +249,8 @@ def mean_image(images_u8, batch_size=1024):
     return (total / (255 * len(images_u8))).float()
 
 
-BASELINE_OFFSETS = 32  # the caption baseline's grounded accuracy: the mean over this many shifts of the captions,
-BASELINE_TEXT_OFFSETS = 4  # its BLEU-4 and CIDEr-D (steadier, and 14 times slower) over the first this many
+BASELINE_OFFSETS = 32  # shifts of the captions whose grounded accuracy the caption baseline averages
+BASELINE_TEXT_OFFSETS = 4  # of those, the ones whose BLEU-4 and CIDEr-D it averages (steadier, 14x slower)
 
 
 @torch.no_grad()
@@ -263,12 +263,11 @@ def baseline_split(images_u8, tokens, tokenizer, truths=None, reference_image=No
     - reconstructions: every image reconstructed as reference_image (C, H, W) in [0, 1]; the training split's
       mean image is what a decoder that ignores its latent learns (default: this split's own mean);
     - captions: each image is given the true caption of another item of the split (the items shifted by an
-      offset, so none keeps its own): fluent catalogue text about some other image. BLEU-4, CIDEr-D and
-      grounded accuracy of those captions, averaged over BASELINE_OFFSETS random offsets (all of them on a
-      small split), BLEU-4 and CIDEr-D over the first BASELINE_TEXT_OFFSETS: one offset alone is a noisy
-      draw (on the bundled validation split grounded_object ranges 0.035-0.107 over the offsets, around a
-      mean of 0.073). Left out on a split of one item, which has no other caption. The offsets depend on seed,
-      not on latent_dim.
+      offset, so none keeps its own): fluent catalogue text about some other image. Their grounded accuracy
+      is averaged over BASELINE_OFFSETS random offsets (all of them on a small split), their BLEU-4 and
+      CIDEr-D over the first BASELINE_TEXT_OFFSETS of them: one offset alone is a noisy draw (on the bundled
+      validation split grounded_object ranges 0.035-0.107 over the offsets, around a mean of 0.073). Left
+      out on a split of one item, which has no other caption. The offsets depend on seed, not on latent_dim.
     -> {name: float}, the names of evaluate_split.
     """
     n = len(images_u8)
