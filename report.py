@@ -251,9 +251,44 @@ def plot_hardware(rows, path):
     return True
 
 
+MEASURE_PANELS = (  # the panels of measures.png: title, the VAL_MEASURES drawn in it
+    ("retrieval", ("i2t_r1", "t2i_r1", "i2t_r5", "t2i_r5")),
+    ("captions vs their references", ("bleu4", "cider_d")),
+    ("reconstruction: PSNR (dB)", ("psnr",)),
+    ("reconstruction: SSIM", ("ssim",)),
+    ("grounded caption accuracy", ("grounded_object", "grounded_count", "grounded_position", "grounded_technique",
+                                   "grounded_sky")),
+)
+
+
+def plot_measures(rows, path):
+    """The validation measures by epoch, each with its baseline (a model that learned nothing about the
+    individual images) as a dashed line of its colour: what the model learned, at a glance."""
+    baseline = last_metrics(rows, "baseline")
+    panels = [(title, [m for m in names if series(rows, f"val/{m}")[1]]) for title, names in MEASURE_PANELS]
+    panels = [(title, names) for title, names in panels if names]
+    if not panels:
+        return False
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), squeeze=False)
+    for ax, (title, names) in zip(axes[0], panels):
+        for m in names:
+            points = [(r["val/epoch"], r[f"val/{m}"]) for r in rows if finite(r.get("val/epoch"))
+                      and finite(r.get(f"val/{m}"))]
+            line, = ax.plot(*zip(*points), label=m, **_style(len(points)))
+            if finite(baseline.get(m)):
+                ax.axhline(baseline[m], color=line.get_color(), linestyle="--", linewidth=0.9)
+        ax.set(xlabel="epoch", title=title)
+        ax.legend(fontsize="x-small")
+    _save(fig, path)
+    return True
+
+
 PLOTS = {  # name -> (file, plot(rows, path, weights) -> whether it drew, caption in report.md)
     "loss_components": ("loss_components.png", plot_loss_components, "Weighted loss components"),
     "train_vs_val": ("train_vs_val.png", lambda rows, path, _: plot_train_vs_val(rows, path), "Train vs val"),
+    "measures": ("measures.png", lambda rows, path, _: plot_measures(rows, path),
+                 "Validation measures by epoch (dashed: each one's baseline)"),
     "latent": ("latent.png", lambda rows, path, _: plot_latent(rows, path), "Latent statistics"),
     "gradients": ("gradients.png", lambda rows, path, _: plot_gradients(rows, path), "Gradients"),
     "hardware": ("hardware.png", lambda rows, path, _: plot_hardware(rows, path), "Hardware vs loss"),

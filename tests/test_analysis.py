@@ -11,6 +11,7 @@ import typing
 from pathlib import Path
 
 import pytest
+from PIL import Image
 import yaml
 
 from analysis import ANALYSES, HealthConfig, HealthMonitor, compare_runs, main, write_report
@@ -253,6 +254,28 @@ def test_report_md_puts_the_baseline_first_and_names_the_measures_not_above_it(t
     assert "At the last epoch every measure is better than its baseline." in (tmp_path / "c" / "report.md").read_text()
     html = (tmp_path / "b" / "report.html").read_text()
     assert "<th>baseline</th>" in html and "no better than their baseline" in html
+
+
+def test_the_measures_plot_draws_each_logged_measure_with_its_baseline_and_only_when_there_are_measures(
+        tmp_path, monkeypatch):
+    import matplotlib.axes
+    from report import plot_measures
+    drawn = []  # the label of every line and the y of every dashed baseline, in drawing order
+    real_plot, real_axhline = matplotlib.axes.Axes.plot, matplotlib.axes.Axes.axhline
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot",
+                        lambda ax, *a, **k: (drawn.append(("line", k.get("label"))), real_plot(ax, *a, **k))[1])
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline",
+                        lambda ax, y=0, **k: (drawn.append(("baseline", y)), real_axhline(ax, y, **k))[1])
+    assert plot_measures(rows_with_baseline(0.05), tmp_path / "measures.png")
+    assert not plot_measures(history(), tmp_path / "none.png")  # no validation measures: no plot
+    assert drawn == [("line", "i2t_r1"), ("baseline", 0.002), ("line", "grounded_technique"), ("baseline", 0.05)]
+    with Image.open(tmp_path / "measures.png") as image:
+        assert image.format == "PNG" and image.size == (720, 380)  # two panels of 3.6 x 3.8 inches at 100 dpi
+    assert not (tmp_path / "none.png").exists()
+    monkeypatch.undo()
+    write_report(tmp_path / "run", rows_with_baseline(0.05), None, {**INFO, "config": RUN_CONFIG})
+    assert "![Validation measures by epoch (dashed: each one's baseline)](measures.png)" in (
+        tmp_path / "run" / "report.md").read_text()
 
 
 def test_a_lower_median_rank_is_what_beats_its_baseline():
