@@ -270,8 +270,13 @@ def plot_measures(rows, path):
     if not panels:
         return False
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), squeeze=False)
-    for ax, (title, names) in zip(axes[0], panels):
+    cols = min(3, len(panels))  # at most three a row: a page-wide figure stays legible
+    rows_of_panels = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows_of_panels, cols, figsize=(3.6 * cols, 3.8 * rows_of_panels), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    fig.subplots_adjust(hspace=0.45)
+    for ax, (title, names) in zip(axes.flat, panels):
         for m in names:
             points = [(r["val/epoch"], r[f"val/{m}"]) for r in rows if finite(r.get("val/epoch"))
                       and finite(r.get(f"val/{m}"))]
