@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from model_architecture_large import LEGACY_DEFAULTS
+from model_architecture_large import ModelConfig
 
 
 class CheckpointError(Exception):
@@ -42,7 +42,7 @@ def load_checkpoint(path):
 
 def check_model_config(state, model_config):
     """A resume must build the same model: raise CheckpointError naming the fields that differ."""
-    saved = {**LEGACY_DEFAULTS, **state["model_config"]}  # a checkpoint from before a field existed
+    saved = ModelConfig.saved_fields(state["model_config"])  # a checkpoint from before a field existed
     changed = [k for k, v in model_config.items() if saved.get(k) != v]
     if changed:
         raise CheckpointError(f"--resume=True: the checkpoint's model differs in {', '.join(changed)}; "

@@ -269,10 +269,15 @@ class ModelConfig:
     def num_patches(self):
         return (self.image_size // self.patch_size) ** 2
 
+    @staticmethod
+    def saved_fields(saved: dict) -> dict:
+        """A checkpoint's model_config with the fields it predates filled in (LEGACY_DEFAULTS)."""
+        return {**LEGACY_DEFAULTS, **saved}
+
     @classmethod
     def from_saved(cls, saved: dict):
-        """The config a checkpoint's model_config describes, older checkpoints included (LEGACY_DEFAULTS)."""
-        return cls(**{**LEGACY_DEFAULTS, **saved})
+        """The config a checkpoint's model_config describes, older checkpoints included."""
+        return cls(**cls.saved_fields(saved))
 
     @classmethod
     def small(cls, **kwargs):
