@@ -10,6 +10,7 @@ A checkpoint is self-describing: model, optimizer, scheduler, RNG states, the po
 tokenizer, the resolved configuration, the model's configuration, the history of logged rows and the W&B run id.
 """
 
+import math
 import os
 import shutil
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 import torch
 
 from model_architecture_large import ModelConfig
+from report import better
 
 
 class CheckpointError(Exception):
@@ -66,6 +68,11 @@ def check_resume(state, config, allowed=()):
     Raises CheckpointError naming every field that would silently break exactness: data, split and batch
     settings always; optimisation settings unless listed in `allowed` (--resume_changes)."""
     saved = state.get("config", {})
+    chosen_by, choose_by = saved.get("best_metric", "loss_total"), config.get("best_metric", "loss_total")
+    if chosen_by != choose_by:
+        raise CheckpointError(f"--resume=True: best.pt holds the best val {chosen_by} so far, not the best "
+                              f"{choose_by}; resume with --best_metric={chosen_by}, or start a new run in another "
+                              "out_dir")
     changed = {k: (saved.get(k), config.get(k)) for k in SAME_DATA + SAME_OPTIMISATION
                if k in saved and saved.get(k) != config.get(k)}
     fixed = [k for k in changed if k in SAME_DATA]
@@ -84,6 +91,37 @@ def check_resume(state, config, allowed=()):
 def parameters_finite(model):
     """Are all weights finite? One host sync; called before a save, never per step."""
     return bool(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all())
+
+
+class BestCheckpoint:
+    """Which epoch best.pt holds: the one with the best validation value of `metric` so far (a val loss, lowest
+    best, or a measure: report.better says which way each improves)."""
+
+    def __init__(self, metric="loss_total"):
+        self.metric, self.value, self.epoch = metric, None, 0  # epoch 0: no best yet
+
+    def offer(self, epoch, val):
+        """An epoch's validation results {name: value}. -> whether best.pt should now hold this epoch (a value
+        that is missing or not finite never is)."""
+        value = val.get(self.metric)
+        if value is None or not math.isfinite(value):
+            return False
+        if self.value is not None and not better(self.metric, value, self.value):
+            return False
+        self.value, self.epoch = float(value), epoch
+        return True
+
+    def summary(self):
+        """The run summary's keys (and the checkpoint's): best_epoch is the epoch best.pt holds."""
+        return {"best_metric": self.metric, "best_value": self.value, "best_epoch": self.epoch}
+
+    state_dict = summary
+
+    def load_state_dict(self, state):
+        """From a checkpoint; one written before best_metric existed chose best.pt by the lowest val loss_total."""
+        self.epoch = state["best_epoch"]
+        value = state.get("best_value", state["best_val_loss"])
+        self.value = float(value) if value is not None and math.isfinite(value) else None
 
 
 class Checkpoints:

@@ -343,15 +343,19 @@ def run_facts(out_dir, rows, info):
     best = min(val, key=lambda v: v[1]) if val else None
     steps = [row["global_step"] for row in rows if finite(row.get("global_step"))]
     epochs = [row[k] for row in rows for k in ("train/epoch", "val/epoch") if finite(row.get(k))]
+    metric = config.get("best_metric") or "loss_total"
     best_epoch = info.get("best_epoch") if finite(info.get("best_epoch")) and info.get("best_epoch") else None
-    if best_epoch is None and best and finite(best[0]):
-        best_epoch = round(best[0])
+    loss_epoch = round(best[0]) if best and finite(best[0]) else None
+    if best_epoch is None and metric == "loss_total":
+        best_epoch = loss_epoch
     return {
         "run": config.get("run_name") or Path(out_dir).resolve().name,
         "status": info.get("status") or "unknown",
         "device": info.get("device"),
         "training_time_s": info.get("training_time_s") if finite(info.get("training_time_s")) else None,
         "best_val_loss": info["best_val_loss"] if finite(info.get("best_val_loss")) else (best[1] if best else None),
+        "best_loss_epoch": loss_epoch if loss_epoch is not None or metric != "loss_total" else best_epoch,
+        "best_metric": metric,  # best.pt holds the epoch best_epoch, the best val <best_metric>
         "best_epoch": best_epoch,
         "steps": int(info["steps"]) if finite(info.get("steps")) else (int(max(steps)) if steps else 0),
         "epochs": max(epochs) if epochs else None,
@@ -383,10 +387,12 @@ def summary_paragraph(facts):
     time_part = f" in {fmt_duration(facts['training_time_s'])}" if facts["training_time_s"] is not None else ""
     sentences = [f"The model trained for {facts['steps']} steps{epochs}{time_part}{device}; status: {facts['status']}."]
     if facts["best_val_loss"] is not None:
-        at = f" at epoch {facts['best_epoch']}" if facts["best_epoch"] is not None else ""
+        at = f" at epoch {facts['best_loss_epoch']}" if facts.get("best_loss_epoch") is not None else ""
         sentences.append(f"The best validation loss was {fmt(facts['best_val_loss'])}{at}.")
     else:
         sentences.append("There is no validation result.")
+    if facts.get("best_metric", "loss_total") != "loss_total" and facts["best_epoch"] is not None:
+        sentences.append(f"best.pt holds epoch {facts['best_epoch']}, {best_pt_choice(facts)}.")
     acc = [f"{fmt(d['caption_accuracy'], 3)} ({name})" for name, d in (("train", train), ("val", val))
            if "caption_accuracy" in d]
     mse = [f"{fmt(d['image_mse'], 3)} ({name})" for name, d in (("train", train), ("val", val)) if "image_mse" in d]
@@ -397,7 +403,9 @@ def summary_paragraph(facts):
     return " ".join(sentences)
 
 
-LOWER_IS_BETTER = ("i2t_median_rank", "t2i_median_rank")  # the other measures are better higher
+LOWER_IS_BETTER = ("i2t_median_rank", "t2i_median_rank")  # with the losses; the other measures are better higher
+LOSSES = ("loss_total", "loss_image", "loss_caption", "loss_alignment")  # the val losses best_metric can name
+BEST_METRICS = LOSSES + tuple(VAL_MEASURES)  # what --best_metric can choose best.pt by
 
 
 def _judged(val, baseline):
@@ -405,9 +413,11 @@ def _judged(val, baseline):
     return [m for m in VAL_MEASURES if finite(val.get(m)) and finite(baseline.get(m))]
 
 
-def better(measure, value, other):
-    """Is value of this VAL_MEASURES measure better than other?"""
-    return value < other if measure in LOWER_IS_BETTER else value > other
+def better(name, value, other):
+    """Is value of this VAL_MEASURES measure or validation loss better than other? Losses and median ranks are
+    better lower, every other measure higher. The one definition of which way a measure improves: the baseline
+    sentence, the best.pt sentence and the Trainer's choice of best.pt (--best_metric) all use it."""
+    return value < other if name in LOSSES or name in LOWER_IS_BETTER else value > other
 
 
 def not_above_baseline(val, baseline):
@@ -416,9 +426,18 @@ def not_above_baseline(val, baseline):
     return [m for m in _judged(val, baseline) if not better(m, val[m], baseline[m])]
 
 
+def best_pt_choice(facts):
+    """How best.pt was chosen, e.g. "the lowest val loss_total" or "the best val i2t_r1 (0.761)"."""
+    metric = facts.get("best_metric") or "loss_total"
+    if metric == "loss_total":
+        return "the lowest val loss_total"
+    value = (facts.get("best_val") or {}).get(metric)
+    return f"the best val {metric}" + (f" ({fmt(value, 3)})" if finite(value) else "")
+
+
 def best_checkpoint_sentence(facts):
-    """One sentence naming the measures on which the last epoch beats best.pt's (the epoch of the lowest val
-    loss_total), or None: the val loss can rise through one component while retrieval or reconstruction improve."""
+    """One sentence naming the measures on which the last epoch beats best.pt's (the epoch of the best val
+    best_metric), or None: the val loss can rise through one component while retrieval or reconstruction improve."""
     at_best, last = facts.get("best_val") or {}, facts.get("final_val") or {}
     if not at_best or not finite(last.get("epoch")) or round(last["epoch"]) == facts.get("best_epoch"):
         return None
@@ -427,7 +446,7 @@ def best_checkpoint_sentence(facts):
     if not ahead:
         return None
     moves = ", ".join(f"{m} {fmt(at_best[m], 3)} → {fmt(last[m], 3)}" for m in ahead)
-    return (f"best.pt holds epoch {facts['best_epoch']}, the lowest val loss_total, but at the last epoch "
+    return (f"best.pt holds epoch {facts['best_epoch']}, {best_pt_choice(facts)}, but at the last epoch "
             f"{len(ahead)} of {len(judged)} measures are better than there ({moves}): for them, last.pt is the "
             f"better model.")
 
@@ -459,11 +478,19 @@ def measures_by_epoch(rows, baseline=None):
                                           for row in epochs]
 
 
+def best_pt_header(facts):
+    """' · **best.pt:** epoch E, the best val <metric> (V)' when best.pt is not chosen by val loss_total, else ''."""
+    if facts.get("best_metric", "loss_total") == "loss_total" or facts["best_epoch"] is None:
+        return ""
+    return f" · **best.pt:** epoch {facts['best_epoch']}, {best_pt_choice(facts)}"
+
+
 def report_markdown(facts, verdicts, monitor, plots, measures=()):
     train, val = facts["final_train"], facts["final_val"]
     lines = [f"# Run report: {facts['run']}", "",
              f"**Status:** {facts['status']} · **Best val loss:** {fmt(facts['best_val_loss'])}"
-             f" (epoch {fmt(facts['best_epoch'])}) · **Training time:** {fmt_duration(facts['training_time_s'])}"
+             f" (epoch {fmt(facts.get('best_loss_epoch'))}){best_pt_header(facts)}"
+             f" · **Training time:** {fmt_duration(facts['training_time_s'])}"
              f" · **Device:** {facts['device'] or '—'} · **Steps:** {facts['steps']}", "",
              "## Summary", "", summary_paragraph(facts), ""]
     final = [["metric", "train (last window)", "val (last epoch)"]]
@@ -516,8 +543,9 @@ def report_markdown(facts, verdicts, monitor, plots, measures=()):
 
 def summary_json(facts, info, verdicts, monitor):
     return {
-        **{k: facts[k] for k in ("run", "status", "device", "training_time_s", "best_val_loss", "best_epoch",
-                                 "steps", "epochs", "wandb_run", "final_train", "final_val", "baseline", "config")},
+        **{k: facts[k] for k in ("run", "status", "device", "training_time_s", "best_val_loss", "best_loss_epoch",
+                                 "best_metric", "best_epoch", "steps", "epochs", "wandb_run", "final_train",
+                                 "final_val", "baseline", "config")},
         "info": {k: v for k, v in info.items() if k != "config"},
         "verdicts": {a: {"status": v.status, "summary": v.summary, "rule": v.rule} for a, v in verdicts.items()},
         "findings": [asdict(f) for f in monitor.findings],

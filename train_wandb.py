@@ -39,11 +39,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from analysis import HealthConfig, HealthMonitor, replay
-from checkpoints import (SAME_OPTIMISATION, CheckpointError, Checkpoints, check_model_config, check_resume,
-                         load_checkpoint)
+from checkpoints import (SAME_OPTIMISATION, BestCheckpoint, CheckpointError, Checkpoints, check_model_config,
+                         check_resume, load_checkpoint)
 from evaluation import baseline_split, evaluate_split, mean_image, missing_packages
 from logger import LoggerError, create_logger
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
+from report import BEST_METRICS
 
 REPO_DIR = Path(__file__).resolve().parent
 BUNDLED_DATA_DIR = "data/engravings"  # the default data_dir: generated on first use, relative to this file
@@ -93,6 +94,7 @@ class Config:
     precision: str = "auto"  # 'auto' (bf16 autocast on CUDA, fp32 on CPU), 'bf16' or 'fp32'
     compile: bool = False  # torch.compile the model
     out_dir: str = "out"  # checkpoints (last.pt, best.pt), report.md, metrics.csv and plots go here
+    best_metric: str = "loss_total"  # best.pt holds the epoch with the best val/<this>: a val loss or a measure (i2t_r1, psnr, ...)
     checkpoint_every: float = 30.0  # minutes between mid-epoch saves of last.pt (0 = only at epoch ends)
     resume: bool = False  # continue from out_dir/last.pt (every data and optimisation setting must be the checkpoint's)
     resume_changes: str = ""  # on resume, optimisation fields allowed to differ, comma-separated (e.g. learning_rate,num_epochs): used from here on
@@ -230,6 +232,7 @@ def validate(cfg, wcfg):
     check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device), "device", "choose 'auto', 'cpu', 'cuda' or 'cuda:N'")
     check(cfg.precision in ("auto", "bf16", "fp32"), "precision", "choose 'auto', 'bf16' or 'fp32'")
     check(cfg.contrastive_negatives in ("global", "local"), "contrastive_negatives", "choose 'global' or 'local'")
+    check(cfg.best_metric in BEST_METRICS, "best_metric", f"choose a val loss or measure: {', '.join(BEST_METRICS)}")
     unknown = [f for f in filter(None, cfg.resume_changes.split(",")) if f not in SAME_OPTIMISATION]
     check(not unknown, "resume_changes", f"can name only {', '.join(SAME_OPTIMISATION)}")
     check(wcfg.mode in WANDB_MODES, "mode", f"choose from {', '.join(WANDB_MODES)}")
@@ -948,7 +951,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
         self.params = [p for p in model.parameters() if p.requires_grad]
 
-        self.step, self.epoch, self.best_val_loss, self.best_epoch = 0, 0, float("inf"), 0
+        self.step, self.epoch, self.best_val_loss = 0, 0, float("inf")  # best_val_loss: the lowest val loss_total
+        self.best = BestCheckpoint(cfg.best_metric)  # the epoch best.pt holds
         self.lr = self.scheduler.get_last_lr()[0]
         self.batches_done = 0  # batches finished in the current epoch
         self.run_config = {**flat_config(cfg, wcfg, health), **(run_config or {}), "total_steps": self.total_steps}
@@ -1092,10 +1096,12 @@ class Trainer:
         self.log({"val": {**val, "epoch": float(self.epoch)}, "baseline": self.validator.baseline(), "perf": perf})
         if self.logger.wants_media:
             self.logger.log_visuals(self.step, *self.validator.visuals())
-        is_best = val["loss_total"] < self.best_val_loss
+        if val["loss_total"] < self.best_val_loss:
+            self.best_val_loss = val["loss_total"]
+            self.logger.summary({"best_val_loss": val["loss_total"]})
+        is_best = self.best.offer(self.epoch, val)
         if is_best:
-            self.best_val_loss, self.best_epoch = val["loss_total"], self.epoch
-            self.logger.summary({"best_val_loss": val["loss_total"], "best_epoch": self.epoch})
+            self.logger.summary(self.best.summary())
         saved = self.save_checkpoint()
         if is_best and saved:
             self.checkpoints.mark_best()
@@ -1151,7 +1157,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "best_val_loss": self.best_val_loss,
-            "best_epoch": self.best_epoch,
+            **self.best.state_dict(),  # best_metric, best_value, best_epoch
             "batches_done": self.batches_done,  # position inside `epoch` (0: the epoch is complete)
             "loader_rng": self.train_loader.epoch_rng_state if self.batches_done else self.train_loader.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -1169,7 +1175,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epoch, self.best_val_loss = state["step"], state["epoch"], state["best_val_loss"]
         self.lr = self.scheduler.get_last_lr()[0]
-        self.best_epoch = state["best_epoch"]
+        self.best.load_state_dict(state)
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and len(state.get("cuda_rng", [])) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -1180,7 +1186,9 @@ class Trainer:
             self.epoch -= 1
             self.train_loader.skip = self.batches_done = state["batches_done"]
         if math.isfinite(self.best_val_loss):  # a resumed run keeps the best result so far in its summary
-            self.logger.summary({"best_val_loss": self.best_val_loss, "best_epoch": self.best_epoch})
+            self.logger.summary({"best_val_loss": self.best_val_loss})
+        if self.best.epoch:
+            self.logger.summary(self.best.summary())
 
 
 def mixed_precision(cfg, device):
@@ -1333,6 +1341,9 @@ def build_data(cfg, device, rank=0, world_size=1, checkpoint=None):
     train_idx, val_idx = split_indices(len(dataset), cfg.val_fraction, cfg.seed)
     truth_of = read_truths(collection_dir(cfg))
     truths = [truth_of.get(Path(p).resolve()) for p in dataset.paths]
+    if cfg.best_metric.startswith("grounded_") and all(truths[i] is None for i in val_idx.tolist()):
+        raise ConfigError(f"--best_metric={cfg.best_metric}: {cfg.data_dir} has no ground truth (the generator's "
+                          "'truth' in metadata.jsonl), so it is not measured; choose a loss or another measure")
 
     print("\nSTEP 2: Building tokenizer...")
     tokenizer = build_tokenizer([dataset.captions[i] for i in train_idx.tolist()], checkpoint)
@@ -1525,7 +1536,10 @@ def train(trainer, device):
     if error:
         print(f"error: training stopped: {error}", file=sys.stderr)
     else:
-        print(f"\nDone in {elapsed:.1f}s ({status}). Best val loss: {trainer.best_val_loss:.4f}. "
+        best = trainer.best
+        chosen = (f"best.pt: epoch {best.epoch}, val {best.metric} {best.value:.4g}. "
+                  if best.metric != "loss_total" and best.value is not None else "")
+        print(f"\nDone in {elapsed:.1f}s ({status}). Best val loss: {trainer.best_val_loss:.4f}. {chosen}"
               f"Checkpoints and report in {cfg.out_dir}/")
     return exit_code
 
@@ -1535,7 +1549,7 @@ def finish(trainer, device, status, elapsed):
     logger = trainer.logger
     logger.summary({"training_time_s": elapsed})
     info = {"status": status, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
-            "training_time_s": elapsed, "best_val_loss": trainer.best_val_loss, "best_epoch": trainer.best_epoch,
+            "training_time_s": elapsed, "best_val_loss": trainer.best_val_loss, **trainer.best.summary(),
             "steps": trainer.step, "config": trainer.run_config}
     ok = status == "finished" or status.startswith("stopped at")
     paths = logger.finish(trainer.checkpoints.out_dir, trainer.monitor, info, trainer.weights, trainer.step, ok)

@@ -59,13 +59,15 @@ class Overfitting(Analysis):
                        f"{vals[-1]:.4g}), while train fell ({first_train:.4g} -> {last_train:.4g})")
             if rose:
                 message += f"; it rose in {moves_text(rose)}"
+            by_loss = self.run_config.get("best_metric", "loss_total") == "loss_total"  # then best.pt is that epoch
             if fell:
                 message += f"; val {moves_text(fell)} still fell"
-                stop = (f"keep num_epochs: stopping at epoch {best_epoch} (best.pt, by val loss_total) would give up "
+                which = "best.pt, by val loss_total" if by_loss else "the lowest val loss_total"
+                stop = (f"keep num_epochs: stopping at epoch {best_epoch} ({which}) would give up "
                         f"{', '.join(f'loss_{c}' for c, _, _ in fell)}, which still improve")
             else:
-                stop = (f"best.pt holds epoch {best_epoch} (val {best:.4g}), "
-                        f"so lower num_epochs to {best_epoch} to stop there")
+                where = "best.pt holds" if by_loss else "the lowest val loss_total is at"
+                stop = f"{where} epoch {best_epoch} (val {best:.4g}), so lower num_epochs to {best_epoch} to stop there"
             self.emit("val_rising", "warning", message, f"{self.regularize()}; {stop}")
 
     def component_moves(self, first, last):

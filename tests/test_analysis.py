@@ -304,6 +304,26 @@ def test_the_report_names_the_measures_the_last_epoch_does_better_than_best_pt()
     assert best_checkpoint_sentence(run_facts("out/x", worse, {})) is None  # nothing better since
 
 
+def test_a_report_of_a_run_whose_best_pt_follows_a_measure_names_both_epochs(tmp_path):
+    """--best_metric=i2t_r1: best.pt is the epoch of the highest i2t_r1 (3), the lowest val loss is epoch 2's."""
+    from report import best_checkpoint_sentence, run_facts, summary_paragraph
+    rows = val_epochs((2.0, 0.30, 4.0, 14.0), (1.5, 0.40, 3.0, 15.0), (1.8, 0.50, 2.0, 14.5), (1.9, 0.45, 2.0, 16.0))
+    info = {**INFO, "best_val_loss": 1.5, "best_epoch": 3, "config": {**RUN_CONFIG, "best_metric": "i2t_r1"}}
+    facts = run_facts("out/x", rows, info)
+    assert (facts["best_epoch"], facts["best_loss_epoch"], facts["best_metric"]) == (3, 2, "i2t_r1")
+    assert ("The best validation loss was 1.5 at epoch 2. best.pt holds epoch 3, the best val i2t_r1 (0.5)."
+            in summary_paragraph(facts))
+    assert best_checkpoint_sentence(facts) == (
+        "best.pt holds epoch 3, the best val i2t_r1 (0.5), but at the last epoch 1 of 3 measures are better than "
+        "there (psnr 14.5 → 16): for them, last.pt is the better model.")
+    write_report(tmp_path, rows, None, info)
+    report = (tmp_path / "report.md").read_text()
+    assert "**Best val loss:** 1.5 (epoch 2) · **best.pt:** epoch 3, the best val i2t_r1 (0.5)" in report
+    assert "<span>best.pt</span><b>epoch 3, the best val i2t_r1 (0.5)</b>" in (tmp_path / "report.html").read_text()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["best_metric"], summary["best_epoch"], summary["best_loss_epoch"]) == ("i2t_r1", 3, 2)
+
+
 def test_compare_shows_one_baseline_row_when_the_runs_share_it_and_one_per_run_otherwise(tmp_path):
     for name, technique in (("x", 0.1), ("y", 0.1), ("z", 0.2)):
         write_report(tmp_path / name, rows_with_baseline(technique), None, {**INFO, "config": RUN_CONFIG})

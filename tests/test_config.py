@@ -225,6 +225,8 @@ def test_unknown_preset_names_the_known_ones():
     (["--device=CPU"], "device"),
     (["--precision=fp8"], "precision"),
     (["--log_frequency=0"], "log_frequency"),
+    (["--best_metric=accuracy"], "best_metric"),  # not a val loss or measure
+    (["--best_metric=val/i2t_r1"], "best_metric"),  # the name, without the val/ prefix
     (["--data_dir=/nonexistent/engravings"], "data_dir"),
 ])
 def test_out_of_range_value_raises_config_error_naming_the_field(args, name):

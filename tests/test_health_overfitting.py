@@ -1,5 +1,5 @@
 """health/overfitting.py: the gap between validation and training loss, epoch by epoch."""
-from health_rows import by_code, history, observe, val_rows
+from health_rows import RUN_CONFIG, by_code, history, observe, val_rows
 
 
 VAL_TOTAL = [3.0, 2.5, 2.3, 2.5, 2.7, 2.9]  # falls to epoch 3, then rises 3 epochs in a row
@@ -43,3 +43,12 @@ def test_a_rise_in_one_component_while_another_still_falls_does_not_advise_stopp
     assert "alignment" not in rising.message  # neither rose nor fell
     assert "lower num_epochs" not in rising.action
     assert "stopping at epoch 3 (best.pt, by val loss_total) would give up loss_image" in rising.action
+
+
+def test_when_best_pt_follows_a_measure_the_advice_does_not_say_best_pt_holds_the_lowest_val_loss():
+    rows = set_val(history(), image=[t / 3 for t in VAL_TOTAL], alignment=[t / 3 for t in VAL_TOTAL])
+    by_loss = by_code(observe(rows)[1])["val_rising"].action
+    assert "best.pt holds epoch 3 (val 2.3), so lower num_epochs to 3" in by_loss
+    by_r1 = by_code(observe(rows, {**RUN_CONFIG, "best_metric": "i2t_r1"})[1])["val_rising"].action
+    assert "best.pt" not in by_r1
+    assert "the lowest val loss_total is at epoch 3 (val 2.3), so lower num_epochs to 3" in by_r1

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 import torch
 
 from data.engravings import generate
@@ -207,6 +208,37 @@ def test_resume_continues_the_same_run_and_step_axis(engravings, tmp_path):
     with open(tmp_path / "out" / "metrics.csv", newline="") as f:  # the report covers the whole run
         steps = [int(float(r["global_step"])) for r in csv.DictReader(f)]
     assert min(steps) <= first_step < max(steps) == 2 * first_step
+
+
+def test_best_metric_makes_best_pt_the_epoch_of_the_highest_val_measure(engravings, tmp_path):
+    train(tmp_path, f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", "--num_epochs=4",
+          "--best_metric=i2t_r1", *TINY)
+    (run_dir,) = run_dirs(tmp_path)
+    r1 = [(row["val/epoch"], row["val/i2t_r1"]) for row in history(run_dir) if "val/i2t_r1" in row]
+    assert len(r1) == 4
+    epoch, value = max(r1, key=lambda e: e[1])  # max() keeps the first of equal values, as best.pt does
+    state = torch.load(tmp_path / "out" / "best.pt", map_location="cpu", weights_only=True)
+    assert (state["epoch"], state["best_epoch"], state["best_metric"]) == (epoch, epoch, "i2t_r1")
+    assert state["best_value"] == pytest.approx(value)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["best_metric"], summary["best_epoch"]) == ("i2t_r1", epoch)
+    loss = [row["val/loss_total"] for row in history(run_dir) if "val/loss_total" in row]
+    assert summary["best_val_loss"] == pytest.approx(min(loss))  # still the lowest val loss_total, by its name
+
+
+def test_best_metric_grounded_on_data_without_ground_truth_is_a_one_line_error(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(4):
+        Image.new("RGB", (32, 32), (60 * i, 0, 0)).save(folder / f"{i}.png")
+        (folder / f"{i}.txt").write_text(f"a red square number {i}")
+    result = subprocess.run([sys.executable, str(REPO_DIR / "train_wandb.py"), f"--data_dir={folder}", *TINY,
+                             "--mode=disabled", "--best_metric=grounded_object", f"--out_dir={tmp_path / 'out'}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()][-1:]  # after the decoding progress bar
+    assert line.startswith("error: --best_metric=grounded_object:") and "no ground truth" in line
+    assert result.stderr.count("error:") == 1
 
 
 def test_resume_without_a_checkpoint_is_a_one_line_error(tmp_path):
@@ -508,7 +540,8 @@ def test_a_stopped_and_resumed_run_equals_one_never_stopped(engravings, tmp_path
 
 
 @pytest.mark.parametrize("change, field", [("--batch_size=8", "batch_size"), ("--seed=7", "seed"),
-                                           ("--learning_rate=0.01", "learning_rate")])
+                                           ("--learning_rate=0.01", "learning_rate"),
+                                           ("--best_metric=i2t_r1", "best_metric")])
 def test_a_resume_with_other_settings_stops_with_one_line_naming_the_field(engravings, tmp_path, change, field):
     common = [f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", *TINY, "--mode=disabled", "--max_steps=2"]
     train(tmp_path, *common)

@@ -1,0 +1,69 @@
+"""checkpoints.BestCheckpoint: which epoch best.pt holds under --best_metric, and report.better, the one
+definition of which way each validation loss and measure improves."""
+import math
+
+import pytest
+
+from checkpoints import BestCheckpoint, CheckpointError, check_resume
+from report import BEST_METRICS, LOSSES, VAL_MEASURES, better
+
+
+def offer_all(metric, values):
+    """Offer one value an epoch (epochs 1, 2, ...) -> (whether each became best, the epoch best.pt holds)."""
+    best = BestCheckpoint(metric)
+    taken = [best.offer(epoch, {metric: value}) for epoch, value in enumerate(values, 1)]
+    return taken, best.epoch
+
+
+@pytest.mark.parametrize("metric, values, taken, epoch", [
+    ("loss_total", [3.0, 2.5, 2.7, 2.5], [True, True, False, False], 2),  # lowest; a tie keeps the earlier epoch
+    ("loss_caption", [1.6, 1.9, 4.3], [True, False, False], 1),
+    ("i2t_r1", [0.1, 0.3, 0.2], [True, True, False], 2),  # highest
+    ("psnr", [12.5, 12.4, 15.0], [True, False, True], 3),
+    ("i2t_median_rank", [5.0, 3.0, 4.0], [True, True, False], 2),  # a rank: lowest
+])
+def test_best_pt_follows_the_best_value_of_the_chosen_metric_in_its_direction(metric, values, taken, epoch):
+    assert offer_all(metric, values) == (taken, epoch)
+
+
+def test_a_missing_or_non_finite_value_never_becomes_best_and_keeps_the_best_so_far():
+    best = BestCheckpoint("i2t_r1")
+    assert not best.offer(1, {"loss_total": 2.0})  # not measured
+    assert not best.offer(2, {"i2t_r1": math.nan})
+    assert best.summary() == {"best_metric": "i2t_r1", "best_value": None, "best_epoch": 0}
+    assert best.offer(3, {"i2t_r1": 0.2})
+    assert not best.offer(4, {"i2t_r1": math.inf})
+    assert best.summary() == {"best_metric": "i2t_r1", "best_value": 0.2, "best_epoch": 3}
+
+
+def test_the_state_round_trips_and_an_older_checkpoint_is_read_as_chosen_by_val_loss():
+    best = BestCheckpoint("psnr")
+    best.offer(4, {"psnr": 15.5})
+    again = BestCheckpoint("psnr")
+    again.load_state_dict({**best.state_dict(), "best_val_loss": 2.0})
+    assert again.summary() == best.summary()
+    old = BestCheckpoint()  # a checkpoint from before best_metric: best_val_loss and best_epoch only
+    old.load_state_dict({"best_val_loss": 2.4749, "best_epoch": 8})
+    assert (old.value, old.epoch) == (2.4749, 8)
+    assert not old.offer(9, {"loss_total": 2.5}) and old.offer(10, {"loss_total": 2.4})
+    unset = BestCheckpoint()
+    unset.load_state_dict({"best_val_loss": math.inf, "best_epoch": 0})  # stopped before the first validation
+    assert unset.value is None and unset.offer(1, {"loss_total": 9.0})
+
+
+def test_losses_and_median_ranks_are_better_lower_and_every_other_measure_higher():
+    for name in LOSSES + ("i2t_median_rank", "t2i_median_rank"):
+        assert better(name, 1.0, 2.0) and not better(name, 2.0, 1.0), name
+    for name in set(VAL_MEASURES) - {"i2t_median_rank", "t2i_median_rank"}:
+        assert better(name, 2.0, 1.0) and not better(name, 1.0, 2.0), name
+    assert not better("i2t_r1", 0.5, 0.5)  # equal is not better
+    assert set(BEST_METRICS) == set(LOSSES) | set(VAL_MEASURES)
+
+
+def test_a_resume_that_would_choose_best_pt_by_another_metric_is_refused():
+    state = {"config": {"best_metric": "i2t_r1"}}
+    with pytest.raises(CheckpointError, match="resume with --best_metric=i2t_r1"):
+        check_resume(state, {"best_metric": "loss_total"})
+    assert check_resume(state, {"best_metric": "i2t_r1"}) == {}
+    with pytest.raises(CheckpointError, match="best val loss_total so far"):  # older checkpoints: by val loss
+        check_resume({"config": {}}, {"best_metric": "psnr"})
