@@ -426,6 +426,12 @@ def not_above_baseline(val, baseline):
     return [m for m in _judged(val, baseline) if not better(m, val[m], baseline[m])]
 
 
+def move(before, after):
+    """'before → after' with 3 significant digits, or as many more (up to 6) as it takes to tell them apart."""
+    digits = next((d for d in range(3, 7) if fmt(before, d) != fmt(after, d)), 6)
+    return f"{fmt(before, digits)} → {fmt(after, digits)}"
+
+
 def best_pt_choice(facts):
     """How best.pt was chosen, e.g. "the lowest val loss_total" or "the best val i2t_r1 (0.761)"."""
     metric = facts.get("best_metric") or "loss_total"
@@ -445,7 +451,7 @@ def best_checkpoint_sentence(facts):
     ahead = [m for m in judged if better(m, last[m], at_best[m])]
     if not ahead:
         return None
-    moves = ", ".join(f"{m} {fmt(at_best[m], 3)} → {fmt(last[m], 3)}" for m in ahead)
+    moves = ", ".join(f"{m} {move(at_best[m], last[m])}" for m in ahead)
     return (f"best.pt holds epoch {facts['best_epoch']}, {best_pt_choice(facts)}, but at the last epoch "
             f"{len(ahead)} of {len(judged)} measures are better than there ({moves}): for them, last.pt is the "
             f"better model.")

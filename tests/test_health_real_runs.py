@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from health import HealthConfig, replay
+from checkpoints import BestCheckpoint
 from report import best_checkpoint_sentence, run_facts, write_report
 from train_wandb import Config, WandBConfig, flat_config
 
@@ -77,3 +78,22 @@ def test_the_report_says_last_pt_beats_best_pt_on_retrieval_and_reconstruction(t
         assert move in sentence, move
     write_report(tmp_path, rows, None, {"config": h200_config(HealthConfig())})
     assert sentence in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize("metric, epoch, value", [("loss_total", 8, 2.2069), ("i2t_r1", 96, 0.77237),
+                                                  ("psnr", 92, 15.018)])
+def test_best_metric_on_the_real_run_moves_best_pt_to_where_that_measure_peaked(tmp_path, metric, epoch, value):
+    """--best_metric=i2t_r1 on that run: best.pt would hold epoch 96 (R@1 0.772), not epoch 8 (R@1 0.66, PSNR
+    at the baseline's 12.5 dB), and the report then finds fewer measures on which last.pt is better."""
+    rows = h200_rows()
+    best = BestCheckpoint(metric)
+    for val in [{k[4:]: v for k, v in row.items() if k.startswith("val/")} for row in rows if "val/epoch" in row]:
+        best.offer(round(val["epoch"]), val)
+    assert (best.epoch, best.value) == (epoch, pytest.approx(value))
+    facts = run_facts(tmp_path, rows, {"best_epoch": best.epoch, "config": {"best_metric": metric}})
+    ahead = best_checkpoint_sentence(facts).split(" of 17 ")[0].rsplit(" ", 1)[1]
+    assert int(ahead) == {"loss_total": 11, "i2t_r1": 7, "psnr": 10}[metric]
+    sentence = best_checkpoint_sentence(facts)
+    assert f" {metric} " not in " " + sentence.split("(", 2)[-1]  # never better at the last epoch on the chosen one
+    if metric == "psnr":  # values equal to 3 digits get as many more as tell them apart, not "0.266 → 0.266"
+        assert "cider_d 0.26567 → 0.26568" in sentence
