@@ -413,11 +413,16 @@ def _judged(val, baseline):
     return [m for m in VAL_MEASURES if finite(val.get(m)) and finite(baseline.get(m))]
 
 
+def lower_is_better(name):
+    """Is this VAL_MEASURES measure or validation loss better lower? The losses and the median ranks are; every
+    other measure is better higher. The one definition of which way a measure improves: better(), and through it
+    the baseline sentence, the best.pt sentence and the Trainer's choice of best.pt (--best_metric), use it."""
+    return name in LOSSES or name in LOWER_IS_BETTER
+
+
 def better(name, value, other):
-    """Is value of this VAL_MEASURES measure or validation loss better than other? Losses and median ranks are
-    better lower, every other measure higher. The one definition of which way a measure improves: the baseline
-    sentence, the best.pt sentence and the Trainer's choice of best.pt (--best_metric) all use it."""
-    return value < other if name in LOSSES or name in LOWER_IS_BETTER else value > other
+    """Is value of this VAL_MEASURES measure or validation loss better than other?"""
+    return value < other if lower_is_better(name) else value > other
 
 
 def not_above_baseline(val, baseline):

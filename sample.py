@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from evaluation import baseline_split, evaluate_split, missing_packages
 from model_architecture_large import ModelConfig, MultimodalModel
+from report import lower_is_better
 from train_wandb import (IMAGE_EXTENSIONS, CaptionTokenizer, ConfigError, DataError, find_items, format_warning,
                          load_image, read_truths, resolve_device)
 
@@ -78,7 +79,8 @@ def warn(message):
 # checkpoint and images
 
 def load_model(path, device):
-    """-> (model in eval mode on device, tokenizer) from a train_wandb.py checkpoint, or ConfigError."""
+    """-> (model in eval mode on device, tokenizer, what the weights are: {epoch, step, best_metric, best_value,
+    best_epoch}, each None where the checkpoint does not say) from a train_wandb.py checkpoint, or ConfigError."""
     if not Path(path).is_file():
         raise ConfigError(f"--checkpoint={path}: no such file")
     try:
@@ -98,7 +100,22 @@ def load_model(path, device):
     if len(tokenizer) != model.cfg.vocab_size:
         raise ConfigError(f"--checkpoint={path}: its tokenizer has {len(tokenizer)} tokens, the model "
                           f"{model.cfg.vocab_size}")
-    return model.to(device).eval(), tokenizer
+    trained = {key: ckpt.get(key) for key in ("epoch", "step", "best_metric", "best_value", "best_epoch")}
+    if trained["best_metric"] is None and "best_val_loss" in ckpt:  # written before --best_metric existed
+        trained.update(best_metric="loss_total", best_value=ckpt["best_val_loss"])
+    return model.to(device).eval(), tokenizer, trained
+
+
+def describe(trained):
+    """e.g. 'epoch 8 of training; best.pt is chosen by the lowest val loss_total (2.475 at epoch 8)'."""
+    if trained.get("epoch") is None:
+        return "epoch unknown"
+    text = f"epoch {trained['epoch']} of training"
+    metric, value = trained.get("best_metric"), trained.get("best_value")
+    if metric and isinstance(value, (int, float)) and math.isfinite(value):
+        how = "lowest" if lower_is_better(metric) else "best"
+        text += f"; best.pt is chosen by the {how} val {metric} ({value:.4g} at epoch {trained.get('best_epoch')})"
+    return text
 
 
 def list_images(path):
@@ -282,7 +299,7 @@ def write_reconstructions(model, images_u8, paths, args):
     print(f"Wrote {args.reconstruct}: {len(paths)} images, each above its reconstruction")
 
 
-def evaluate(model, tokenizer, args, device):
+def evaluate(model, tokenizer, trained, args, device):
     missing = missing_packages()
     if missing:
         raise ConfigError(missing)
@@ -295,12 +312,12 @@ def evaluate(model, tokenizer, args, device):
     metrics = evaluate_split(model, images_u8, tokens, tokenizer, truths=truths, batch_size=args.batch_size)
     # what each measure gives for a model that learned nothing (the folder's own mean image as every reconstruction)
     baseline = baseline_split(images_u8, tokens, tokenizer, truths, latent_dim=model.cfg.latent_dim)
-    print(f"{args.checkpoint} on {args.evaluate}: {len(kept)} items")
+    print(f"{args.checkpoint} ({describe(trained)}) on {args.evaluate}: {len(kept)} items")
     print(f"  {'measure':<20} {'value':>9} {'baseline':>9}")
     for name, value in metrics.items():
         print(f"  {name:<20} {value:>9.4f}" + (f" {baseline[name]:>9.4f}" if name in baseline else ""))
     out = Path(args.json) if args.json else Path(args.checkpoint).with_suffix(".eval.json")
-    result = {"checkpoint": str(args.checkpoint), "data_dir": str(args.evaluate), "num_items": len(kept),
+    result = {"checkpoint": str(args.checkpoint), **trained, "data_dir": str(args.evaluate), "num_items": len(kept),
               "metrics": metrics, "baseline": baseline}
     try:
         out.write_text(json.dumps(result, indent=2) + "\n")
@@ -313,9 +330,9 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     warnings.formatwarning = format_warning  # one line per warning, as in train_wandb.py
     device = resolve_device(args)
-    model, tokenizer = load_model(args.checkpoint, device)
+    model, tokenizer, trained = load_model(args.checkpoint, device)
     if args.evaluate:
-        return evaluate(model, tokenizer, args, device)
+        return evaluate(model, tokenizer, trained, args, device)
     images_u8, paths = load_images(list_images(args.images), model.cfg.image_size)
     images_u8 = images_u8.to(device)
     if args.captions_from:

@@ -132,6 +132,25 @@ def test_evaluate_prints_a_table_and_writes_every_measure_to_json(workspace):
     assert any(line.split()[0] == "cider_d" for line in lines)
 
 
+@pytest.mark.parametrize("saved, header", [
+    ({"epoch": 8, "step": 576, "best_metric": "i2t_r1", "best_value": 0.3677, "best_epoch": 8},
+     "(epoch 8 of training; best.pt is chosen by the best val i2t_r1 (0.3677 at epoch 8))"),
+    ({"epoch": 5, "step": 40, "best_val_loss": 2.4749, "best_epoch": 4},  # written before --best_metric existed
+     "(epoch 5 of training; best.pt is chosen by the lowest val loss_total (2.475 at epoch 4))"),
+    ({}, "(epoch unknown)"),
+])
+def test_evaluate_says_which_epoch_the_checkpoint_holds_and_how_best_pt_was_chosen(workspace, tmp_path, saved, header):
+    state = torch.load(workspace["ckpt"], weights_only=True)
+    torch.save({**state, **saved}, tmp_path / "best.pt")
+    out = tmp_path / "eval.json"
+    lines = result_lines(run_sample(f"--checkpoint={tmp_path / 'best.pt'}", f"--evaluate={workspace['data']}",
+                                    f"--json={out}"))
+    assert lines[0] == f"{tmp_path / 'best.pt'} {header} on {workspace['data']}: 4 items"
+    result = json.loads(out.read_text())
+    assert result["epoch"] == saved.get("epoch") and result["best_epoch"] == saved.get("best_epoch")
+    assert result["best_metric"] == ("loss_total" if "best_val_loss" in saved else saved.get("best_metric"))
+
+
 def test_an_unreadable_image_in_a_folder_is_named_and_skipped(workspace, tmp_path):
     for p in workspace["paths"][:2]:
         (tmp_path / p.name).write_bytes(p.read_bytes())
