@@ -26,6 +26,7 @@ import wandb
 from tqdm import tqdm
 
 from analysis import write_report
+from report import VAL_MEASURES, lower_is_better
 
 
 class LoggerError(Exception):
@@ -136,6 +137,8 @@ class RunLogger:
         for prefix in ("train", "val", "baseline", "perf"):
             run.define_metric(f"{prefix}/*", step_metric="global_step")
         run.define_metric("val/loss_total", summary="min")
+        for name in VAL_MEASURES:  # each measure's best over the run, in its direction, beside its last value
+            run.define_metric(f"val/{name}", summary=("min" if lower_is_better(name) else "max") + ",last")
 
     @property
     def run_id(self):

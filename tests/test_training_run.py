@@ -186,6 +186,19 @@ def test_config_is_stored_in_the_wandb_run(tiny_run):
         assert field in text, field
 
 
+def test_the_wandb_summary_keeps_each_measures_best_in_its_direction_and_its_last(tiny_run):
+    _, tmp, rows = tiny_run
+    (run_dir,) = run_dirs(tmp)
+    summary = json.loads(subprocess.run([WANDB_CLI, "leet", "inspect", "--summary", "--json", str(run_dir)],
+                                        capture_output=True, text=True, check=True).stdout)["summary"]
+    for name, best in (("i2t_r1", max), ("psnr", max), ("i2t_median_rank", min)):
+        values = [row[f"val/{name}"] for row in rows if f"val/{name}" in row]
+        assert len(values) == 3, name
+        assert summary[f"val/{name}"] == {best.__name__: pytest.approx(best(values)), "last": pytest.approx(values[-1])}
+    assert summary["val/loss_total"] == {"min": pytest.approx(min(r["val/loss_total"] for r in rows
+                                                                  if "val/loss_total" in r))}
+
+
 def test_max_steps_stops_early_but_still_validates_and_finishes(engravings, tmp_path):
     result = train(tmp_path, f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", "--max_steps=5", *TINY)
     rows = history(run_dirs(tmp_path)[0])
