@@ -425,10 +425,28 @@ def better(name, value, other):
     return value < other if lower_is_better(name) else value > other
 
 
+# the measures that are shares of the validation items -> the logged count of the items each is over
+SHARE_ITEMS = {**{f"{d}_r{k}": "items" for d in ("i2t", "t2i") for k in (1, 5, 10)},
+               **{m: "grounded_items" for m in VAL_MEASURES if m.startswith("grounded_")}}
+
+
+def clearly_better(name, value, baseline, items=None):
+    """Is value better than the baseline by more than chance moves it? For a share of `items` items, by more
+    than two standard errors of a share at the baseline's rate, sqrt(p (1 - p) / items) with p kept within
+    [1/items, 1 - 1/items] (514 items: 0.011 at p = 0.07); for any other measure, or without a count, any
+    amount."""
+    if name not in SHARE_ITEMS or not finite(items) or items < 1:
+        return better(name, value, baseline)
+    p = min(max(baseline, 1 / items), 1 - 1 / items)
+    return value - baseline > 2 * math.sqrt(p * (1 - p) / items)
+
+
 def not_above_baseline(val, baseline):
-    """The measures whose value is no better than their baseline (the model learned nothing they can see), in
-    VAL_MEASURES order; only measures with both values."""
-    return [m for m in _judged(val, baseline) if not better(m, val[m], baseline[m])]
+    """The measures whose value is not clearly better than their baseline (the model learned nothing they can
+    see; a share must beat it by two standard errors, see clearly_better), in VAL_MEASURES order; only measures
+    with both values."""
+    return [m for m in _judged(val, baseline)
+            if not clearly_better(m, val[m], baseline[m], val.get(SHARE_ITEMS.get(m, "")))]
 
 
 def move(before, after):
@@ -471,8 +489,10 @@ def baseline_sentence(facts):
     behind = not_above_baseline(val, baseline)
     if not behind:
         return "At the last epoch every measure is better than its baseline."
-    return (f"At the last epoch {len(behind)} of {len(judged)} measures are no better than their baseline, so the "
-            f"model has learned nothing they can see: {', '.join(behind)}.")
+    counted = any(finite(val.get(SHARE_ITEMS.get(m, ""))) for m in behind)  # a share judged against its noise
+    noise = " (a share must beat it by two standard errors)" if counted else ""
+    return (f"At the last epoch {len(behind)} of {len(judged)} measures are no better than their baseline{noise}, "
+            f"so the model has learned nothing they can see: {', '.join(behind)}.")
 
 
 def measures_by_epoch(rows, baseline=None):

@@ -908,7 +908,11 @@ class Validator:
             batch_size=self.val_loader.batch_size, autocast=self.autocast, forward=self.forward, on_batch=add,
             generate_batch_size=generate_batch_size, return_captions=True)
         self.shown = {**first, "generated": captions[:shown], "captions": self.val_loader.tokens[:shown].tolist()}
-        return {**window.means(), **measures}
+        # how many items each share is over (report.SHARE_ITEMS): its standard error follows from it
+        counts = {"items": float(len(captions))}
+        if any(name.startswith("grounded_") for name in measures):
+            counts["grounded_items"] = float(sum(t is not None for t in self.truths))
+        return {**window.means(), **measures, **counts}
 
     def visuals(self):
         """-> (grid of validation images over their reconstructions, rows of (image, reconstruction, caption,

@@ -60,6 +60,36 @@ def test_losses_and_median_ranks_are_better_lower_and_every_other_measure_higher
     assert set(BEST_METRICS) == set(LOSSES) | set(VAL_MEASURES)
 
 
+@pytest.mark.parametrize("name, value, baseline, items, clearly", [
+    ("grounded_count", 0.049, 0.041, 514, False),  # the quick preset at batch 16: under one standard error (0.0087)
+    ("grounded_object", 0.150, 0.076, 514, True),  # the default config on the H200: over six
+    ("grounded_object", 0.094, 0.076, 514, False),  # 0.018 above: just under two (0.0234)
+    ("grounded_object", 0.101, 0.076, 514, True),  # 0.025 above: just over
+    ("grounded_object", 0.094, 0.076, None, True),  # no count logged (an older run): any amount, as before
+    ("i2t_r1", 1 / 514, 0.0, 514, False),  # 1 of 514 right: chance (p kept at 1/514)
+    ("i2t_r1", 0.010, 0.0, 514, True),
+    ("psnr", 12.51, 12.5, 514, True),  # not a share: any amount
+    ("i2t_median_rank", 233.0, 234.0, 514, True),  # lower is better, not a share
+])
+def test_a_share_is_clearly_better_than_its_baseline_only_by_more_than_two_standard_errors(
+        name, value, baseline, items, clearly):
+    from report import clearly_better
+    assert clearly_better(name, value, baseline, items) is clearly
+
+
+def test_the_baseline_sentence_does_not_count_a_share_within_noise_of_its_baseline_as_learned():
+    from report import baseline_sentence
+    val = {"grounded_count": 0.049, "grounded_position": 0.025, "grounded_sky": 0.50, "psnr": 17.0,
+           "items": 514.0, "grounded_items": 514.0}
+    baseline = {"grounded_count": 0.041, "grounded_position": 0.021, "grounded_sky": 0.159, "psnr": 14.5}
+    assert baseline_sentence({"final_val": val, "baseline": baseline}) == (
+        "At the last epoch 2 of 4 measures are no better than their baseline (a share must beat it by two "
+        "standard errors), so the model has learned nothing they can see: grounded_count, grounded_position.")
+    without_counts = {k: v for k, v in val.items() if not k.endswith("items")}
+    assert baseline_sentence({"final_val": without_counts, "baseline": baseline}) == (
+        "At the last epoch every measure is better than its baseline.")
+
+
 def test_a_resume_that_would_choose_best_pt_by_another_metric_is_refused():
     state = {"config": {"best_metric": "i2t_r1"}}
     with pytest.raises(CheckpointError, match="resume with --best_metric=i2t_r1"):

@@ -186,6 +186,14 @@ def test_config_is_stored_in_the_wandb_run(tiny_run):
         assert field in text, field
 
 
+def test_each_validation_logs_how_many_items_its_shares_are_over(tiny_run, engravings):
+    _, _, rows = tiny_run
+    val = [row for row in rows if "val/loss_total" in row]
+    n_val = round(200 * 0.1)  # the fixture's 200 items, val_fraction 0.1
+    assert [row["val/items"] for row in val] == [n_val] * 3
+    assert [row["val/grounded_items"] for row in val] == [n_val] * 3  # the generator's items all have a truth
+
+
 def test_the_wandb_summary_keeps_each_measures_best_in_its_direction_and_its_last(tiny_run):
     _, tmp, rows = tiny_run
     (run_dir,) = run_dirs(tmp)
