@@ -441,12 +441,23 @@ def clearly_better(name, value, baseline, items=None):
     return value - baseline > 2 * math.sqrt(p * (1 - p) / items)
 
 
+def clearly_ahead(val, other):
+    """The measures on which val is clearly better than other (clearly_better, with val's item counts), in
+    VAL_MEASURES order; only measures with both values."""
+    return [m for m in _judged(val, other) if clearly_better(m, val[m], other[m], val.get(SHARE_ITEMS.get(m, "")))]
+
+
+def _counted(val, names):
+    """Was a share among names judged against its noise (val logged the count of items it is over)?"""
+    return any(finite(val.get(SHARE_ITEMS.get(m, ""))) for m in names)
+
+
 def not_above_baseline(val, baseline):
     """The measures whose value is not clearly better than their baseline (the model learned nothing they can
     see; a share must beat it by two standard errors, see clearly_better), in VAL_MEASURES order; only measures
     with both values."""
-    return [m for m in _judged(val, baseline)
-            if not clearly_better(m, val[m], baseline[m], val.get(SHARE_ITEMS.get(m, "")))]
+    ahead = clearly_ahead(val, baseline)
+    return [m for m in _judged(val, baseline) if m not in ahead]
 
 
 def move(before, after):
@@ -471,10 +482,12 @@ def best_checkpoint_sentence(facts):
     if not at_best or not finite(last.get("epoch")) or round(last["epoch"]) == facts.get("best_epoch"):
         return None
     judged = _judged(last, at_best)
-    ahead = [m for m in judged if better(m, last[m], at_best[m])]
+    ahead = clearly_ahead(last, at_best)
     if not ahead:
         return None
     moves = ", ".join(f"{m} {move(at_best[m], last[m])}" for m in ahead)
+    if _counted(last, judged):
+        moves += "; a share counts only by more than two standard errors"
     return (f"best.pt holds epoch {facts['best_epoch']}, {best_pt_choice(facts)}, but at the last epoch "
             f"{len(ahead)} of {len(judged)} measures are better than there ({moves}): for them, last.pt is the "
             f"better model.")
@@ -489,8 +502,7 @@ def baseline_sentence(facts):
     behind = not_above_baseline(val, baseline)
     if not behind:
         return "At the last epoch every measure is better than its baseline."
-    counted = any(finite(val.get(SHARE_ITEMS.get(m, ""))) for m in behind)  # a share judged against its noise
-    noise = " (a share must beat it by two standard errors)" if counted else ""
+    noise = " (a share must beat it by two standard errors)" if _counted(val, behind) else ""
     return (f"At the last epoch {len(behind)} of {len(judged)} measures are no better than their baseline{noise}, "
             f"so the model has learned nothing they can see: {', '.join(behind)}.")
 

@@ -97,3 +97,19 @@ def test_best_metric_on_the_real_run_moves_best_pt_to_where_that_measure_peaked(
     assert f" {metric} " not in " " + sentence.split("(", 2)[-1]  # never better at the last epoch on the chosen one
     if metric == "psnr":  # values equal to 3 digits get as many more as tell them apart, not "0.266 → 0.266"
         assert "cider_d 0.26567 → 0.26568" in sentence
+
+
+def test_with_the_split_counted_the_best_pt_sentence_drops_shares_that_moved_within_their_noise(tmp_path):
+    """The run predates val/items; with its 514 validation items added, the shares that moved less than two
+    standard errors since epoch 8 (i2t_r5 0.946 -> 0.949, grounded_count 0.0914 -> 0.117, ...) are no longer
+    named; retrieval at R@1, the object and its position, and the reconstructions still are."""
+    rows = h200_rows()
+    for row in rows:
+        if "val/epoch" in row:
+            row["val/items"] = row["val/grounded_items"] = 514.0
+    sentence = best_checkpoint_sentence(run_facts(tmp_path, rows, {}))
+    assert sentence == (
+        "best.pt holds epoch 8, the lowest val loss_total, but at the last epoch 6 of 17 measures are better than "
+        "there (i2t_r1 0.66 → 0.761, t2i_r1 0.607 → 0.747, psnr 12.5 → 15, ssim 0.305 → 0.55, grounded_object "
+        "0.111 → 0.15, grounded_position 0.0447 → 0.07; a share counts only by more than two standard errors): "
+        "for them, last.pt is the better model.")
