@@ -118,10 +118,19 @@ class BestCheckpoint:
     state_dict = summary
 
     def load_state_dict(self, state):
-        """From a checkpoint; one written before best_metric existed chose best.pt by the lowest val loss_total."""
-        self.epoch = state["best_epoch"]
-        value = state.get("best_value", state["best_val_loss"])
+        """From a checkpoint (see saved_best)."""
+        saved = saved_best(state)
+        self.epoch, value = saved["best_epoch"], saved["best_value"]
         self.value = float(value) if value is not None and math.isfinite(value) else None
+
+
+def saved_best(state):
+    """A checkpoint's {best_metric, best_value, best_epoch}, each None where it does not say. One written before
+    best_metric existed chose best.pt by the lowest val loss_total, its best_val_loss."""
+    if "best_metric" not in state and "best_val_loss" in state:
+        return {"best_metric": "loss_total", "best_value": state["best_val_loss"],
+                "best_epoch": state.get("best_epoch")}
+    return {key: state.get(key) for key in ("best_metric", "best_value", "best_epoch")}
 
 
 class Checkpoints:

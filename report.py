@@ -391,8 +391,9 @@ def summary_paragraph(facts):
         sentences.append(f"The best validation loss was {fmt(facts['best_val_loss'])}{at}.")
     else:
         sentences.append("There is no validation result.")
-    if facts.get("best_metric", "loss_total") != "loss_total" and facts["best_epoch"] is not None:
-        sentences.append(f"best.pt holds epoch {facts['best_epoch']}, {best_pt_choice(facts)}.")
+    chosen = best_pt_fact(facts)
+    if chosen:
+        sentences.append(f"best.pt holds {chosen}.")
     acc = [f"{fmt(d['caption_accuracy'], 3)} ({name})" for name, d in (("train", train), ("val", val))
            if "caption_accuracy" in d]
     mse = [f"{fmt(d['image_mse'], 3)} ({name})" for name, d in (("train", train), ("val", val)) if "image_mse" in d]
@@ -521,18 +522,19 @@ def measures_by_epoch(rows, baseline=None):
                                           for row in epochs]
 
 
-def best_pt_header(facts):
-    """' · **best.pt:** epoch E, the best val <metric> (V)' when best.pt is not chosen by val loss_total, else ''."""
-    if facts.get("best_metric", "loss_total") == "loss_total" or facts["best_epoch"] is None:
-        return ""
-    return f" · **best.pt:** epoch {facts['best_epoch']}, {best_pt_choice(facts)}"
+def best_pt_fact(facts):
+    """'epoch E, the best val <metric> (V)' when best.pt is not chosen by val loss_total (so that its epoch can
+    differ from the lowest val loss's), else None: for the headers and the summary paragraph."""
+    if facts.get("best_metric", "loss_total") == "loss_total" or facts.get("best_epoch") is None:
+        return None
+    return f"epoch {facts['best_epoch']}, {best_pt_choice(facts)}"
 
 
 def report_markdown(facts, verdicts, monitor, plots, measures=()):
-    train, val = facts["final_train"], facts["final_val"]
+    train, val, chosen = facts["final_train"], facts["final_val"], best_pt_fact(facts)
     lines = [f"# Run report: {facts['run']}", "",
              f"**Status:** {facts['status']} · **Best val loss:** {fmt(facts['best_val_loss'])}"
-             f" (epoch {fmt(facts.get('best_loss_epoch'))}){best_pt_header(facts)}"
+             f" (epoch {fmt(facts.get('best_loss_epoch'))})" + (f" · **best.pt:** {chosen}" if chosen else "") +
              f" · **Training time:** {fmt_duration(facts['training_time_s'])}"
              f" · **Device:** {facts['device'] or '—'} · **Steps:** {facts['steps']}", "",
              "## Summary", "", summary_paragraph(facts), ""]

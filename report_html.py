@@ -20,7 +20,7 @@ from pathlib import Path
 from string import Template
 
 from health.core import ANALYSES, STATUS_BY_SEVERITY, fmt, fmt_config
-from report import (KEY_CONFIG, PLOTS, VAL_MEASURES, baseline_sentence, best_checkpoint_sentence, best_pt_choice,
+from report import (KEY_CONFIG, PLOTS, VAL_MEASURES, baseline_sentence, best_checkpoint_sentence, best_pt_fact,
                     fmt_duration, summary_paragraph)
 
 CORE_METRICS = ("loss_total", "loss_image", "loss_caption", "loss_alignment", "caption_accuracy",
@@ -235,15 +235,16 @@ def render_report_html(facts, verdicts, findings, plots, samples=()) -> str:
     caption samples. facts: report.run_facts(...) (a "summary" key overrides the generated paragraph);
     verdicts {analysis: Verdict}; findings [Finding]; plots {name: png path};
     samples [(PIL image, PIL reconstruction, true caption, generated caption)]."""
-    best = fmt(facts.get("best_val_loss"))
-    if facts.get("best_loss_epoch", facts.get("best_epoch")) is not None:
-        best += f" (epoch {fmt(facts.get('best_loss_epoch', facts.get('best_epoch')))})"
+    best, loss_epoch = fmt(facts.get("best_val_loss")), facts.get("best_loss_epoch", facts.get("best_epoch"))
+    if loss_epoch is not None:
+        best += f" (epoch {fmt(loss_epoch)})"
     time_s = facts.get("training_time_s")
     headline = [fact("status", facts.get("status") or "unknown"), fact("best val loss", best),
                 fact("training time", fmt_duration(time_s) if time_s is not None else "—"),
                 fact("device", facts.get("device") or "—"), fact("steps", facts.get("steps", "—"))]
-    if facts.get("best_metric", "loss_total") != "loss_total" and facts.get("best_epoch") is not None:
-        headline.insert(2, fact("best.pt", f"epoch {facts['best_epoch']}, {best_pt_choice(facts)}"))
+    chosen = best_pt_fact(facts)
+    if chosen:
+        headline.insert(2, fact("best.pt", chosen))
     if facts.get("epochs") is not None:
         headline.append(fact("epochs", fmt(facts["epochs"], 3)))
     body = [f"<h1>Run report: {esc(facts.get('run', ''))}</h1>", '<div class="facts">' + "".join(headline) + "</div>"]

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from checkpoints import saved_best
 from evaluation import baseline_split, evaluate_split, missing_packages
 from model_architecture_large import ModelConfig, MultimodalModel
 from report import lower_is_better
@@ -100,9 +101,7 @@ def load_model(path, device):
     if len(tokenizer) != model.cfg.vocab_size:
         raise ConfigError(f"--checkpoint={path}: its tokenizer has {len(tokenizer)} tokens, the model "
                           f"{model.cfg.vocab_size}")
-    trained = {key: ckpt.get(key) for key in ("epoch", "step", "best_metric", "best_value", "best_epoch")}
-    if trained["best_metric"] is None and "best_val_loss" in ckpt:  # written before --best_metric existed
-        trained.update(best_metric="loss_total", best_value=ckpt["best_val_loss"])
+    trained = {"epoch": ckpt.get("epoch"), "step": ckpt.get("step"), **saved_best(ckpt)}
     return model.to(device).eval(), tokenizer, trained
 
 
