@@ -57,9 +57,9 @@ SAME_DATA = ("data_dir", "max_items", "val_fraction", "seed", "batch_size", "ima
              "world_size", "data_fingerprint")
 # Settings of the optimisation: a change makes the resumed run differ from one never stopped, so it is an error
 # unless named in --resume_changes, which continues with the new value from the current step on.
-SAME_OPTIMISATION = ("num_epochs", "max_steps", "learning_rate", "weight_decay", "warmup_fraction", "min_lr_fraction",
-                     "grad_clip", "image_loss_weight", "caption_loss_weight", "alignment_loss_weight", "precision",
-                     "contrastive_negatives", "fault_grad_spike_every")
+SAME_OPTIMISATION = ("num_epochs", "max_steps", "early_stopping_patience", "learning_rate", "weight_decay",
+                     "warmup_fraction", "min_lr_fraction", "grad_clip", "image_loss_weight", "caption_loss_weight",
+                     "alignment_loss_weight", "precision", "contrastive_negatives", "fault_grad_spike_every")
 
 
 def check_resume(state, config, allowed=()):
@@ -110,6 +110,11 @@ class BestCheckpoint:
             return False
         self.value, self.epoch = float(value), epoch
         return True
+
+    def out_of_patience(self, epoch, patience):
+        """Early stopping: have `patience` epochs up to `epoch` passed since the best one (since the start, when
+        no epoch had a value)? Never with patience 0."""
+        return patience > 0 and epoch - self.epoch >= patience
 
     def summary(self):
         """The run summary's keys (and the checkpoint's): best_epoch is the epoch best.pt holds."""

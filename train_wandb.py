@@ -95,6 +95,7 @@ class Config:
     compile: bool = False  # torch.compile the model
     out_dir: str = "out"  # checkpoints (last.pt, best.pt), report.md, metrics.csv and plots go here
     best_metric: str = "loss_total"  # best.pt holds the epoch with the best val/<this>: a val loss or a measure (i2t_r1, psnr, ...)
+    early_stopping_patience: int = 0  # stop once val/<best_metric> has not improved for this many epochs (0 = never)
     checkpoint_every: float = 30.0  # minutes between mid-epoch saves of last.pt (0 = only at epoch ends)
     resume: bool = False  # continue from out_dir/last.pt (every data and optimisation setting must be the checkpoint's)
     resume_changes: str = ""  # on resume, optimisation fields allowed to differ, comma-separated (e.g. learning_rate,num_epochs): used from here on
@@ -217,8 +218,8 @@ def validate(cfg, wcfg):
                  "batch_size", "num_epochs", "image_encoder_depth", "image_decoder_depth", "caption_decoder_depth",
                  "caption_encoder_depth"):
         check(getattr(cfg, name) >= 1, name, "must be at least 1")
-    for name in ("max_items", "max_steps", "num_workers", "weight_decay", "grad_clip", "checkpoint_every",
-                 "fault_grad_spike_every", "latent_patch_dim",
+    for name in ("max_items", "max_steps", "early_stopping_patience", "num_workers", "weight_decay", "grad_clip",
+                 "checkpoint_every", "fault_grad_spike_every", "latent_patch_dim",
                  "image_loss_weight", "caption_loss_weight", "alignment_loss_weight"):
         check(getattr(cfg, name) >= 0, name, "must not be negative")
     check(cfg.max_caption_len >= 3, "max_caption_len", "must be at least 3 (<bos>, a word, <eos>)")
@@ -963,6 +964,7 @@ class Trainer:
         self.monitor = HealthMonitor(health, self.run_config)
         self.window = LogWindow(wcfg.log_frequency, world_size, device)
         self.stop_signal = None  # set by SIGINT / SIGTERM: finish the step, save, report, exit
+        self.stopped_early = False  # early_stopping_patience ran out (see out_of_patience)
         self.non_finite = NonFiniteWatch()
         self.validator = Validator(model, self.eval_forward, val_loader, train_loader.images, tokenizer, self.autocast,
                                    self.weights, val_truths)
@@ -1030,8 +1032,16 @@ class Trainer:
         This is the hook the benchmark times the real loop through: it advances several Trainers a few steps
         at a time with next(), so nothing of the loop is copied or patched. Each epoch ends with validation,
         visuals and a checkpoint."""
-        while (self.epoch < self.cfg.num_epochs and self.stop_signal is None
-               and not (self.cfg.max_steps and self.step >= self.cfg.max_steps)):
+        while self.epoch < self.cfg.num_epochs and not (self.cfg.max_steps and self.step >= self.cfg.max_steps):
+            if self.stop_requested(window_end=True):  # under torchrun the ranks agree: a signal during validation
+                break  # reaches one rank first, and that one must not leave while the others start an epoch
+            if self.out_of_patience():  # checked before each epoch: a resumed run that had stopped early stays stopped
+                self.stopped_early = True
+                best, patience = self.best, self.cfg.early_stopping_patience
+                where = f"best {best.value:.4g} at epoch {best.epoch}" if best.value is not None else "never finite"
+                print(f"Early stopping: val {best.metric} has not improved for {patience} "
+                      f"epoch{'s' * (patience != 1)} ({where}; early_stopping_patience={patience})")
+                break
             self.epoch += 1
             start = time.perf_counter()
             train_loss = yield from self.train_epoch()
@@ -1046,6 +1056,13 @@ class Trainer:
                 self.batches_done = 0
             self.end_epoch(train_loss, start)
         self.checkpoints.wait()  # the last checkpoint is on disk before the run is reported done
+
+    def out_of_patience(self):
+        """Early stopping: has val/<best_metric> gone early_stopping_patience epochs without improving? Under
+        torchrun the ranks agree, with one all-reduce an epoch."""
+        patience = self.cfg.early_stopping_patience
+        out = self.best.out_of_patience(self.epoch, patience)
+        return any_rank(out, self.device) if patience and self.world_size > 1 else out
 
     def train_epoch(self):
         """One pass over the training split, yielding after every step; returns its mean loss_total."""
@@ -1525,6 +1542,10 @@ def train(trainer, device):
             status, exit_code = f"interrupted by {trainer.stop_signal}", 128 + signal.Signals[trainer.stop_signal]
         elif cfg.max_steps and trainer.step >= cfg.max_steps:
             status = f"stopped at max_steps={cfg.max_steps}"
+        elif trainer.stopped_early:
+            patience = cfg.early_stopping_patience
+            status = (f"stopped early at epoch {trainer.epoch} of {cfg.num_epochs}: no better val {cfg.best_metric} "
+                      f"in {patience} epoch{'s' * (patience != 1)}")
     except TrainingStopped as e:
         status, exit_code, error = f"failed: {e}", 3, str(e)
     except torch.OutOfMemoryError:
@@ -1555,7 +1576,7 @@ def finish(trainer, device, status, elapsed):
     info = {"status": status, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
             "training_time_s": elapsed, "best_val_loss": trainer.best_val_loss, **trainer.best.summary(),
             "steps": trainer.step, "config": trainer.run_config}
-    ok = status == "finished" or status.startswith("stopped at")
+    ok = status == "finished" or status.startswith("stopped ")  # at max_steps, or early
     paths = logger.finish(trainer.checkpoints.out_dir, trainer.monitor, info, trainer.weights, trainer.step, ok)
     if paths:
         print(f"Report: {paths.get('report', trainer.checkpoints.out_dir / 'report.md')}")

@@ -68,6 +68,8 @@ class Overfitting(Analysis):
             else:
                 where = "best.pt holds" if by_loss else "the lowest val loss_total is at"
                 stop = f"{where} epoch {best_epoch} (val {best:.4g}), so lower num_epochs to {best_epoch} to stop there"
+                if by_loss:  # early stopping follows best_metric too
+                    stop += " (or set early_stopping_patience: a run then ends that many epochs after its best)"
             self.emit("val_rising", "warning", message, f"{self.regularize()}; {stop}")
 
     def component_moves(self, first, last):

@@ -36,6 +36,24 @@ def test_a_missing_or_non_finite_value_never_becomes_best_and_keeps_the_best_so_
     assert best.summary() == {"best_metric": "i2t_r1", "best_value": 0.2, "best_epoch": 3}
 
 
+@pytest.mark.parametrize("values, patience, stops_before", [
+    ([3.0, 2.5, 2.7, 2.6, 2.4], 2, 5),  # epochs 3 and 4 no better than epoch 2: stop before the 5th
+    ([3.0, 2.5, 2.7, 2.6, 2.4], 3, None),  # epoch 5 improves in time
+    ([3.0, 3.0, 3.0], 1, 3),  # a tie is no improvement
+    ([math.nan, math.nan, 1.0], 2, 3),  # never finite counts from the start
+    ([3.0, 4.0, 5.0, 6.0], 0, None),  # 0: never
+])
+def test_early_stopping_runs_out_of_patience_after_that_many_epochs_without_a_better_value(
+        values, patience, stops_before):
+    best, stopped = BestCheckpoint("loss_total"), None
+    for epoch, value in enumerate(values, 1):
+        if best.out_of_patience(epoch - 1, patience):  # the Trainer asks before each epoch
+            stopped = epoch
+            break
+        best.offer(epoch, {"loss_total": value})
+    assert stopped == stops_before
+
+
 def test_the_state_round_trips_and_an_older_checkpoint_is_read_as_chosen_by_val_loss():
     best = BestCheckpoint("psnr")
     best.offer(4, {"psnr": 15.5})

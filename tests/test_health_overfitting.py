@@ -49,6 +49,8 @@ def test_when_best_pt_follows_a_measure_the_advice_does_not_say_best_pt_holds_th
     rows = set_val(history(), image=[t / 3 for t in VAL_TOTAL], alignment=[t / 3 for t in VAL_TOTAL])
     by_loss = by_code(observe(rows)[1])["val_rising"].action
     assert "best.pt holds epoch 3 (val 2.3), so lower num_epochs to 3" in by_loss
+    assert "or set early_stopping_patience" in by_loss  # it would follow val loss_total, as best.pt does
     by_r1 = by_code(observe(rows, {**RUN_CONFIG, "best_metric": "i2t_r1"})[1])["val_rising"].action
     assert "best.pt" not in by_r1
     assert "the lowest val loss_total is at epoch 3 (val 2.3), so lower num_epochs to 3" in by_r1
+    assert "early_stopping_patience" not in by_r1  # it would follow i2t_r1, not the loss

@@ -247,6 +247,29 @@ def test_best_metric_makes_best_pt_the_epoch_of_the_highest_val_measure(engravin
     assert summary["best_val_loss"] == pytest.approx(min(loss))  # still the lowest val loss_total, by its name
 
 
+def test_early_stopping_ends_the_run_after_patience_epochs_without_a_better_val_loss(engravings, tmp_path):
+    common = [f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", *TINY, "--mode=disabled",
+              "--num_epochs=8"]
+    result = train(tmp_path, *common, "--early_stopping_patience=1")
+    with open(tmp_path / "out" / "metrics.csv", newline="") as f:
+        val = [float(r["val/loss_total"]) for r in csv.DictReader(f) if r.get("val/loss_total")]
+    # the first epoch whose val loss is no lower than an earlier one's: the run ends after it
+    expected = next(e for e in range(2, len(val) + 1) if min(val[:e]) == min(val[:e - 1]))
+    assert len(val) == expected < 8  # the tiny run's val loss rises before epoch 8 (see the CSV)
+    best_epoch = val.index(min(val)) + 1
+    assert (f"Early stopping: val loss_total has not improved for 1 epoch (best {min(val):.4g} at epoch "
+            f"{best_epoch}") in result.stdout
+    status = f"stopped early at epoch {expected} of 8: no better val loss_total in 1 epoch"
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["status"] == status
+    assert torch.load(tmp_path / "out" / "best.pt", weights_only=True)["epoch"] == best_epoch
+    # a resume of the stopped run stays stopped; with more patience (on purpose) it trains on
+    result = train(tmp_path, *common, "--early_stopping_patience=1", "--resume=True")
+    assert f"Epoch {expected + 1} |" not in result.stdout and "Early stopping:" in result.stdout
+    result = train(tmp_path, *common, "--early_stopping_patience=8", "--resume=True",
+                   "--resume_changes=early_stopping_patience")
+    assert "Epoch 8 |" in result.stdout and "Early stopping:" not in result.stdout
+
+
 def test_best_metric_grounded_on_data_without_ground_truth_is_a_one_line_error(tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
