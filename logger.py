@@ -235,7 +235,8 @@ class RunLogger:
         for p in paths.values():
             report.add_file(str(p))
         self.call("log_artifact", report)
-        self.summary({f"health/{name}": verdict.status for name, verdict in monitor.verdicts().items()})
+        self.summary({"status": info["status"],
+                      **{f"health/{name}": verdict.status for name, verdict in monitor.verdicts().items()}})
         self.call("finish", exit_code=0 if ok else 1)
         return paths
 

@@ -205,6 +205,7 @@ def test_the_wandb_summary_keeps_each_measures_best_in_its_direction_and_its_las
         assert summary[f"val/{name}"] == {best.__name__: pytest.approx(best(values)), "last": pytest.approx(values[-1])}
     assert summary["val/loss_total"] == {"min": pytest.approx(min(r["val/loss_total"] for r in rows
                                                                   if "val/loss_total" in r))}
+    assert summary["status"] == "finished"  # how the run ended, as report.md says it
 
 
 def test_max_steps_stops_early_but_still_validates_and_finishes(engravings, tmp_path):
