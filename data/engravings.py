@@ -2255,20 +2255,43 @@ def _draw_stars(cv, x0, y0, x1, y1, rng):
 
 
 def _draw_scene(scene: Scene, image_size: int, rng: random.Random) -> Image.Image:
+    """The whole plate, back to front: sky, backdrop, ground, objects, birds, falling snow or leaves, margin.
+    Every part draws from the one ``rng``, in this order (the bundled set depends on it)."""
     cv = _Canvas(image_size, rng, scene.technique)
     S = cv.S
-    inset = max(1.0, round(0.03 * S))
-    bottom = S - inset
-    gy = S * rng.uniform(0.66, 0.72)
+    inset = max(1.0, round(0.03 * S))  # the plate's margin
+    gy = S * rng.uniform(0.66, 0.72)  # the horizon
     slot_w = (S - 2 * inset) / 3  # slots tile the inside of the plate border
     placed = _layout(scene, cv, gy, inset, slot_w, rng)
 
     body_slot = scene.sky_slot if scene.sky_slot is not None else rng.randrange(3)
     body_x = inset + slot_w * (body_slot + 0.5) + rng.uniform(-0.04, 0.04) * S
     lit = scene.sky in ("sun", "crescent moon", "full moon")
-    sd = (1 if body_x < S / 2 else -1) if lit else rng.choice((-1, 1))
+    sd = (1 if body_x < S / 2 else -1) if lit else rng.choice((-1, 1))  # shadows fall on this side (+1: right)
 
-    # -- sky --------------------------------------------------------------------
+    body_y, body_r, sky_boxes = _draw_sky(cv, scene, gy, inset, slot_w, body_x, sd, rng)
+    _draw_backdrop(cv, scene, placed, gy, inset, sd, rng)
+    _draw_ground(cv, scene, placed, gy, inset, slot_w, rng)
+    _draw_objects(cv, placed, sd, rng)
+    if scene.birds:
+        keep_clear = [(x - w / 2, base - h, x + w / 2, base) for _, x, base, w, h in placed] + sky_boxes
+        if lit:
+            rr = body_r * 2.0
+            keep_clear.append((body_x - rr, body_y - rr, body_x + rr, body_y + rr))
+        _draw_flock(cv, scene.birds, keep_clear, gy, inset, rng)
+    if scene.weather == "snow":  # falling over everything
+        _draw_flakes(cv, inset, inset, S - inset, S - inset, 45, rng)
+    elif scene.season == "autumn":
+        _draw_flakes(cv, inset, inset, S - inset, S - inset, 18, rng, leaves=True)
+    _draw_margin(cv, inset)
+    return cv.img
+
+
+def _draw_sky(cv, scene, gy, inset, slot_w, body_x, sd, rng):
+    """The sky above the horizon ``gy``: its ground and shading, the sun, moon, stars or clouds, rain and
+    lightning. -> (body_y, body_r, sky_boxes): where the sun or moon stands (centred on ``body_x``) and the
+    clouds' boxes, which birds keep away from."""
+    S = cv.S
     if scene.technique == "mezzotint":  # worked from a dark ground
         cv.d.rectangle([inset, inset, S - inset, gy], fill=cv.tone)
     if scene.night:
@@ -2279,7 +2302,7 @@ def _draw_scene(scene: Scene, image_size: int, rng: random.Random) -> Image.Imag
         top = inset + rng.uniform(0.0, 0.03) * S
         _day_sky(cv, top, top + rng.uniform(0.18, 0.32) * S, inset, S - inset, rng)
     body_r = S * rng.uniform(0.055, 0.07)
-    sky_boxes = []  # areas birds keep away from
+    sky_boxes = []
     body_y = S * rng.uniform(0.14, 0.16)
     if scene.sky == "sun" and scene.time in ("dawn", "dusk"):
         body_y = gy - S * rng.uniform(0.13, 0.16)  # a low sun above the horizon
@@ -2312,8 +2335,13 @@ def _draw_scene(scene: Scene, image_size: int, rng: random.Random) -> Image.Imag
         _draw_rain(cv, inset, S * 0.24, S - inset, gy - 1, 55 if storm else 75, 1.3 if storm else 2.4, rng)
         if storm:
             _draw_lightning(cv, rng.uniform(0.3, 0.7) * S, S * 0.22, gy - 0.12 * S, rng)
+    return body_y, body_r, sky_boxes
 
-    # -- backdrop -----------------------------------------------------------------
+
+def _draw_backdrop(cv, scene, placed, gy, inset, sd, rng):
+    """Behind everything on the horizon: a mountain range, hills, or one mountain behind the main object; then
+    the mist in front of it."""
+    S = cv.S
     if scene.backdrop == "mountains":
         _draw_range(cv, gy, rng, sd, inset)
     elif scene.backdrop == "hills":
@@ -2327,7 +2355,11 @@ def _draw_scene(scene: Scene, image_size: int, rng: random.Random) -> Image.Imag
     if scene.weather == "mist":
         _draw_mist(cv, inset, S - inset, gy - 0.2 * S, gy - 1, rng)
 
-    # -- ground: sea under boats, a river under bridges, land elsewhere --------------
+
+def _draw_ground(cv, scene, placed, gy, inset, slot_w, rng):
+    """The horizon line and, slot by slot below it, sea under boats, a river under a bridge, land elsewhere."""
+    S = cv.S
+    bottom = S - inset
     cv.line([(inset, gy), (S - inset, gy)], width=cv.hw)
     kinds_at = {obj.slot: obj.kind for obj, *_ in placed}
     for s in range(3):
@@ -2340,11 +2372,13 @@ def _draw_scene(scene: Scene, image_size: int, rng: random.Random) -> Image.Imag
         else:
             _draw_land(cv, x0, x1, gy, bottom, rng, scene.season)
 
-    # -- objects: mountains first, then small (far) before large (near) -------------
+
+def _draw_objects(cv, placed, sd, rng):
+    """Every placed object with its cast shadow (none on water), ruined where its state says: mountains first,
+    then small (far) before large (near)."""
     order = sorted(placed, key=lambda p: (p[0].kind != "mountain", p[0].size == "large", p[0].slot))
     for obj, x, base, w, h in order:
         if obj.kind not in ("ship", "boat", "bridge"):
-            # cast shadow on the ground
             for k in range(2):
                 yy = base + (k + 0.5) * cv.hw * 1.5
                 cv.line([(x, yy), (x + sd * w * rng.uniform(0.45, 0.7), yy)], width=cv.hw)
@@ -2352,35 +2386,32 @@ def _draw_scene(scene: Scene, image_size: int, rng: random.Random) -> Image.Imag
         if obj.state == "ruined":
             _ruin(cv, x, base, w, h, rng)
 
-    # -- birds --------------------------------------------------------------------
-    if scene.birds:
-        boxes = [(x - w / 2, base - h, x + w / 2, base) for _, x, base, w, h in placed] + sky_boxes
-        if lit:
-            rr = body_r * 2.0
-            boxes.append((body_x - rr, body_y - rr, body_x + rr, body_y + rr))
-        drawn = 0
-        tries = 0
-        s_base = S * rng.uniform(0.028, 0.038)
-        while drawn < scene.birds:
-            tries += 1
-            s = s_base * rng.uniform(0.8, 1.15)
-            bx = rng.uniform(inset + 2 * s, S - inset - 2 * s)
-            by = rng.uniform(S * 0.08, min(S * 0.34, gy - 0.1 * S))
-            me = (bx - 1.2 * s, by - 1.2 * s, bx + 1.2 * s, by + 0.6 * s)
-            clash = any(me[0] < bb[2] and bb[0] < me[2] and me[1] < bb[3] and bb[1] < me[3] for bb in boxes)
-            if clash and tries < 60:
-                continue
-            _draw_bird(cv, bx, by, s, rng)
-            boxes.append(me)
-            drawn += 1
 
-    # -- falling snow or leaves over everything -------------------------------------------
-    if scene.weather == "snow":
-        _draw_flakes(cv, inset, inset, S - inset, bottom, 45, rng)
-    elif scene.season == "autumn":
-        _draw_flakes(cv, inset, inset, S - inset, bottom, 18, rng, leaves=True)
+def _draw_flock(cv, n, keep_clear, gy, inset, rng):
+    """``n`` birds in the upper sky, each placed clear of the boxes in ``keep_clear`` (objects, clouds, the sun
+    or moon) and of the birds before it; after 60 tries in all, the rest go where they fall, so that every
+    bird the caption counts is drawn."""
+    S = cv.S
+    boxes = list(keep_clear)
+    drawn = 0
+    tries = 0
+    s_base = S * rng.uniform(0.028, 0.038)
+    while drawn < n:
+        tries += 1
+        s = s_base * rng.uniform(0.8, 1.15)
+        bx = rng.uniform(inset + 2 * s, S - inset - 2 * s)
+        by = rng.uniform(S * 0.08, min(S * 0.34, gy - 0.1 * S))
+        me = (bx - 1.2 * s, by - 1.2 * s, bx + 1.2 * s, by + 0.6 * s)
+        clash = any(me[0] < bb[2] and bb[0] < me[2] and me[1] < bb[3] and bb[1] < me[3] for bb in boxes)
+        if clash and tries < 60:
+            continue
+        _draw_bird(cv, bx, by, s, rng)
+        boxes.append(me)
+        drawn += 1
 
-    # -- plate margin and border -------------------------------------------------------
+
+def _draw_margin(cv, inset):
+    """The plate's paper margin, ``inset`` wide, over anything drawn into it, and the border line inside it."""
     ii = int(inset)
     size = cv.size
     cv.d.rectangle([0, 0, size - 1, ii - 1], fill=cv.paper)
@@ -2388,7 +2419,6 @@ def _draw_scene(scene: Scene, image_size: int, rng: random.Random) -> Image.Imag
     cv.d.rectangle([0, 0, ii - 1, size - 1], fill=cv.paper)
     cv.d.rectangle([size - ii, 0, size - 1, size - 1], fill=cv.paper)
     cv.d.rectangle([ii, ii, size - 1 - ii, size - 1 - ii], outline=cv.ink, width=cv.ow)
-    return cv.img
 
 
 def render(index: int, image_size: int = DEFAULT_IMAGE_SIZE, seed: int = 0):
