@@ -99,6 +99,25 @@ def test_best_metric_on_the_real_run_moves_best_pt_to_where_that_measure_peaked(
         assert "cider_d 0.26567 → 0.26568" in sentence
 
 
+@pytest.mark.parametrize("metric, patience, ran, best_epoch, best_value", [
+    ("loss_total", 10, 18, 8, 2.2069),  # the caption loss memorises from epoch 8: R@1 0.66 kept, 0.77 given up
+    ("i2t_r1", 10, 20, 10, 0.69261),  # R@1 stalls within its noise from epoch 10 to 20, then climbs again
+    ("i2t_r1", 20, 100, 96, 0.77237),  # patience enough to see it through
+])
+def test_early_stopping_on_the_real_run_ends_where_patience_runs_out(metric, patience, ran, best_epoch, best_value):
+    """--early_stopping_patience on that run, with the Trainer's rule (asked before each epoch): on the val loss
+    it would have ended at epoch 18; on a share as noisy as R@1, even 10 epochs of patience end it too soon."""
+    best, stopped_after = BestCheckpoint(metric), 100
+    epochs = [row for row in h200_rows() if "val/epoch" in row]
+    for val in [{k[4:]: v for k, v in row.items() if k.startswith("val/")} for row in epochs]:
+        epoch = round(val["epoch"])
+        if best.out_of_patience(epoch - 1, patience):
+            stopped_after = epoch - 1
+            break
+        best.offer(epoch, val)
+    assert (stopped_after, best.epoch, best.value) == (ran, best_epoch, pytest.approx(best_value))
+
+
 def test_with_the_split_counted_the_best_pt_sentence_drops_shares_that_moved_within_their_noise(tmp_path):
     """The run predates val/items; with its 514 validation items added, the shares that moved less than two
     standard errors since epoch 8 (i2t_r5 0.946 -> 0.949, grounded_count 0.0914 -> 0.117, ...) are no longer

@@ -255,8 +255,8 @@ def test_early_stopping_ends_the_run_after_patience_epochs_without_a_better_val_
     with open(tmp_path / "out" / "metrics.csv", newline="") as f:
         val = [float(r["val/loss_total"]) for r in csv.DictReader(f) if r.get("val/loss_total")]
     # the first epoch whose val loss is no lower than an earlier one's: the run ends after it
-    expected = next(e for e in range(2, len(val) + 1) if min(val[:e]) == min(val[:e - 1]))
-    assert len(val) == expected < 8  # the tiny run's val loss rises before epoch 8 (see the CSV)
+    expected = next((e for e in range(2, len(val) + 1) if min(val[:e]) == min(val[:e - 1])), None)
+    assert expected is not None and len(val) == expected < 8, val  # the tiny run's val loss rises before epoch 8
     best_epoch = val.index(min(val)) + 1
     assert (f"Early stopping: val loss_total has not improved for 1 epoch (best {min(val):.4g} at epoch "
             f"{best_epoch}") in result.stdout
