@@ -59,7 +59,7 @@ class HealthConfig:
     latent_growth_min: float = 0.1  # latent_std must grow by this share of its first value, else not learning
     latent_judge_epochs: int = 2  # judge latent growth at validation from this epoch on
     # overfitting
-    overfit_gap: float = 0.25  # (val - train) / train loss_total of an epoch above this = overfitting
+    overfit_gap: float = 0.25  # (val - train) / train loss_total above this, with no better val loss_total for overfit_epochs = overfitting
     overfit_epochs: int = 3  # val loss_total rising this many epochs in a row while train falls = val_rising
     # hardware
     data_wait_fraction: float = 0.2  # data_time_fraction above this = input bound

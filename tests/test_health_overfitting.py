@@ -21,7 +21,12 @@ def test_val_loss_rising_3_epochs_while_train_falls_is_overfitting_with_a_weight
     assert {"overfitting", "val_rising"} <= set(codes)
     for code in ("overfitting", "val_rising"):
         assert "raise weight_decay from 0.05 to 0.1" in codes[code].action
-    assert codes["overfitting"].message.startswith("epoch 4:")  # the epoch the gap opened
+    # the gap opens at epoch 4, one epoch past the best; overfitting once 3 epochs have brought no better val loss
+    gap = codes["generalization_gap"]
+    assert gap.severity == "info" and gap.message.startswith("epoch 4:")
+    assert "1 epoch past its best (2.3 at epoch 3): not yet overfitting" in gap.message
+    assert codes["overfitting"].message.startswith("epoch 6:")
+    assert codes["overfitting"].message.endswith("and no better val loss_total since epoch 3 (2.3)")
     assert "lower num_epochs to 3" in codes["val_rising"].action  # every component rose: stop at the best epoch
     assert "it rose in loss_image 0.7667 -> 0.9667, loss_caption" in codes["val_rising"].message
     assert "still fell" not in codes["val_rising"].message
@@ -29,6 +34,19 @@ def test_val_loss_rising_3_epochs_while_train_falls_is_overfitting_with_a_weight
     assert verdict.status == "warning" and verdict.table[0][:3] == ["epoch", "train loss_total", "val loss_total"]
     assert "val rising" in verdict.rule
     assert "val loss_caption: best 0.7667 at epoch 3, last 0.9667" in verdict.evidence
+
+
+def test_a_wide_gap_while_val_loss_still_reaches_new_bests_is_a_generalization_gap_not_overfitting():
+    """The quick preset without dropout: val loss_total 48% above train at the end, yet at its best."""
+    rows = history()
+    for epoch, row in enumerate(val_rows(rows), 1):
+        row["val/loss_total"] = 9.0 - epoch  # a new best every epoch, far above the training loss
+    monitor, findings = observe(rows)
+    codes = by_code(findings)
+    assert "overfitting" not in codes and "val_rising" not in codes
+    assert codes["generalization_gap"].severity == "info"
+    assert "val loss_total at its best so far: not yet overfitting" in codes["generalization_gap"].message
+    assert monitor.verdicts()["overfitting"].status == "healthy"
 
 
 def test_a_rise_in_one_component_while_another_still_falls_does_not_advise_stopping_early():
