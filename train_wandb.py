@@ -124,10 +124,11 @@ PRESETS = {
     "seed": dict(batch_size=16),
     # ModelConfig.small() (~0.9M parameters) at 64 px: learns the bundled engravings on a 2-core CPU in five minutes.
     # No dropout (it costs a quarter of the step time on a CPU) and twice the epochs it buys: the grounded measures
-    # climb only after epoch 7; weight decay 0.2 in its place (BENCHMARKS.md, issue 12)
+    # climb only after epoch 7; weight decay 0.2 in its place, and a 10% warm-up, without which short runs on
+    # fewer items collapse z in their first steps (BENCHMARKS.md, issue 12)
     "quick": dict(**{name: getattr(ModelConfig.small(), name) for name in MODEL_FIELDS
                      if getattr(ModelConfig.small(), name) != getattr(ModelConfig(), name)},
-                  image_size=64, batch_size=64, num_epochs=15, learning_rate=2e-3, warmup_fraction=0.05,
+                  image_size=64, batch_size=64, num_epochs=15, learning_rate=2e-3, warmup_fraction=0.1,
                   weight_decay=0.2, out_dir="out/quick"),
 }
 

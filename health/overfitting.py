@@ -119,7 +119,12 @@ class Overfitting(Analysis):
         if known:
             evidence.append(f"last gap {known[-1]:+.0%} of train loss (limit {self.cfg.overfit_gap:.0%})")
         missing = None if known else "no epoch with both a train and a validation loss_total"
-        summary = f"val loss_total stays within {self.cfg.overfit_gap:.0%} of train" if known else ""
+        summary = ""
+        if known and max(known) > self.cfg.overfit_gap:  # only generalization_gap (info) fired: say so, not "within"
+            summary = (f"val loss_total up to {max(known):+.0%} above train, but never {self.cfg.overfit_epochs} "
+                       "epochs without a new best: a generalization gap, not overfitting")
+        elif known:
+            summary = f"val loss_total stays within {self.cfg.overfit_gap:.0%} of train"
         return self.from_findings(missing, summary, evidence, self.rule(), table if len(table) > 1 else ())
 
 
