@@ -128,7 +128,7 @@ PRESETS = {
     # fewer items collapse z in their first steps (BENCHMARKS.md, issue 12)
     "quick": dict(**{name: getattr(ModelConfig.small(), name) for name in MODEL_FIELDS
                      if getattr(ModelConfig.small(), name) != getattr(ModelConfig(), name)},
-                  image_size=64, batch_size=64, num_epochs=15, learning_rate=2e-3, warmup_fraction=0.1,
+                  image_size=64, batch_size=64, num_epochs=14, learning_rate=2e-3, warmup_fraction=0.1,
                   weight_decay=0.2, out_dir="out/quick"),
 }
 
