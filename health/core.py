@@ -59,8 +59,8 @@ class HealthConfig:
     latent_growth_min: float = 0.1  # latent_std must grow by this share of its first value, else not learning
     latent_judge_epochs: int = 2  # judge latent growth at validation from this epoch on
     # overfitting
-    overfit_gap: float = 0.25  # (val - train) / train loss_total above this, with no better val loss_total for overfit_epochs = overfitting
-    overfit_epochs: int = 3  # val loss_total rising this many epochs in a row while train falls = val_rising
+    overfit_gap: float = 0.25  # (val - train) / train loss_total above this = overfitting, once val stops improving
+    overfit_epochs: int = 3  # val rising this many epochs in a row while train falls = val_rising; none better = stopped
     # hardware
     data_wait_fraction: float = 0.2  # data_time_fraction above this = input bound
     cpu_bound_percent: float = 90.0  # cpu_percent above this while a GPU trains = CPU bound
