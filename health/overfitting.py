@@ -11,8 +11,8 @@ class Overfitting(Analysis):
 
     A wide gap is overfitting only once validation has stopped improving (no better val loss_total for
     overfit_epochs epochs): while val loss_total still reaches new bests, the gap is a generalization gap
-    (an info finding), and regularising would cost the run what it is still learning. The quick preset
-    without dropout ends 48% above train with val loss_total at its best (BENCHMARKS.md).
+    (an info finding), and regularising would cost the run what it is still learning. The quick preset,
+    which has no dropout, ends 36% above train with val loss_total at its best (BENCHMARKS.md).
 
     A rise of val loss_total is split into its components: when one rises (typically the caption decoder
     memorising its captions) while another still falls, stopping at the best epoch would give up the one that
