@@ -189,6 +189,10 @@ class History:
         self.val_epochs.append((epoch, loss))
         return epoch
 
+    def best_val(self):
+        """(epoch, val loss_total) of the lowest validation loss so far, the first of equal ones; None before any."""
+        return min(self.val_epochs, key=lambda e: e[1], default=None)
+
     def train_epoch_mean(self, epoch):
         total = self.epoch_loss.get(epoch)
         return total[0] / total[1] if total else None

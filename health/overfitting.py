@@ -45,14 +45,14 @@ class Overfitting(Analysis):
         if train_loss and train_loss > 0:
             gap = (val_loss - train_loss) / train_loss
             if gap > self.cfg.overfit_gap:
-                best_epoch, best = min(self.h.val_epochs, key=lambda e: e[1])  # the first of equal values
+                best_epoch, best = self.h.best_val()
+                age = epoch - best_epoch
                 message = (f"epoch {epoch}: val loss_total {val_loss:.4g} vs train {train_loss:.4g} "
                            f"(gap {gap:+.0%}, limit {self.cfg.overfit_gap:.0%})")
-                if epoch - best_epoch >= self.cfg.overfit_epochs:
+                if age >= self.cfg.overfit_epochs:
                     self.emit("overfitting", "warning", f"{message}, and no better val loss_total since epoch "
                               f"{best_epoch} ({best:.4g})", self.regularize())
                 else:
-                    age = epoch - best_epoch
                     where = ("at its best so far" if not age else
                              f"{age} epoch{'s' * (age != 1)} past its best ({best:.4g} at epoch {best_epoch})")
                     self.emit("generalization_gap", "info", f"{message}; val loss_total {where}: not yet overfitting",
@@ -69,7 +69,7 @@ class Overfitting(Analysis):
         first_train, last_train = h.train_epoch_mean(recent[0][0]), h.train_epoch_mean(epoch)
         rising = all(b > a for a, b in zip(vals, vals[1:]))
         if rising and first_train is not None and last_train is not None and last_train < first_train:
-            best_epoch, best = min(h.val_epochs, key=lambda e: e[1])
+            best_epoch, best = h.best_val()
             rose, fell = self.component_moves(recent[0][0], epoch)
             message = (f"val loss_total rose {k} epochs in a row, epoch {recent[0][0]} -> {epoch} ({vals[0]:.4g} -> "
                        f"{vals[-1]:.4g}), while train fell ({first_train:.4g} -> {last_train:.4g})")
@@ -106,7 +106,7 @@ class Overfitting(Analysis):
             table.append([str(epoch), fmt(train), fmt(val), fmt(gap), f"{rel:+.0%}" if rel is not None else "—"])
         evidence = []
         if h.val_epochs:
-            best_epoch, best = min(h.val_epochs, key=lambda e: e[1])
+            best_epoch, best = h.best_val()
             last_epoch, last = h.val_epochs[-1]
             evidence.append(f"best val loss_total {fmt(best)} at epoch {best_epoch}, "
                             f"last {fmt(last)} at epoch {last_epoch}")
