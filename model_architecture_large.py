@@ -80,6 +80,30 @@ class Transformer(nn.Module):
 # ----------------------------------------------------------------------------
 # encoders and decoders
 
+def stem_channels(in_channels, width, patch_size):
+    """The channels of conv_stem's layers, input first: one 3x3 stride-2 convolution per halving of patch_size,
+    each ending with half the channels of the next (at least 16), then a 1x1 projection to width."""
+    n = patch_size.bit_length() - 1
+    return [in_channels] + [max(width >> (n - 1 - i), 16) for i in range(n)] + [width]
+
+
+def conv_stem(in_channels, width, patch_size):
+    """Image -> (B, width, H / patch_size, W / patch_size) through 3x3 stride-2 convolutions with GELU and a 1x1
+    projection (Xiao et al. 2021, "Early convolutions help transformers see better"): where a patch embedding
+    sees each patch alone, the stem's overlapping windows follow a line across patches. No normalisation
+    between them (GroupNorm cost the quick preset its technique measure, BENCHMARKS.md); He init keeps their
+    scale, and MultimodalModel._init_weights leaves it (keep_init)."""
+    *convs, last = stem_channels(in_channels, width, patch_size)
+    layers = []
+    for c_in, c_out in zip(convs, convs[1:]):
+        conv = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        nn.init.zeros_(conv.bias)
+        conv.keep_init = True
+        layers += [conv, nn.GELU()]
+    return nn.Sequential(*layers, nn.Conv2d(convs[-1], last, 1))
+
+
 class ImageEncoder(nn.Module):
     """Image (B, C, H, W) in [0, 1] -> latent z (B, latent_dim), ViT-style.
 
@@ -90,7 +114,8 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
-        self.patch_embed = nn.Conv2d(cfg.image_channels, cfg.width, cfg.patch_size, stride=cfg.patch_size)
+        self.patch_embed = (conv_stem(cfg.image_channels, cfg.width, cfg.patch_size) if cfg.conv_stem else
+                            nn.Conv2d(cfg.image_channels, cfg.width, cfg.patch_size, stride=cfg.patch_size))
         self.pos = nn.Parameter(torch.zeros(1, cfg.num_patches, cfg.width))
         self.transformer = Transformer(cfg.image_encoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout)
         k = cfg.latent_patch_dim
@@ -253,6 +278,8 @@ class ModelConfig:
     caption_encoder_depth: int = 1
     latent_dim: int = 1024  # the shared latent space
     latent_patch_dim: int = 8  # z from every patch token, each squeezed to this many numbers (0 = their mean)
+    conv_stem: bool = False  # embed patches with 3x3 convolutions (patch_size a power of 2), not one linear map:
+    # measured on the quick preset, not adopted (BENCHMARKS.md)
     dropout: float = 0.0
     max_logit_scale: float = 100.0  # upper bound on exp(logit_scale), the inverse temperature (clamp_logit_scale_)
     contrastive_negatives: str = "global"  # under torchrun: "global", every rank's batch; "local", this rank's only
@@ -260,6 +287,8 @@ class ModelConfig:
     def __post_init__(self):
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.conv_stem and self.patch_size & (self.patch_size - 1):
+            raise ValueError(f"conv_stem needs a power of 2 as patch_size, not {self.patch_size}")
         if self.latent_patch_dim < 0:
             raise ValueError(f"latent_patch_dim must be 0 or more, not {self.latent_patch_dim}")
         if self.contrastive_negatives not in ("global", "local"):
@@ -306,7 +335,7 @@ class MultimodalModel(nn.Module):
 
     @staticmethod
     def _init_weights(module):
-        if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)) and not getattr(module, "keep_init", False):
             nn.init.normal_(module.weight, std=0.02)
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
@@ -370,7 +399,7 @@ def estimate_flops(cfg: ModelConfig, batch_size: int = 1) -> dict:
 
     Convention (Kaplan et al. 2020, arXiv:2001.08361, sec. 2.1; PaLM appendix B; nanoGPT's estimate_mfu):
     a matmul of (m x k) by (k x n) costs 2*m*n*k FLOPs (one multiply, one add); only matmuls count:
-    every nn.Linear, the patch-embedding convolution (a matmul over patches), attention's QK^T and
+    every nn.Linear, the patch-embedding convolution (a matmul over patches) or the conv stem's, attention's QK^T and
     AV over the full T x T square (causal and padding masks not discounted, as FlashAttention-style
     kernels and torch.utils.flop_counter also count it), the tied vocabulary projection and the
     B x B contrastive logits. Biases, norms, activations, softmax, losses and embedding lookups are
@@ -388,9 +417,17 @@ def estimate_flops(cfg: ModelConfig, batch_size: int = 1) -> dict:
         # per block: qkv 2*T*W*3W + proj 2*T*W*W + MLP 2 * 2*T*W*rW, attention QK^T + AV 2 * 2*T*T*W
         return depth * ((8 + 4 * r) * T * W * W + 4 * T * T * W)
 
+    def patch_embedding():
+        if not cfg.conv_stem:
+            return 2 * P * (cfg.image_channels * cfg.patch_size ** 2) * W  # one conv, a matmul over the patches
+        channels, side, flops = stem_channels(cfg.image_channels, W, cfg.patch_size), cfg.image_size, 0
+        for c_in, c_out in zip(channels[:-2], channels[1:-1]):  # 3x3 stride 2: each output pixel sees 9 * c_in
+            side //= 2
+            flops += 2 * side * side * 9 * c_in * c_out
+        return flops + 2 * P * channels[-2] * W  # the 1x1 projection
+
     parts = {
-        "image_encoder": 2 * P * (cfg.image_channels * cfg.patch_size ** 2) * W  # patch-embedding conv
-        + transformer(cfg.image_encoder_depth, P)
+        "image_encoder": patch_embedding() + transformer(cfg.image_encoder_depth, P)
         + (2 * P * W * K + 2 * P * K * D if K else 2 * W * D),  # squeeze every patch, to_latent (or the mean's)
         "image_decoder": 2 * D * W + transformer(cfg.image_decoder_depth, P + 1)  # z token + P patch queries
         + 2 * P * W * cfg.patch_size ** 2 * cfg.image_channels,  # to_pixels

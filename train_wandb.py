@@ -67,6 +67,7 @@ class Config:
     # model (model_architecture_large.py; the defaults are ModelConfig's)
     latent_dim: int = ModelConfig.latent_dim  # size of the shared latent z
     latent_patch_dim: int = ModelConfig.latent_patch_dim  # z from every patch token, each squeezed to this many numbers (0 = their mean)
+    conv_stem: bool = ModelConfig.conv_stem  # embed patches with a stack of 3x3 convolutions, not one linear map
     width: int = ModelConfig.width  # transformer width of every encoder and decoder
     num_heads: int = ModelConfig.num_heads  # attention heads
     patch_size: int = ModelConfig.patch_size  # pixels per image patch side; image_size must be a multiple
@@ -232,6 +233,8 @@ def validate(cfg, wcfg):
     check(0 <= cfg.min_lr_fraction <= 1, "min_lr_fraction", "must be in [0, 1]")
     check(0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)")
     check(cfg.image_size % cfg.patch_size == 0, "image_size", f"must be a multiple of patch_size ({cfg.patch_size})")
+    check(not cfg.conv_stem or cfg.patch_size & (cfg.patch_size - 1) == 0, "patch_size",
+          "must be a power of 2 with --conv_stem=true (one stride-2 convolution per halving)")
     check(cfg.width % cfg.num_heads == 0, "width", f"must be a multiple of num_heads ({cfg.num_heads})")
     check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device), "device", "choose 'auto', 'cpu', 'cuda' or 'cuda:N'")
     check(cfg.precision in ("auto", "bf16", "fp32"), "precision", "choose 'auto', 'bf16' or 'fp32'")

@@ -199,3 +199,49 @@ def test_a_checkpoint_from_before_latent_patch_dim_rebuilds_its_mean_pooled_mode
 def test_a_negative_latent_patch_dim_is_refused():
     with pytest.raises(ValueError, match="latent_patch_dim"):
         ModelConfig.small(latent_patch_dim=-1)
+
+
+# -- the conv stem --------------------------------------------------------------
+
+def test_the_conv_stem_makes_the_same_patch_grid_and_keeps_its_he_init():
+    torch.manual_seed(0)
+    plain = MultimodalModel(ModelConfig.small(vocab_size=50, image_size=32))
+    stem = MultimodalModel(ModelConfig.small(vocab_size=50, image_size=32, conv_stem=True))
+    images = torch.rand(2, 3, 32, 32)
+    assert stem.image_encoder.patch_embed(images).shape == plain.image_encoder.patch_embed(images).shape
+    convs = [m for m in stem.image_encoder.patch_embed if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 4  # 8-pixel patches: three halvings and the 1x1 projection
+    for conv in convs[:-1]:  # He init, not the std 0.02 the rest of the model gets
+        fan_in = conv.in_channels * 9
+        assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / fan_in), rel=0.2)
+    assert convs[-1].weight.std().item() == pytest.approx(0.02, rel=0.2)
+    assert stem.image_encoder(images).shape == (2, stem.cfg.latent_dim)
+
+
+def test_the_conv_stem_needs_a_power_of_two_patch_size():
+    with pytest.raises(ValueError, match="power of 2"):
+        ModelConfig.small(image_size=36, patch_size=6, conv_stem=True)
+    ModelConfig.small(image_size=36, patch_size=6)  # the linear patch embedding takes any size
+
+
+def test_a_checkpoint_from_before_the_conv_stem_rebuilds_its_patch_embedding():
+    old = MultimodalModel(ModelConfig.small(vocab_size=50, image_size=32))
+    saved = {k: v for k, v in old.config_dict().items() if k != "conv_stem"}  # as older checkpoints hold it
+    rebuilt = MultimodalModel(ModelConfig.from_saved(saved))
+    rebuilt.load_state_dict(old.state_dict())  # every tensor fits
+    assert not rebuilt.cfg.conv_stem
+
+
+@pytest.mark.parametrize("conv_stem", [True, False])
+def test_only_the_conv_stem_lets_a_patch_see_across_its_border(conv_stem):
+    torch.manual_seed(0)
+    cfg = ModelConfig.small(vocab_size=50, image_size=32, conv_stem=conv_stem)
+    embed = MultimodalModel(cfg).image_encoder.patch_embed
+    images = torch.zeros(1, 3, 32, 32)
+    dotted = images.clone()
+    dotted[..., 7, 7] = 1  # the last pixel of patch (0, 0), on its border with patches (0, 1), (1, 0) and (1, 1)
+    with torch.no_grad():
+        moved = (embed(dotted) - embed(images)).abs().amax(dim=1)[0] > 0  # (4, 4): which patch tokens changed
+    assert moved[0, 0]
+    assert bool(moved[0, 1] and moved[1, 0] and moved[1, 1]) == conv_stem
+    assert not moved[2:, :].any() and not moved[:, 2:].any()  # nothing reaches patches further away
