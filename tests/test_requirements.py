@@ -83,7 +83,7 @@ OLD_TORCH = set("""
     torch.nn.Module torch.nn.ModuleList torch.nn.Parameter torch.nn.Sequential
     torch.nn.functional.cross_entropy torch.nn.functional.mse_loss torch.nn.functional.normalize
     torch.nn.functional.scaled_dot_product_attention torch.nn.functional.softmax
-    torch.nn.init.normal_ torch.nn.init.zeros_
+    torch.nn.init.kaiming_normal_ torch.nn.init.normal_ torch.nn.init.zeros_
     torch.nn.parallel.DistributedDataParallel torch.nn.utils.clip_grad_norm_
     torch.optim.AdamW torch.optim.lr_scheduler.LambdaLR torch.optim.optimizer.register_optimizer_step_post_hook
     torch.utils._python_dispatch.TorchDispatchMode torch.utils.data.Dataset
