@@ -123,7 +123,7 @@ MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name i
 PRESETS = {
     # the seed's own run: batch 16 (too small to keep a large GPU busy; kept for comparison with the seed)
     "seed": dict(batch_size=16),
-    # ModelConfig.small() (~0.9M parameters) at 64 px: learns the bundled engravings on a 2-core CPU in five minutes.
+    # ModelConfig.small() (~0.9M parameters) at 64 px: learns the bundled engravings on a 2-core CPU in about 5 minutes.
     # No dropout (it costs a quarter of the step time on a CPU) and twice the epochs it buys: the grounded measures
     # climb only after epoch 7; weight decay 0.2 in its place, and a 10% warm-up, without which short runs on
     # fewer items collapse z in their first steps (BENCHMARKS.md, issue 12)
