@@ -82,7 +82,7 @@ class Transformer(nn.Module):
 
 def stem_channels(in_channels, width, patch_size):
     """The channels of conv_stem's layers, input first: one 3x3 stride-2 convolution per halving of patch_size,
-    each ending with half the channels of the next (at least 16), then a 1x1 projection to width."""
+    each with half the channels of the one after it (at least 16), then a 1x1 projection to width."""
     n = patch_size.bit_length() - 1
     return [in_channels] + [max(width >> (n - 1 - i), 16) for i in range(n)] + [width]
 

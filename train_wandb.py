@@ -233,7 +233,7 @@ def validate(cfg, wcfg):
     check(0 <= cfg.min_lr_fraction <= 1, "min_lr_fraction", "must be in [0, 1]")
     check(0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)")
     check(cfg.image_size % cfg.patch_size == 0, "image_size", f"must be a multiple of patch_size ({cfg.patch_size})")
-    check(not cfg.conv_stem or cfg.patch_size & (cfg.patch_size - 1) == 0, "patch_size",
+    check(not cfg.conv_stem or (cfg.patch_size & (cfg.patch_size - 1)) == 0, "patch_size",
           "must be a power of 2 with --conv_stem=true (one stride-2 convolution per halving)")
     check(cfg.width % cfg.num_heads == 0, "width", f"must be a multiple of num_heads ({cfg.num_heads})")
     check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device), "device", "choose 'auto', 'cpu', 'cuda' or 'cuda:N'")

@@ -236,6 +236,11 @@ def test_out_of_range_value_raises_config_error_naming_the_field(args, name):
     assert str(err.value).startswith(f"--{name}=")
 
 
+def test_the_conv_stem_takes_the_power_of_two_patch_sizes():
+    for patch in (4, 8, 16):
+        assert parse_args(["--conv_stem=true", f"--patch_size={patch}"])[0].conv_stem
+
+
 def test_divisibility_errors_name_the_divisor():
     with pytest.raises(ConfigError, match=r"--image_size=100: must be a multiple of patch_size \(8\)"):
         parse_args(["--image_size=100"])
