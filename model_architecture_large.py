@@ -310,7 +310,7 @@ class ModelConfig:
 
     @classmethod
     def small(cls, **kwargs):
-        """About 0.9M parameters at 64 px: the CPU preset."""
+        """About 0.9M parameters at 64 px, for CPU work and tests (the quick preset adds 16-pixel patches: 1.0M)."""
         defaults = dict(width=96, num_heads=4, image_encoder_depth=2, image_decoder_depth=2,
                         caption_decoder_depth=1, caption_encoder_depth=1, latent_dim=128)
         return cls(**{**defaults, **kwargs})

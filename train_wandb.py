@@ -1,7 +1,7 @@
 """Train the multimodal engraving model and log every run to Weights & Biases.
 
     python train_wandb.py                          # the full ~84M model, sized for one GPU
-    python train_wandb.py --preset=quick           # ~0.9M model at 64 px: a few minutes on a laptop CPU
+    python train_wandb.py --preset=quick           # ~1M model at 64 px: a few minutes on a laptop CPU
     python train_wandb.py --batch_size=32 --learning_rate=5e-4   # any Config / WandBConfig field
     python train_wandb.py --help                   # every field with its default
 
@@ -123,14 +123,15 @@ MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name i
 PRESETS = {
     # the seed's own run: batch 16 (too small to keep a large GPU busy; kept for comparison with the seed)
     "seed": dict(batch_size=16),
-    # ModelConfig.small() (~0.9M parameters) at 64 px: learns the bundled engravings on a 2-core CPU in about 5 minutes.
-    # No dropout (it costs a quarter of the step time on a CPU) and twice the epochs it buys: the grounded measures
-    # climb only after epoch 7; weight decay 0.2 in its place, and a 10% warm-up, without which short runs on
-    # fewer items collapse z in their first steps (BENCHMARKS.md, issue 12)
+    # ModelConfig.small() (~1M parameters) at 64 px: learns the bundled engravings on a 2-core CPU in five to seven
+    # minutes. The objects are what takes epochs: the grounded measures climb only after epoch 8, so the preset buys
+    # epochs with 16-pixel patches (16 tokens an image: half the step time of 8-pixel ones) and no dropout (a
+    # quarter of the step time on a CPU); weight decay 0.5 in its place keeps val loss improving over the 20
+    # epochs, and a 10% warm-up keeps short runs on fewer items from collapsing z (BENCHMARKS.md, issue 12)
     "quick": dict(**{name: getattr(ModelConfig.small(), name) for name in MODEL_FIELDS
                      if getattr(ModelConfig.small(), name) != getattr(ModelConfig(), name)},
-                  image_size=64, batch_size=64, num_epochs=14, learning_rate=2e-3, warmup_fraction=0.1,
-                  weight_decay=0.2, out_dir="out/quick"),
+                  image_size=64, patch_size=16, batch_size=64, num_epochs=20, learning_rate=2e-3,
+                  warmup_fraction=0.1, weight_decay=0.5, out_dir="out/quick"),
 }
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -975,6 +976,8 @@ class Trainer:
         self.validator = Validator(model, self.eval_forward, val_loader, train_loader.images, tokenizer, self.autocast,
                                    self.weights, val_truths)
         self.first_step_s = None  # seconds of this process's first train_step (see record_first_step)
+        self.time_before = 0.0  # seconds of training in the processes before a resume (from the checkpoint)
+        self.started = None  # perf_counter() when this process began training
 
     @property
     def history(self):
@@ -1038,6 +1041,7 @@ class Trainer:
         This is the hook the benchmark times the real loop through: it advances several Trainers a few steps
         at a time with next(), so nothing of the loop is copied or patched. Each epoch ends with validation,
         visuals and a checkpoint."""
+        self.started = time.perf_counter()
         while self.epoch < self.cfg.num_epochs and not (self.cfg.max_steps and self.step >= self.cfg.max_steps):
             if self.stop_requested(window_end=True):  # under torchrun the ranks agree: a signal during validation
                 break  # reaches one rank first, and that one must not leave while the others start an epoch
@@ -1172,6 +1176,11 @@ class Trainer:
 
     # -- state --------------------------------------------------------------------
 
+    def training_time(self):
+        """Seconds of training of the whole run: this process's so far, plus those before a resume up to the
+        checkpoint it resumed from."""
+        return self.time_before + (time.perf_counter() - self.started if self.started is not None else 0.0)
+
     def save_checkpoint(self):
         """out_dir/last.pt, written in the background (Checkpoints); False when it was not written."""
         return self.checkpoints.save(self.state_dict(), self.model)
@@ -1194,6 +1203,7 @@ class Trainer:
             "model_config": self.model.config_dict(),
             "tokenizer": self.tokenizer.state_dict(),
             "wandb_run_id": self.logger.run_id,
+            "training_time_s": self.training_time(),
         }
 
     def load_state_dict(self, state):
@@ -1202,6 +1212,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epoch, self.best_val_loss = state["step"], state["epoch"], state["best_val_loss"]
         self.lr = self.scheduler.get_last_lr()[0]
+        self.time_before = state.get("training_time_s", 0.0)  # checkpoints before it was kept: this process only
         self.best.load_state_dict(state)
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and len(state.get("cuda_rng", [])) == torch.cuda.device_count():
@@ -1561,7 +1572,7 @@ def train(trainer, device):
         status, exit_code = f"failed: {error}", 3
     finally:
         elapsed = time.perf_counter() - start
-        finish(trainer, device, status, elapsed)
+        finish(trainer, device, status)
         if dist.is_initialized():
             dist.destroy_process_group()
     if error:
@@ -1575,9 +1586,10 @@ def train(trainer, device):
     return exit_code
 
 
-def finish(trainer, device, status, elapsed):
+def finish(trainer, device, status):
     """The report (report.md, metrics.csv, summary.json, plots) in out_dir, attached to the closed W&B run."""
     logger = trainer.logger
+    elapsed = trainer.training_time()  # the whole run's, a resumed one's included
     logger.summary({"training_time_s": elapsed})
     info = {"status": status, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
             "training_time_s": elapsed, "best_val_loss": trainer.best_val_loss, **trainer.best.summary(),

@@ -289,7 +289,7 @@ def test_quick_preset_sets_every_value_it_names_and_keeps_the_other_defaults():
     cfg, wcfg, _ = parse_args(["--preset=quick"])
     for name, value in PRESETS["quick"].items():
         assert getattr(cfg, name) == value, name
-    assert cfg.patch_size == Config().patch_size
+    assert cfg.max_caption_len == Config().max_caption_len
     assert cfg.seed == Config().seed
     assert wcfg == WandBConfig()
 

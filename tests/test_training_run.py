@@ -219,12 +219,17 @@ def test_max_steps_stops_early_but_still_validates_and_finishes(engravings, tmp_
 def test_resume_continues_the_same_run_and_step_axis(engravings, tmp_path):
     common = [f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", *TINY]
     train(tmp_path, *common, "--num_epochs=1")
-    first_id = torch.load(tmp_path / "out" / "last.pt", weights_only=True)["wandb_run_id"]
-    first_step = torch.load(tmp_path / "out" / "last.pt", weights_only=True)["step"]
+    first = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
+    first_id, first_step = first["wandb_run_id"], first["step"]
     result = train(tmp_path, *common, "--num_epochs=2", "--resume=True", "--resume_changes=num_epochs")
     assert "Resume: num_epochs changes from 1 to 2" in result.stdout
     state = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
     assert state["wandb_run_id"] == first_id and state["epoch"] == 2 and state["step"] == 2 * first_step
+    # the training time counts both processes: the first one's up to its checkpoint, then the resumed one's
+    resumed_s = float(result.stdout.split("Done in ")[1].split("s")[0])
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["training_time_s"] >= state["training_time_s"] > first["training_time_s"] > 0
+    assert summary["training_time_s"] == pytest.approx(first["training_time_s"] + resumed_s, abs=1.0)
     assert "Resumed from epoch 1" in result.stdout and "Epoch 2 |" in result.stdout
     assert "Epoch 1 |" not in result.stdout
     with open(tmp_path / "out" / "metrics.csv", newline="") as f:  # the report covers the whole run
