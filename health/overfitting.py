@@ -12,11 +12,12 @@ class Overfitting(Analysis):
     A wide gap is overfitting only once validation has stopped improving (no better val loss_total for
     overfit_epochs epochs): while val loss_total still reaches new bests, the gap is a generalization gap
     (an info finding), and regularising would cost the run what it is still learning. The quick preset,
-    which has no dropout, ends 36% above train with val loss_total at its best (BENCHMARKS.md).
+    which has no dropout, ends its 20 epochs 50-70% above train (BENCHMARKS.md).
 
-    A rise of val loss_total is split into its components: when one rises (typically the caption decoder
-    memorising its captions) while another still falls, stopping at the best epoch would give up the one that
-    still improves, and the advice says so."""
+    A rise of val loss_total (overfitting: since its best epoch; val_rising: over the rising epochs) is split
+    into its components: when one rises (the default config's caption decoder memorising its captions, the quick
+    preset's alignment its training pairs) while another still falls, stopping at the best epoch would give up
+    the one that still improves, and the advice says so."""
 
     name = "overfitting"
 
@@ -50,8 +51,9 @@ class Overfitting(Analysis):
                 message = (f"epoch {epoch}: val loss_total {val_loss:.4g} vs train {train_loss:.4g} "
                            f"(gap {gap:+.0%}, limit {self.cfg.overfit_gap:.0%})")
                 if age >= self.cfg.overfit_epochs:
+                    moves, stop = self.explain_rise(best_epoch, epoch)
                     self.emit("overfitting", "warning", f"{message}, and no better val loss_total since epoch "
-                              f"{best_epoch} ({best:.4g})", self.regularize())
+                              f"{best_epoch} ({best:.4g}){moves}", f"{self.regularize()}; {stop}")
                 else:
                     where = ("at its best so far" if not age else
                              f"{age} epoch{'s' * (age != 1)} past its best ({best:.4g} at epoch {best_epoch})")
@@ -69,24 +71,30 @@ class Overfitting(Analysis):
         first_train, last_train = h.train_epoch_mean(recent[0][0]), h.train_epoch_mean(epoch)
         rising = all(b > a for a, b in zip(vals, vals[1:]))
         if rising and first_train is not None and last_train is not None and last_train < first_train:
-            best_epoch, best = h.best_val()
-            rose, fell = self.component_moves(recent[0][0], epoch)
+            moves, stop = self.explain_rise(recent[0][0], epoch)
             message = (f"val loss_total rose {k} epochs in a row, epoch {recent[0][0]} -> {epoch} ({vals[0]:.4g} -> "
-                       f"{vals[-1]:.4g}), while train fell ({first_train:.4g} -> {last_train:.4g})")
-            if rose:
-                message += f"; it rose in {moves_text(rose)}"
-            by_loss = self.run_config.get("best_metric", "loss_total") == "loss_total"  # then best.pt is that epoch
-            if fell:
-                message += f"; val {moves_text(fell)} still fell"
-                which = "best.pt, by val loss_total" if by_loss else "the lowest val loss_total"
-                stop = (f"keep num_epochs: stopping at epoch {best_epoch} ({which}) would give up "
-                        f"{', '.join(f'loss_{c}' for c, _, _ in fell)}, which still improve")
-            else:
-                where = "best.pt holds" if by_loss else "the lowest val loss_total is at"
-                stop = f"{where} epoch {best_epoch} (val {best:.4g}), so lower num_epochs to {best_epoch} to stop there"
-                if by_loss:  # early stopping follows best_metric too
-                    stop += " (or set early_stopping_patience: a run then ends that many epochs after its best)"
+                       f"{vals[-1]:.4g}), while train fell ({first_train:.4g} -> {last_train:.4g}){moves}")
             self.emit("val_rising", "warning", message, f"{self.regularize()}; {stop}")
+
+    def explain_rise(self, first, last):
+        """A val loss_total higher at epoch `last` than at epoch `first`, split into its components ->
+        (text for the message: which rose and which still fell; advice on where to stop). When one component
+        still improves (the quick preset's captions while its alignment memorises the training pairs), stopping
+        at the best epoch would give it up, and the advice says so."""
+        best_epoch, best = self.h.best_val()
+        rose, fell = self.component_moves(first, last)
+        text = f"; it rose in {moves_text(rose)}" if rose else ""
+        by_loss = self.run_config.get("best_metric", "loss_total") == "loss_total"  # then best.pt is that epoch
+        if fell:
+            text += f"; val {moves_text(fell)} still fell"
+            which = "best.pt, by val loss_total" if by_loss else "the lowest val loss_total"
+            return text, (f"keep num_epochs: stopping at epoch {best_epoch} ({which}) would give up "
+                          f"{', '.join(f'loss_{c}' for c, _, _ in fell)}, which still improve{'s' * (len(fell) == 1)}")
+        where = "best.pt holds" if by_loss else "the lowest val loss_total is at"
+        stop = f"{where} epoch {best_epoch} (val {best:.4g}), so lower num_epochs to {best_epoch} to stop there"
+        if by_loss:  # early stopping follows best_metric too
+            stop += " (or set early_stopping_patience: a run then ends that many epochs after its best)"
+        return text, stop
 
     def component_moves(self, first, last):
         """(rose, fell): (component, val loss at epoch first, at epoch last) for each component that rose or fell."""

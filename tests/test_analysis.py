@@ -191,7 +191,7 @@ def test_sweep_yaml_runs_train_wandb_quick_and_sweeps_only_real_fields_with_vali
     fields = config_annotations()
     params = sweep["parameters"]
     assert {"learning_rate", "batch_size", "caption_loss_weight", "alignment_loss_weight", "latent_dim",
-            "weight_decay"} <= set(params)
+            "weight_decay", "patch_size"} <= set(params)
     for name, spec in params.items():
         kind = {"int": int, "float": (int, float)}[fields[name]]
         values = spec.get("values") or [spec["min"], spec["max"]]

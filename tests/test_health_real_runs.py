@@ -9,14 +9,18 @@ import pytest
 from health import HealthConfig, replay
 from checkpoints import BestCheckpoint
 from report import best_checkpoint_sentence, run_facts, write_report
-from train_wandb import Config, WandBConfig, flat_config
+from train_wandb import Config, WandBConfig, flat_config, parse_args
 
 RUNS = Path(__file__).parent / "runs"
 
 
-def h200_rows():
-    with open(RUNS / "h200_default_100_epochs.csv", newline="") as f:
+def read_rows(name):
+    with open(RUNS / name, newline="") as f:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def h200_rows():
+    return read_rows("h200_default_100_epochs.csv")
 
 
 def h200_config(health):
@@ -48,7 +52,11 @@ def test_a_memorising_run_is_healthy_in_training_and_warned_of_overfitting(defau
     # the gap rule now waits for 3 epochs without a better one, and notes the gap as info until then
     assert codes["generalization_gap"].step == 252 and codes["generalization_gap"].severity == "info"
     assert codes["overfitting"].step == 396  # epoch 11
-    assert codes["overfitting"].message.endswith("no better val loss_total since epoch 8 (2.207)")
+    # since its best epoch only the caption loss rose: the warning says so, and does not advise stopping there
+    assert codes["overfitting"].message.endswith(
+        "no better val loss_total since epoch 8 (2.207); it rose in loss_caption 1.564 -> 1.76; "
+        "val loss_image 0.06079 -> 0.04399, loss_alignment 0.5818 -> 0.4866 still fell")
+    assert "keep num_epochs" in codes["overfitting"].action and "lower num_epochs" not in codes["overfitting"].action
     assert "val loss_caption: best 1.535 at epoch 7, last 4.259" in verdicts["overfitting"].evidence
 
 
@@ -136,3 +144,31 @@ def test_with_the_split_counted_the_best_pt_sentence_drops_shares_that_moved_wit
         "there (i2t_r1 0.66 → 0.761, t2i_r1 0.607 → 0.747, psnr 12.5 → 15, ssim 0.305 → 0.55, grounded_object "
         "0.111 → 0.15, grounded_position 0.0447 → 0.07; a share counts only by more than two standard errors): "
         "for them, last.pt is the better model.")
+
+
+# -- the quick preset on a 2-core CPU ----------------------------------------------------------------------------
+
+def quick_run():
+    """(monitor, findings by code) after replaying the quick preset's 20 epochs (tests/runs/README.md)."""
+    config = HealthConfig()
+    cfg, wcfg, _ = parse_args(["--preset=quick"])
+    levels = {"loss_image": 0.040408, "loss_caption": math.log(1029), "loss_alignment": math.log(64)}
+    run_config = {**flat_config(cfg, wcfg, config), "total_steps": 1440, "alignment_floor": 0.0,
+                  "reference_levels": levels}
+    monitor = replay(read_rows("cpu_quick_preset_20_epochs.csv"), run_config, config)
+    return monitor, {f.code: f for f in monitor.findings}
+
+
+def test_the_quick_preset_warns_that_its_alignment_memorises_and_does_not_advise_stopping_early():
+    """Val loss_total has its best at epoch 16, then only loss_alignment rises (the contrastive loss remembers
+    the training pairs) while loss_caption and loss_image reach their best at the last epoch: a real
+    overfitting of one component, so a warning; stopping at epoch 16 would give up the other two."""
+    monitor, codes = quick_run()
+    assert {name: v.status for name, v in monitor.verdicts().items()} == {
+        "training_health": "healthy", "dominant_loss": "healthy", "latent_space": "healthy",
+        "overfitting": "warning", "hardware": "healthy"}
+    warning = codes["overfitting"]
+    assert warning.step == 1368  # epoch 19: three epochs without a better val loss_total than epoch 16's
+    assert "no better val loss_total since epoch 16 (2.29); it rose in loss_alignment 0.7525 -> " in warning.message
+    assert warning.message.endswith("still fell") and "loss_caption" in warning.message.split("; val ")[-1]
+    assert "keep num_epochs" in warning.action and "lower num_epochs" not in warning.action
