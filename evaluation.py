@@ -91,13 +91,25 @@ def _ngram_counts(words, n):
     return Counter(tuple(words[i:i + k]) for k in range(1, n + 1) for i in range(len(words) - k + 1))
 
 
+def _tfidf(counts, n, doc_freq, log_num_refs):
+    """An n-gram count's tf-idf vector, its norm per n-gram length and its length as the reference code takes it."""
+    vec = {gram: tf * (log_num_refs - math.log(max(1.0, doc_freq[gram]))) for gram, tf in counts.items()}
+    norms = [0.0] * n
+    for gram, weight in vec.items():
+        norms[len(gram) - 1] += weight ** 2
+    # the reference code's "length" counts bigrams, not words: kept, to match its penalty exactly
+    length = sum(tf for gram, tf in counts.items() if len(gram) == 2)
+    return vec, [math.sqrt(x) for x in norms], length
+
+
 @functools.lru_cache(maxsize=4)
 def _reference_stats(references, n):
-    """The references' n-gram counts and document frequencies: the same split is scored every epoch, so they
-    are counted once. references: a tuple of strings (hashable, for the cache)."""
+    """The references' document frequencies and tf-idf vectors: the same split is scored every epoch, so they
+    are computed once. references: a tuple of strings (hashable, for the cache)."""
     refs = [_ngram_counts(r.split(), n) for r in references]
     doc_freq = Counter(gram for ref in refs for gram in ref)  # references holding each n-gram
-    return refs, doc_freq
+    log_num_refs = math.log(len(refs))
+    return [_tfidf(ref, n, doc_freq, log_num_refs) for ref in refs], doc_freq, log_num_refs
 
 
 def cider_d(candidates, references, n=4, sigma=6.0):
@@ -109,23 +121,10 @@ def cider_d(candidates, references, n=4, sigma=6.0):
     times exp(-delta^2 / (2 sigma^2)), averaged over n and scaled by 10.
     Captions are whitespace-separated tokens, as in bleu4.
     """
-    cands = [_ngram_counts(c.split(), n) for c in candidates]
-    refs, doc_freq = _reference_stats(tuple(references), n)
-    log_num_refs = math.log(len(refs))
-
-    def tfidf(counts):
-        vec = {gram: tf * (log_num_refs - math.log(max(1.0, doc_freq[gram]))) for gram, tf in counts.items()}
-        norms = [0.0] * n
-        for gram, weight in vec.items():
-            norms[len(gram) - 1] += weight ** 2
-        # the reference code's "length" counts bigrams, not words: kept, to match its penalty exactly
-        length = sum(tf for gram, tf in counts.items() if len(gram) == 2)
-        return vec, [math.sqrt(x) for x in norms], length
-
+    refs, doc_freq, log_num_refs = _reference_stats(tuple(references), n)
     scores = []
-    for cand, ref in zip(cands, refs):
-        vec_c, norm_c, len_c = tfidf(cand)
-        vec_r, norm_r, len_r = tfidf(ref)
+    for candidate, (vec_r, norm_r, len_r) in zip(candidates, refs):
+        vec_c, norm_c, len_c = _tfidf(_ngram_counts(candidate.split(), n), n, doc_freq, log_num_refs)
         sims = [0.0] * n
         for gram, weight in vec_c.items():
             sims[len(gram) - 1] += min(weight, vec_r.get(gram, 0.0)) * vec_r.get(gram, 0.0)
