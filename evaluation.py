@@ -104,12 +104,11 @@ def _tfidf(counts, n, doc_freq, log_num_refs):
 
 @functools.lru_cache(maxsize=4)
 def _reference_stats(references, n):
-    """The references' document frequencies and tf-idf vectors: the same split is scored every epoch, so they
+    """-> (the references' tf-idf vectors, their document frequencies): the same split is scored every epoch, so they
     are computed once. references: a tuple of strings (hashable, for the cache)."""
     refs = [_ngram_counts(r.split(), n) for r in references]
     doc_freq = Counter(gram for ref in refs for gram in ref)  # references holding each n-gram
-    log_num_refs = math.log(len(refs))
-    return [_tfidf(ref, n, doc_freq, log_num_refs) for ref in refs], doc_freq, log_num_refs
+    return [_tfidf(ref, n, doc_freq, math.log(len(refs))) for ref in refs], doc_freq
 
 
 def cider_d(candidates, references, n=4, sigma=6.0):
@@ -121,7 +120,8 @@ def cider_d(candidates, references, n=4, sigma=6.0):
     times exp(-delta^2 / (2 sigma^2)), averaged over n and scaled by 10.
     Captions are whitespace-separated tokens, as in bleu4.
     """
-    refs, doc_freq, log_num_refs = _reference_stats(tuple(references), n)
+    refs, doc_freq = _reference_stats(tuple(references), n)
+    log_num_refs = math.log(len(refs))
     scores = []
     for candidate, (vec_r, norm_r, len_r) in zip(candidates, refs):
         vec_c, norm_c, len_c = _tfidf(_ngram_counts(candidate.split(), n), n, doc_freq, log_num_refs)

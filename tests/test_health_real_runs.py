@@ -33,7 +33,12 @@ def h200_config(health):
 def h200_run(**health):
     """(monitor, findings by code) after replaying the default config's 100 epochs on one H200."""
     config = HealthConfig(**health)
-    monitor = replay(h200_rows(), h200_config(config), config)
+    return replayed(h200_rows(), h200_config(config), config)
+
+
+def replayed(rows, run_config, health):
+    """(monitor, findings by code) after replaying a run's rows through the health checks."""
+    monitor = replay(rows, run_config, health)
     return monitor, {f.code: f for f in monitor.findings}
 
 
@@ -155,8 +160,7 @@ def quick_run():
     levels = {"loss_image": 0.040408, "loss_caption": math.log(1029), "loss_alignment": math.log(64)}
     run_config = {**flat_config(cfg, wcfg, config), "total_steps": 1440, "alignment_floor": 0.0,
                   "reference_levels": levels}
-    monitor = replay(read_rows("cpu_quick_preset_20_epochs.csv"), run_config, config)
-    return monitor, {f.code: f for f in monitor.findings}
+    return replayed(read_rows("cpu_quick_preset_20_epochs.csv"), run_config, config)
 
 
 def test_the_quick_preset_warns_that_its_alignment_memorises_and_does_not_advise_stopping_early():
