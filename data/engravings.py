@@ -81,7 +81,7 @@ __all__ = [
 DEFAULT_NUM_ITEMS = 5141
 DEFAULT_IMAGE_SIZE = 128
 MAX_CAPTION_TOKENS = 40  # words + punctuation as the trainer splits them; fits --max_caption_len=48 whole
-GENERATOR_VERSION = 2  # bump when captions or drawings change: ensure_sample then regenerates the set
+GENERATOR_VERSION = 3  # bump when captions or drawings change: ensure_sample then regenerates the set
 
 # --------------------------------------------------------------------------
 # Vocabulary: what can be drawn, and the words that name it
@@ -725,9 +725,8 @@ def _max_count(kind: str, size: str) -> int:
     return 3 if fits[3] else 2 if fits[2] else 1
 
 
-def _random_object(rng: random.Random, position: str, season: Optional[str]) -> PlacedObject:
+def _random_object(rng: random.Random, position: str, season: Optional[str], size: str) -> PlacedObject:
     kind = rng.choice(KINDS)
-    size = rng.choice(SIZES)
     count = rng.choices((1, 2, 3), weights=(5, 3, 2))[0]
     count = min(count, _max_count(kind, size))
     material = rng.choice((None,) + _MATERIALS[kind]) if kind in _MATERIALS else None
@@ -789,10 +788,14 @@ def _shorten(scene: Scene, rng: random.Random) -> Scene:
 def make_scene(index: int, seed: int = 0) -> Scene:
     """The scene of item ``index`` (independent of the image size; nothing is drawn)."""
     rng = _scene_rng(index, seed)
-    n = rng.choices((1, 2, 3), weights=(30, 40, 30))[0]
+    n = rng.choices((1, 2, 3), weights=(40, 45, 15))[0]
     slots = sorted(rng.sample(range(3), n))
+    main = rng.randrange(n)
     season = rng.choice((None, None, None) + SEASONS)
-    objects = tuple(_random_object(rng, POSITIONS[s], season) for s in slots)
+    # the main group is large and the others small, so that the subject the caption names first is the one that
+    # fills the picture (at 64 px a small object is a dozen pixels tall)
+    objects = tuple(_random_object(rng, POSITIONS[s], season, "large" if k == main else "small")
+                    for k, s in enumerate(slots))
     time_of_day = rng.choices(TIMES, weights=(50, 12, 12, 26))[0]
     low_sun_slot = {"dawn": 0, "dusk": 2}.get(time_of_day)
     if any(o.slot == low_sun_slot and o.size == "large" for o in objects):
@@ -812,7 +815,7 @@ def make_scene(index: int, seed: int = 0) -> Scene:
         season=season,
         weather=weather,
         technique=rng.choice(TECHNIQUES),
-        main=rng.randrange(n),
+        main=main,
         sky_slot=sky_slot,
         phrasing=rng.randrange(1 << 30),
     )
