@@ -8,15 +8,17 @@ monitor says about each.
 Each scenario is a `train_wandb.py --preset=quick --mode=disabled --device=cpu` subprocess writing to
 out/diagnose/<name>/ (its console output in <name>.log beside it). The pathology is induced through
 Config fields or through the data only (latent_collapse trains on a copy of the collection in which
-every image is the same picture, captions kept). The table compares each analysis' verdict in summary.json with the one
-expected, shows the first finding of that analysis (code@step) and checks the expected first action;
-exit status 1 if any scenario disagrees, 0 if all agree.
+every image is the same picture, captions kept; shuffled_pairs on one in which each image has the caption and
+ground truth of another, as a metadata file with shuffled rows gives). The table compares each analysis' verdict
+in summary.json with the one expected, shows the first finding of that analysis (code@step) and checks the
+expected first action; exit status 1 if any scenario disagrees, 0 if all agree.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -41,12 +43,14 @@ class Scenario:
     first_action: tuple[str, str] | None = None  # (analysis, text its first non-info finding's action contains)
     within: float | None = None  # that finding must fire within this share of the run's steps
     same_picture: bool = False  # train on a copy of the collection where every image is the first one
+    shuffled_pairs: bool = False  # train on a copy of the collection where each image has another's caption
 
     def command(self, out, scale, extra=()):
         """The train_wandb.py command line writing to the folder `out`; `extra` overrides come last and win."""
         items = max(200, round(self.max_items * scale))
-        data = [f"--data_dir={same_picture_copy(out.with_name(out.name + '_data'), items)}",
-                "--cache_dir="] if self.same_picture else []  # fresh files each time: caching them is waste
+        copy = same_picture_copy if self.same_picture else shuffled_pairs_copy if self.shuffled_pairs else None
+        data = [f"--data_dir={copy(out.with_name(out.name + '_data'), items)}",
+                "--cache_dir="] if copy else []  # fresh files each time: caching them is waste
         return [sys.executable, str(REPO_DIR / "train_wandb.py"), "--preset=quick", "--mode=disabled",
                 "--device=cpu", f"--out_dir={out}", f"--max_items={items}", *data, *self.args, *extra]
 
@@ -67,6 +71,10 @@ SCENARIOS = {
     "latent_collapse": Scenario(
         "every image file is the same picture, captions kept", ["--num_epochs=3", "--log_frequency=4"],
         {**HEALTHY, "latent_space": "problem", "dominant_loss": ANY, "training_health": ANY}, same_picture=True),
+    "shuffled_pairs": Scenario(
+        "each image with the caption and ground truth of another (a metadata file with shuffled rows)",
+        ["--num_epochs=3", "--log_frequency=4"],
+        {**HEALTHY, "latent_space": "problem", "dominant_loss": ANY, "training_health": ANY}, shuffled_pairs=True),
     "overfitting": Scenario(
         "300 items, 40% for validation, 40 epochs",
         ["--num_epochs=40", "--log_frequency=5", "--val_fraction=0.4", "--batch_size=32"],
@@ -100,6 +108,27 @@ def same_picture_copy(dest, items):
         file_name = f"images/{i:05d}{picture.suffix}"
         shutil.copyfile(picture, dest / file_name)
         lines.append(json.dumps({"file_name": file_name, "text": caption}))
+    (dest / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    return dest
+
+
+def shuffled_pairs_copy(dest, items, seed=0):
+    """dest: a copy of the bundled collection's first `items` items in which each image has the caption and ground
+    truth of another item (a seeded shuffle of the rows' captions and truths; the images keep their order)."""
+    from train_wandb import BUNDLED_DATA_DIR, _read_metadata  # here: torch loads only when this scenario runs
+    from data.engravings import ensure_sample
+
+    source = ensure_sample(REPO_DIR / BUNDLED_DATA_DIR)
+    rows = _read_metadata(source / "metadata.jsonl")[:items]
+    described = [(text, truth) for _, text, truth in rows]
+    random.Random(seed).shuffle(described)
+    if dest.exists():
+        shutil.rmtree(dest)
+    (dest / "images").mkdir(parents=True)
+    lines = []
+    for (file_name, _, _), (text, truth) in zip(rows, described):
+        shutil.copyfile(source / file_name, dest / file_name)
+        lines.append(json.dumps({"file_name": file_name, "text": text, "truth": truth}))
     (dest / "metadata.jsonl").write_text("\n".join(lines) + "\n")
     return dest
 

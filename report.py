@@ -15,13 +15,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from health import ANALYSES, COMPONENTS, HealthMonitor, replay
-from health.core import finite, fmt, fmt_config, is_number, loss_weights
+from health.core import UNTRAINED, finite, fmt, fmt_config, is_number, loss_weights, share_error
 
 KEY_CONFIG = ("learning_rate", "batch_size", "num_epochs", "weight_decay", "dropout", "latent_dim",
               "image_loss_weight", "caption_loss_weight", "alignment_loss_weight")
 
 
-VAL_MEASURES = {  # logged once per epoch by evaluation.evaluate_split; name -> what it measures
+VAL_MEASURES = {  # logged once per epoch by evaluation.evaluate_split and probes.py; name -> what it measures
     "i2t_r1": "image→text: share of images whose true caption ranks 1st",
     "i2t_r5": "image→text: … in the top 5",
     "i2t_r10": "image→text: … in the top 10",
@@ -39,7 +39,15 @@ VAL_MEASURES = {  # logged once per epoch by evaluation.evaluate_split; name -> 
     "grounded_position": "captions giving its position correctly (share)",
     "grounded_technique": "captions naming the print technique correctly (share)",
     "grounded_sky": "captions naming the sky and time of day correctly (share)",
+    # the linear probes on z (probes.py): what a linear map from z predicts on the validation items
+    "probe_word_auc": "linear probe on z: mean ROC AUC of the caption's most frequent content words (0.5 = chance)",
+    "probe_kind": "linear probe on z: accuracy on the main object's kind (share)",
+    "probe_count": "linear probe on z: … on its count (share)",
+    "probe_position": "linear probe on z: … on its position (share)",
+    "probe_technique": "linear probe on z: … on the print technique (share)",
+    "probe_time": "linear probe on z: … on the time of day (share)",
 }
+PROBE_MEASURES = tuple(m for m in VAL_MEASURES if m.startswith("probe_"))  # tabled apart from the others
 
 
 def fmt_duration(seconds) -> str:
@@ -104,6 +112,14 @@ def val_at_epoch(rows, epoch):
         if finite(row.get("val/epoch")) and round(row["val/epoch"]) == epoch and finite(row.get("val/loss_total")):
             return {k[4:]: v for k, v in row.items() if k.startswith("val/") and is_number(v)}
     return {}
+
+
+def last_text(rows, keys):
+    """{name: the text of the last row that has it under key} for keys {name: key}; {} when no row has text."""
+    texts = {}
+    for name, key in keys.items():
+        texts.update({name: row[key] for row in rows if isinstance(row.get(key), str)})
+    return texts
 
 
 def last_metrics(rows, prefix):
@@ -258,6 +274,7 @@ MEASURE_PANELS = (  # the panels of measures.png: title, the VAL_MEASURES drawn 
     ("reconstruction: SSIM", ("ssim",)),
     ("grounded caption accuracy", ("grounded_object", "grounded_count", "grounded_position", "grounded_technique",
                                    "grounded_sky")),
+    ("linear probes on z", PROBE_MEASURES),
 )
 
 
@@ -364,6 +381,7 @@ def run_facts(out_dir, rows, info):
         "final_val": last_metrics(rows, "val"),
         "baseline": last_metrics(rows, "baseline"),
         "best_val": val_at_epoch(rows, best_epoch) if best_epoch is not None else {},  # what best.pt scores
+        "probe_words": last_text(rows, {"best": "val/probe_words_best", "worst": "val/probe_words_worst"}),
         "config": config,
     }
 
@@ -426,26 +444,31 @@ def better(name, value, other):
     return value < other if lower_is_better(name) else value > other
 
 
-# the measures that are shares of the validation items -> the logged count of the items each is over
+# the measures that are shares of the validation items -> the logged count of the items each is over (the field
+# probes score the validation items with a ground truth)
 SHARE_ITEMS = {**{f"{d}_r{k}": "items" for d in ("i2t", "t2i") for k in (1, 5, 10)},
-               **{m: "grounded_items" for m in VAL_MEASURES if m.startswith("grounded_")}}
+               **{m: "grounded_items" for m in VAL_MEASURES if m.startswith("grounded_")},
+               **{m: "grounded_items" for m in PROBE_MEASURES if m != "probe_word_auc"}}
+LOGGED_ERRORS = {"probe_word_auc": "probe_word_auc_se"}  # measures logged with their standard error at chance
 
 
-def clearly_better(name, value, baseline, items=None):
+def clearly_better(name, value, baseline, items=None, error=None):
     """Is value better than the baseline by more than chance moves it? For a share of `items` items, by more
-    than two standard errors of a share at the baseline's rate, sqrt(p (1 - p) / items) with p kept within
-    [1/items, 1 - 1/items] (514 items: 0.011 at p = 0.07); for any other measure, or without a count, any
-    amount."""
+    than two standard errors of a share at the baseline's rate (health.core.share_error; 514 items: 0.011 at
+    p = 0.07); for a measure logged with its standard error at chance (LOGGED_ERRORS, `error`), by more than two
+    of it; for any other measure, or without a count, any amount."""
+    if finite(error):
+        return better(name, value, baseline) and abs(value - baseline) > 2 * error
     if name not in SHARE_ITEMS or not finite(items) or items < 1:
         return better(name, value, baseline)
-    p = min(max(baseline, 1 / items), 1 - 1 / items)
-    return value - baseline > 2 * math.sqrt(p * (1 - p) / items)
+    return value - baseline > 2 * share_error(baseline, items)
 
 
 def clearly_ahead(val, other):
-    """The measures on which val is clearly better than other (clearly_better, with val's item counts), in
-    VAL_MEASURES order; only measures with both values."""
-    return [m for m in _judged(val, other) if clearly_better(m, val[m], other[m], val.get(SHARE_ITEMS.get(m, "")))]
+    """The measures on which val is clearly better than other (clearly_better, with val's item counts and
+    logged errors), in VAL_MEASURES order; only measures with both values."""
+    return [m for m in _judged(val, other) if clearly_better(m, val[m], other[m], val.get(SHARE_ITEMS.get(m, "")),
+                                                             val.get(LOGGED_ERRORS.get(m, "")))]
 
 
 def _counted(val, names):
@@ -508,18 +531,49 @@ def baseline_sentence(facts):
             f"so the model has learned nothing they can see: {', '.join(behind)}.")
 
 
-def measures_by_epoch(rows, baseline=None):
-    """The validation measures of every epoch (evaluation.py; only those the run logged) -> a table, or [].
+def measures_by_epoch(rows, baseline=None, measures=None, first="baseline"):
+    """The validation measures of every epoch (by default evaluation.py's, all of VAL_MEASURES but the probes;
+    only those the run logged) -> a table, or [].
 
-    Its first row is the baseline (run_facts' "baseline", from baseline/*: what each measure gives for a model
-    that learned nothing about the individual images), where the run logged one."""
-    names = [m for m in VAL_MEASURES if any(finite(row.get(f"val/{m}")) for row in rows)]
+    Its first row, named `first`, is the baseline (run_facts' "baseline", from baseline/*: what each measure gives
+    for a model that learned nothing about the individual images), where the run logged one."""
+    measures = measures or [m for m in VAL_MEASURES if m not in PROBE_MEASURES]
+    names = [m for m in measures if any(finite(row.get(f"val/{m}")) for row in rows)]
     epochs = [row for row in rows if finite(row.get("val/epoch")) and any(finite(row.get(f"val/{m}")) for m in names)]
     if not epochs:
         return []
-    first = [["baseline", *[fmt(baseline.get(m), 3) for m in names]]] if baseline else []
-    return [["epoch", *names]] + first + [[fmt(row["val/epoch"]), *[fmt(row.get(f"val/{m}"), 3) for m in names]]
-                                          for row in epochs]
+    head = [[first, *[fmt(baseline.get(m), 3) for m in names]]] if baseline else []
+    return [["epoch", *names]] + head + [[fmt(row["val/epoch"]), *[fmt(row.get(f"val/{m}"), 3) for m in names]]
+                                         for row in epochs]
+
+
+def probes_by_epoch(rows, baseline=None):
+    """The linear probes on z (probes.py) of every epoch -> a table, or []: its first row their chance levels (0.5
+    for the word AUC, each field's majority share), its second their scores on the untrained model's z (where the run
+    logged them), from baseline/*."""
+    table = measures_by_epoch(rows, baseline, PROBE_MEASURES, first="chance")
+    untrained = {m: (baseline or {}).get(m + UNTRAINED) for m in table[0][1:]} if table else {}
+    if any(finite(v) for v in untrained.values()):
+        table.insert(2, ["untrained z", *[fmt(untrained[m], 3) for m in table[0][1:]]])
+    return table
+
+
+PROBES_TEXT = ("A linear map (ridge regression) fit on the z of a sample of training items predicts, for each "
+               "validation item, which of the training captions' most frequent content words its caption holds "
+               "(probe_word_auc: the mean ROC AUC over the words) and, where the data has a ground truth, each "
+               "field (accuracy). The chance row is what a z that knows nothing scores: 0.5 for the AUC, and for a "
+               "field the share of the validation items in the training sample's most frequent class. The "
+               "untrained-z row is what the same probes read from the model's initial weights: random features "
+               "already tell much of what fills the picture, so a probe shows what training taught z only where "
+               "it beats that row too (WANDB_GUIDE.md, Linear probes on z).")
+
+
+def probe_words_sentence(facts):
+    """'At the last epoch z predicts these words best: ...; worst: ...', or None without the word probe."""
+    best, worst = (facts.get("probe_words") or {}).get("best"), (facts.get("probe_words") or {}).get("worst")
+    if not best:
+        return None
+    return f"At the last epoch z predicts these words best: {best}; worst: {worst} (ROC AUC of each)."
 
 
 def best_pt_fact(facts):
@@ -530,7 +584,7 @@ def best_pt_fact(facts):
     return f"epoch {facts['best_epoch']}, {best_pt_choice(facts)}"
 
 
-def report_markdown(facts, verdicts, monitor, plots, measures=()):
+def report_markdown(facts, verdicts, monitor, plots, measures=(), probes=()):
     train, val, chosen = facts["final_train"], facts["final_val"], best_pt_fact(facts)
     lines = [f"# Run report: {facts['run']}", "",
              f"**Status:** {facts['status']} · **Best val loss:** {fmt(facts['best_val_loss'])}"
@@ -548,15 +602,20 @@ def report_markdown(facts, verdicts, monitor, plots, measures=()):
     key_config = [f"{k}={fmt_config(facts['config'][k])}" for k in KEY_CONFIG if k in facts["config"]]
     if key_config:
         lines += ["Configuration: " + ", ".join(key_config) + " (all fields in summary.json).", ""]
+    if measures or probes:
+        lines += ["## What the model learned", ""]
     if measures:
-        lines += ["## What the model learned", "",
-                  "The validation measures of every epoch (their meaning: WANDB_GUIDE.md, Evaluation measures). The "
+        lines += ["The validation measures of every epoch (their meaning: WANDB_GUIDE.md, Evaluation measures). The "
                   "baseline row is what each measure gives for a model that learned nothing about the individual "
                   "images: chance retrieval, the training split's mean image as every reconstruction, and for each "
                   "image the caption of another.", ""]
         lines += _md_table(measures) + [""]
         for sentence in (baseline_sentence(facts), best_checkpoint_sentence(facts)):
             lines += [sentence, ""] if sentence else []
+    if probes:
+        lines += ["### Linear probes on z", "", PROBES_TEXT, ""] + _md_table(probes) + [""]
+        sentence = probe_words_sentence(facts)
+        lines += [sentence, ""] if sentence else []
     lines += ["## Analyses", ""]
     lines += _md_table([["analysis", "verdict", "summary"]] +
                        [[ANALYSES[a], v.status, v.summary] for a, v in verdicts.items()]) + [""]
@@ -590,7 +649,7 @@ def summary_json(facts, info, verdicts, monitor):
     return {
         **{k: facts[k] for k in ("run", "status", "device", "training_time_s", "best_val_loss", "best_loss_epoch",
                                  "best_metric", "best_epoch", "steps", "epochs", "wandb_run", "final_train",
-                                 "final_val", "baseline", "config")},
+                                 "final_val", "baseline", "probe_words", "config")},
         "info": {k: v for k, v in info.items() if k != "config"},
         "verdicts": {a: {"status": v.status, "summary": v.summary, "rule": v.rule} for a, v in verdicts.items()},
         "findings": [asdict(f) for f in monitor.findings],
@@ -625,12 +684,14 @@ def write_report(out_dir, rows, monitor=None, info=None, samples=()) -> dict[str
     if attempt("summary.json", _write_text, out / "summary.json",
                lambda: json.dumps(json_safe(summary_json(facts, info, verdicts, monitor)), indent=2)):
         paths["summary"] = out / "summary.json"
+    probes = attempt("probe table", probes_by_epoch, rows, facts["baseline"]) or []
     if attempt("report.md", _write_text, out / "report.md",
-               lambda: report_markdown(facts, verdicts, monitor, plots, measures_by_epoch(rows, facts["baseline"]))):
+               lambda: report_markdown(facts, verdicts, monitor, plots, measures_by_epoch(rows, facts["baseline"]),
+                                       probes)):
         paths["report"] = out / "report.md"
     from report_html import render_report_html, write_html  # here, not at the top: report_html imports this module
     if attempt("report.html", lambda: write_html(out / "report.html", render_report_html(
-            facts, verdicts, monitor.findings, {name: paths[name] for name in plots}, samples))):
+            facts, verdicts, monitor.findings, {name: paths[name] for name in plots}, samples, probes))):
         paths["html"] = out / "report.html"
     return paths
 

@@ -20,13 +20,13 @@ from pathlib import Path
 from string import Template
 
 from health.core import ANALYSES, STATUS_BY_SEVERITY, fmt, fmt_config
-from report import (KEY_CONFIG, PLOTS, VAL_MEASURES, baseline_sentence, best_checkpoint_sentence, best_pt_fact,
-                    fmt_duration, summary_paragraph)
+from report import (KEY_CONFIG, PLOTS, PROBE_MEASURES, PROBES_TEXT, VAL_MEASURES, baseline_sentence,
+                    best_checkpoint_sentence, best_pt_fact, fmt_duration, probe_words_sentence, summary_paragraph)
 
 CORE_METRICS = ("loss_total", "loss_image", "loss_caption", "loss_alignment", "caption_accuracy",
                 "caption_perplexity", "image_mse", "latent_std")
 
-FOLDED_ROWS = 15  # a verdict's table longer than this (one row an epoch of a long run) starts folded
+FOLDED_ROWS = 15  # a table longer than this (a verdict's, the probes': one row an epoch of a long run) starts folded
 
 PAGE = Template("""<!DOCTYPE html>
 <html lang="en">
@@ -121,6 +121,14 @@ def table(rows) -> str:
     return "\n".join(lines + ["</table></div>"])
 
 
+def folded(rows) -> str:
+    """table(rows), folded when longer than FOLDED_ROWS (one row an epoch of a long run)."""
+    header, shown = rows[0], table(rows)
+    if len(rows) - 1 > FOLDED_ROWS:
+        shown = f"<details><summary>Table: {len(rows) - 1} rows ({esc(', '.join(header))})</summary>{shown}</details>"
+    return shown
+
+
 def bullets(items) -> str:
     return "<ul>" + "".join(f"<li>{esc(item)}</li>" for item in items) + "</ul>"
 
@@ -159,7 +167,9 @@ def fact(label, value) -> str:
 # ----------------------------------------------------------------------------
 # the run report
 
-def metrics_section(facts) -> str:
+def metrics_section(facts, probes=()) -> str:
+    """The final metrics, the validation measures of the last epoch beside their baseline, the linear probes on z
+    of every epoch (probes: report.probes_by_epoch's table), the configuration."""
     train, val = facts.get("final_train") or {}, facts.get("final_val") or {}
     parts = []
     core = [["metric", "train (last window)", "val (last epoch)"]]
@@ -169,11 +179,14 @@ def metrics_section(facts) -> str:
     baseline = facts.get("baseline") or {}  # what each measure gives for a model that learned nothing
     measures = [["measure", "val (last epoch)", *(["baseline"] if baseline else []), "what it measures"]]
     measures += [[m, fmt(val[m]), *([fmt(baseline.get(m))] if baseline else []), meaning]
-                 for m, meaning in VAL_MEASURES.items() if m in val]
+                 for m, meaning in VAL_MEASURES.items() if m in val and m not in PROBE_MEASURES]
     if len(measures) > 1:
         parts += ["<h4>Validation measures</h4>", table(measures)]
         parts += [f"<p>{esc(sentence)}</p>" for sentence in (baseline_sentence(facts), best_checkpoint_sentence(facts))
                   if sentence]
+    if probes:
+        parts += ["<h4>Linear probes on z, by epoch</h4>", f"<p>{esc(PROBES_TEXT)}</p>", folded(probes)]
+        parts += [f"<p>{esc(sentence)}</p>" for sentence in (probe_words_sentence(facts),) if sentence]
     config = facts.get("config") or {}
     key_config = [f"{k}={fmt_config(config[k])}" for k in KEY_CONFIG if k in config]
     if key_config:
@@ -191,10 +204,7 @@ def verdict_card(number, analysis, verdict) -> str:
     if verdict.evidence:
         parts += ["<h4>Evidence</h4>", bullets(verdict.evidence)]
     if verdict.table:
-        header, rows, shown = verdict.table[0], len(verdict.table) - 1, table(verdict.table)
-        if rows > FOLDED_ROWS:
-            shown = f"<details><summary>Table: {rows} rows ({esc(', '.join(header))})</summary>{shown}</details>"
-        parts.append(shown)
+        parts.append(folded(verdict.table))
     if verdict.actions:
         parts += ["<h4>Actions</h4>", bullets(verdict.actions)]
     if getattr(verdict, "rule", ""):
@@ -230,11 +240,11 @@ def samples_section(samples) -> str:
     return "\n".join(lines + ["</table></div>"])
 
 
-def render_report_html(facts, verdicts, findings, plots, samples=()) -> str:
+def render_report_html(facts, verdicts, findings, plots, samples=(), probes=()) -> str:
     """One self-contained page: headline, summary, final metrics, a card per analysis, findings, plots and
     caption samples. facts: report.run_facts(...) (a "summary" key overrides the generated paragraph);
     verdicts {analysis: Verdict}; findings [Finding]; plots {name: png path};
-    samples [(PIL image, PIL reconstruction, true caption, generated caption)]."""
+    samples [(PIL image, PIL reconstruction, true caption, generated caption)]; probes: report.probes_by_epoch."""
     best, loss_epoch = fmt(facts.get("best_val_loss")), facts.get("best_loss_epoch", facts.get("best_epoch"))
     if loss_epoch is not None:
         best += f" (epoch {fmt(loss_epoch)})"
@@ -253,7 +263,7 @@ def render_report_html(facts, verdicts, findings, plots, samples=()) -> str:
             f'<a href="#{esc(a)}">{esc(ANALYSES.get(a, a))} {badge(v.status)}</a>' for a, v in verdicts.items())
             + "</nav>")
     summary = facts.get("summary") or summary_paragraph(facts)
-    body += ["<h2>Summary</h2>", f"<p>{esc(summary)}</p>", "<h2>Final metrics</h2>", metrics_section(facts)]
+    body += ["<h2>Summary</h2>", f"<p>{esc(summary)}</p>", "<h2>Final metrics</h2>", metrics_section(facts, probes)]
     body.append("<h2>Analyses</h2>")
     body += [verdict_card(i, a, v) for i, (a, v) in enumerate(verdicts.items(), 1)] or [
         '<p class="muted">No analyses.</p>']

@@ -8,7 +8,8 @@
 Sections, top to bottom: configuration, caption tokenizer, engraving dataset, metric definitions,
 the log window, the Trainer, the builders (data, model, logger, trainer) and main(), which reads as
 STEP 1..6. Beside this file: logger.py (every W&B call), checkpoints.py (save, load, resume checks),
-analysis.py (health checks, report, compare) and model_architecture_large.py (the model).
+analysis.py (health checks, report, compare), evaluation.py and probes.py (what validation measures) and
+model_architecture_large.py (the model).
 """
 
 import ast
@@ -44,6 +45,7 @@ from checkpoints import (SAME_OPTIMISATION, BestCheckpoint, CheckpointError, Che
 from evaluation import baseline_split, evaluate_split, mean_image, missing_packages
 from logger import LoggerError, create_logger
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
+from probes import FIELDS, PROBE_SAMPLE, LatentProbe, image_latents, untrained_levels
 from report import BEST_METRICS
 
 REPO_DIR = Path(__file__).resolve().parent
@@ -876,51 +878,72 @@ class NonFiniteWatch:
 
 class Validator:
     """What is measured on the validation split at each epoch end: the model metrics (as in training), the
-    measures of what the model learned (evaluation.py), and the visuals for the logger."""
+    measures of what the model learned (evaluation.py), the linear probes on z (probes.py), and the visuals for
+    the logger."""
 
-    def __init__(self, model, forward, val_loader, train_images, tokenizer, autocast, weights, truths=None):
+    def __init__(self, model, forward, val_loader, train_loader, tokenizer, autocast, weights, truths=None,
+                 train_truths=None, seed=0):
         self.model, self.forward, self.val_loader, self.tokenizer = model, forward, val_loader, tokenizer
         self.autocast, self.weights, self.truths = autocast, weights, truths
-        self.train_images = train_images  # (N, C, H, W) uint8: their mean image is the reconstruction baseline
+        self.train_images = train_loader.images  # (N, C, H, W) uint8: their mean image is the reconstruction baseline
+        # the probes are fit on the z of a sample of the training split, drawn once with the run's seed
+        sample = torch.randperm(len(train_loader.images), generator=torch.Generator().manual_seed(seed))[:PROBE_SAMPLE]
+        self.probe_items = sample.sort().values.to(train_loader.images.device)
+        self.probe = LatentProbe(train_loader.tokens[self.probe_items],
+                                 [train_truths[i] for i in self.probe_items.tolist()] if train_truths else None,
+                                 val_loader.tokens, truths, tokenizer, seed=seed)
+        self.probe_s = None  # seconds the probes took in the last evaluate() (their encoder pass included)
+        # the probes on the untrained weights, a reference beside chance (probes.untrained_levels): the Validator is
+        # built before a resume loads the checkpoint's weights, and the initial ones follow from the seed
+        self.untrained = self.probe.score(image_latents(model, self.train_images[self.probe_items], autocast=autocast),
+                                          image_latents(model, val_loader.images, autocast=autocast))
         self.shown = None  # what visuals() shows, kept by evaluate()
         self._baseline = None
 
     def baseline(self):
         """The measures of evaluate() for a model that learned nothing about the individual images (evaluation.py's
         baseline_split: chance retrieval, the training split's mean image as every reconstruction, another
-        item's caption for each image). It does not depend on the model: computed once, then kept."""
+        item's caption for each image), the probes' chance levels and their scores on the untrained weights. It does
+        not depend on the trained weights: computed once, then kept."""
         if self._baseline is None:
-            self._baseline = baseline_split(self.val_loader.images, self.val_loader.tokens, self.tokenizer, self.truths,
-                                            mean_image(self.train_images), self.model.cfg.latent_dim)
+            self._baseline = {**baseline_split(self.val_loader.images, self.val_loader.tokens, self.tokenizer,
+                                               self.truths, mean_image(self.train_images), self.model.cfg.latent_dim),
+                              **self.probe.chance(), **untrained_levels(self.probe.chance(), self.untrained)}
         return self._baseline
 
     def evaluate(self, generate_batch_size=256, shown=8):
         """One pass over the whole validation split -> the model metrics as in training (weighted by batch size,
         so every item counts once; batches of batch_size, as in training, so the contrastive loss sees as many
         negatives) and the measures of evaluation.py (retrieval both ways, BLEU-4 and CIDEr-D of greedy captions,
-        PSNR/SSIM, and grounded caption accuracy where the data has ground truth). Under torchrun every rank
-        evaluates the whole split, in the same batches, so the one collective (MetricWindow's all-reduce of the
+        PSNR/SSIM, and grounded caption accuracy where the data has ground truth) and the linear probes on z (the
+        validation split's z from the same pass, the training sample's from the image encoder). Under torchrun every
+        rank evaluates the whole split, in the same batches, so the one collective (MetricWindow's all-reduce of the
         loss metrics) sees equal work everywhere and cannot wait on a rank with an empty shard.
 
         The first batch's images, reconstructions and latents and the first `shown` greedy captions are kept
         for visuals(), which then needs no pass of its own."""
-        window, first = MetricWindow(), {}
+        window, first, latents = MetricWindow(), {}, []
 
         def add(out, images):
             if not first:
                 first.update(images=images[:shown], recon=out["recon"][:shown], z=out["z"])
             window.add(model_metrics(out, images, self.tokenizer.PAD, self.weights), weight=images.shape[0])
+            latents.append(out["z"].detach())
 
         measures, captions = evaluate_split(
             self.model, self.val_loader.images, self.val_loader.tokens, self.tokenizer, self.truths,
             batch_size=self.val_loader.batch_size, autocast=self.autocast, forward=self.forward, on_batch=add,
             generate_batch_size=generate_batch_size, return_captions=True)
         self.shown = {**first, "generated": captions[:shown], "captions": self.val_loader.tokens[:shown].tolist()}
+        started = time.perf_counter()
+        fit = image_latents(self.model, self.train_images[self.probe_items], autocast=self.autocast)
+        probes = self.probe.score(fit, torch.cat(latents))  # a host sync
+        self.probe_s = time.perf_counter() - started
         # how many items each share is over (report.SHARE_ITEMS): its standard error follows from it
         counts = {"items": float(len(captions))}
-        if any(name.startswith("grounded_") for name in measures):
+        if self.truths and any(t is not None for t in self.truths):
             counts["grounded_items"] = float(sum(t is not None for t in self.truths))
-        return {**window.means(), **measures, **counts}
+        return {**window.means(), **measures, **probes, **counts}
 
     def visuals(self):
         """-> (grid of validation images over their reconstructions, rows of (image, reconstruction, caption,
@@ -941,7 +964,7 @@ class Trainer:
     Checkpoints; the Trainer itself never talks to W&B nor asks which rank it is on in order to log."""
 
     def __init__(self, cfg, wcfg, health, model, tokenizer, train_loader, val_loader, device, logger,
-                 run_config=None, world_size=1, checkpoints=None, val_truths=None):
+                 run_config=None, world_size=1, checkpoints=None, val_truths=None, train_truths=None):
         self.cfg, self.wcfg, self.health = cfg, wcfg, health
         self.model, self.tokenizer = model, tokenizer
         self.train_loader, self.val_loader = train_loader, val_loader
@@ -973,8 +996,8 @@ class Trainer:
         self.stop_signal = None  # set by SIGINT / SIGTERM: finish the step, save, report, exit
         self.stopped_early = False  # early_stopping_patience ran out (see out_of_patience)
         self.non_finite = NonFiniteWatch()
-        self.validator = Validator(model, self.eval_forward, val_loader, train_loader.images, tokenizer, self.autocast,
-                                   self.weights, val_truths)
+        self.validator = Validator(model, self.eval_forward, val_loader, train_loader, tokenizer, self.autocast,
+                                   self.weights, val_truths, train_truths, cfg.seed)
         self.first_step_s = None  # seconds of this process's first train_step (see record_first_step)
         self.time_before = 0.0  # seconds of training in the processes before a resume (from the checkpoint)
         self.started = None  # perf_counter() when this process began training
@@ -1121,7 +1144,8 @@ class Trainer:
         """Validation, visuals, the best result, checkpoints, and the epoch's console line."""
         started = time.perf_counter()
         val = self.validator.evaluate(max(self.cfg.batch_size, 256))
-        perf = {"validation_s": time.perf_counter() - started, "epoch_train_s": started - start}
+        perf = {"validation_s": time.perf_counter() - started, "probe_s": self.validator.probe_s,
+                "epoch_train_s": started - start}
         # the baseline is constant (computed once, outside validation_s); logged every epoch, so that it is drawn as a
         # flat line beside each measure and is in the history of a resumed run too
         self.log({"val": {**val, "epoch": float(self.epoch)}, "baseline": self.validator.baseline(), "perf": perf})
@@ -1344,6 +1368,7 @@ class Data:
     val_loader: BatchLoader
     skipped: int  # items of the collection that could not be used
     val_truths: Optional[list] = None  # the generator's ground truth of each validation item (None where unknown)
+    train_truths: Optional[list] = None  # ... and of each training item (the probes are fit on a sample of them)
     fingerprint: str = ""  # see fingerprint()
 
 
@@ -1379,7 +1404,8 @@ def build_data(cfg, device, rank=0, world_size=1, checkpoint=None):
     train_idx, val_idx = split_indices(len(dataset), cfg.val_fraction, cfg.seed)
     truth_of = read_truths(collection_dir(cfg))
     truths = [truth_of.get(Path(p).resolve()) for p in dataset.paths]
-    if cfg.best_metric.startswith("grounded_") and all(truths[i] is None for i in val_idx.tolist()):
+    needs_truth = cfg.best_metric.startswith("grounded_") or cfg.best_metric in {f"probe_{f}" for f in FIELDS}
+    if needs_truth and all(truths[i] is None for i in val_idx.tolist()):
         raise ConfigError(f"--best_metric={cfg.best_metric}: {cfg.data_dir} has no ground truth (the generator's "
                           "'truth' in metadata.jsonl), so it is not measured; choose a loss or another measure")
 
@@ -1398,7 +1424,7 @@ def build_data(cfg, device, rank=0, world_size=1, checkpoint=None):
     print(f"Val samples: {len(val_idx)}")
     print(f"Batches per epoch: {len(train_loader)}" + (" (per process)" if world_size > 1 else ""))
     return Data(tokenizer, dataset, train_loader, val_loader, skipped + len(items) - len(dataset),
-                [truths[i] for i in val_idx.tolist()], fingerprint(dataset))
+                [truths[i] for i in val_idx.tolist()], [truths[i] for i in train_idx.tolist()], fingerprint(dataset))
 
 
 def build_loaders(dataset, train_idx, val_idx, cfg, device, rank=0, world_size=1):
@@ -1471,7 +1497,8 @@ def build_trainer(cfg, wcfg, health, model, data, device, logger, rank=0, world_
     run_config = {**reference_levels(data, negatives, seed=cfg.seed), "world_size": world_size,
                   "data_fingerprint": data.fingerprint}
     trainer = Trainer(cfg, wcfg, health, model, data.tokenizer, data.train_loader, data.val_loader, device, logger,
-                      run_config=run_config, world_size=world_size, checkpoints=checkpoints, val_truths=data.val_truths)
+                      run_config=run_config, world_size=world_size, checkpoints=checkpoints, val_truths=data.val_truths,
+                      train_truths=data.train_truths)
     if checkpoint:
         changed = check_resume(checkpoint, trainer.run_config, allowed=cfg.resume_changes.split(","))
         trainer.load_state_dict(checkpoint)

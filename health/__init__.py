@@ -5,10 +5,10 @@
     monitor.verdicts()                                     # {analysis: Verdict}
 
 training.py (loss and gradient behaviour, GPU memory), dominance.py (each weighted loss component against
-its own reference and floor), latent.py (spread of z between images), overfitting.py (validation vs
-training loss per epoch), hardware.py (input wait, CPU, GPU memory, throughput); core.py holds what they
-share (HealthConfig, Finding, Verdict, History). Optional run_config keys the checks use when present:
-reference_levels {loss_image, loss_caption, loss_alignment}, alignment_floor, total_steps.
+its own reference and floor), latent.py (what z knows, from the linear probes; its spread between images),
+overfitting.py (validation vs training loss per epoch), hardware.py (input wait, CPU, GPU memory, throughput);
+core.py holds what they share (HealthConfig, Finding, Verdict, History). Optional run_config keys the checks
+use when present: reference_levels {loss_image, loss_caption, loss_alignment}, alignment_floor, total_steps.
 """
 
 from .core import ANALYSES, COMPONENTS, Finding, HealthConfig, Verdict

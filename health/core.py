@@ -24,6 +24,8 @@ TRACKED = ("loss_total", *(f"loss_{c}" for c in COMPONENTS), "latent_std", "late
            "latent_diversity", "grad_norm", "grad_norm_max", "lr", *HARDWARE)
 SETTLED = ("loss_total", *HARDWARE)  # the metrics whose early windows (warm-up) would mislead the checks
 
+UNTRAINED = "_untrained"  # suffix of a probe's score on the untrained model's z, logged beside its chance (baseline/)
+
 
 # ----------------------------------------------------------------------------
 # configuration and results
@@ -57,7 +59,8 @@ class HealthConfig:
     latent_collapse_diversity: float = 1e-5  # latent_diversity (1 - mean cosine of the batch's z) below this = collapse
     latent_collapse_spread: float = 1e-3  # latent_batch_std / latent_std below this = collapse (one z for every image)
     latent_growth_min: float = 0.1  # latent_std must grow by this share of its first value, else not learning
-    latent_judge_epochs: int = 2  # judge latent growth at validation from this epoch on
+    latent_judge_epochs: int = 2  # judge latent growth at validation from this epoch on (runs without probes)
+    latent_probe_errors: float = 2.0  # a linear probe on z (probes.py) beats chance by more than this many std errors
     # overfitting
     overfit_gap: float = 0.25  # (val - train) / train loss_total above this = overfitting, once val stops improving
     overfit_epochs: int = 3  # val rising this many epochs in a row while train falls = val_rising; none better = stopped
@@ -131,12 +134,20 @@ def loss_weights(config):
     return weights
 
 
+def share_error(p, n):
+    """The standard error of a share of n items at rate p, sqrt(p (1 - p) / n), with p kept within [1/n, 1 - 1/n]
+    (a share of 0 or 1 still moves by about one item): how far chance moves a share measured on n items."""
+    p = min(max(p, 1 / n), 1 - 1 / n)
+    return math.sqrt(p * (1 - p) / n)
+
+
 def split_row(row):
-    """{"train": {name: value}, "val": {...}} from a flat row; non-numeric values (media) are dropped."""
+    """{"train": {name: value}, "val": {...}, "baseline": {...}} from a flat row; non-numeric values (media, text) are
+    dropped."""
     parts = defaultdict(dict)
     for key, value in row.items():
         prefix, _, name = key.partition("/")
-        if name and prefix in ("train", "val") and is_number(value):
+        if name and prefix in ("train", "val", "baseline") and is_number(value):
             parts[prefix][name] = float(value)
     return parts
 
@@ -154,6 +165,7 @@ class History:
         self.train: dict[str, list[float]] = defaultdict(list)  # finite TRACKED train values, every window
         self.settled: dict[str, list[float]] = defaultdict(list)  # finite SETTLED values after the warm-up
         self.last_val: dict[str, float] = {}  # the latest validation row
+        self.last_baseline: dict[str, float] = {}  # the latest baseline row (logged beside each validation)
         self.epoch_loss: dict[int, list[float]] = {}  # epoch -> [sum, count] of train loss_total
         self.val_epochs: list[tuple[int, float]] = []  # (epoch, val loss_total)
         self.n_train = 0

@@ -36,7 +36,7 @@ class HealthMonitor:
         self._last_alert: dict[str, float] = {}
 
     def observe(self, row: dict) -> list[Finding]:
-        """Take one logged row (train or val, told apart by key prefix); return the findings it raised."""
+        """Take one logged row (train, val or baseline, told apart by key prefix); return the findings it raised."""
         self._new = []
         h = self.history
         if finite(row.get("global_step")):
@@ -51,6 +51,8 @@ class HealthMonitor:
                 h.settled["mfu"].append(float(mfu))
             for analysis in self.analyses.values():
                 analysis.observe_train(parts["train"])
+        if "baseline" in parts:  # logged in the validation's row: recorded first, so the analyses read it with it
+            h.last_baseline = parts["baseline"]
         if "val" in parts:
             epoch = h.record_val(parts["val"])
             for analysis in self.analyses.values():

@@ -256,6 +256,27 @@ def test_report_md_puts_the_baseline_first_and_names_the_measures_not_above_it(t
     assert "<th>baseline</th>" in html and "no better than their baseline" in html
 
 
+def test_report_md_tables_the_probes_by_epoch_apart_with_their_chance_first_and_the_words_z_knows(tmp_path):
+    rows = rows_with_baseline(0.05)
+    for row in val_rows(rows):
+        row.update({"val/probe_word_auc": 0.5 + row["val/epoch"] / 100, "val/probe_kind": row["val/epoch"] / 20,
+                    "val/probe_words_best": f"dusk {row['val/epoch']:g}", "val/probe_words_worst": "view 0.5",
+                    "baseline/probe_word_auc": 0.5, "baseline/probe_kind": 0.06})
+    write_report(tmp_path / "p", rows, None, {**INFO, "config": RUN_CONFIG})
+    report = (tmp_path / "p" / "report.md").read_text()
+    lines = report.splitlines()
+    assert "| epoch | i2t_r1 | grounded_technique |" in lines  # the other measures' table leaves the probes out
+    header = lines.index("| epoch | probe_word_auc | probe_kind |")
+    assert lines[header - 2].startswith("A linear map (ridge regression) fit on the z")
+    assert lines[header + 2:header + 4] == ["| chance | 0.5 | 0.06 |", "| 1 | 0.51 | 0.05 |"]
+    assert lines[header + 2 + EPOCHS] == f"| {EPOCHS} | {0.5 + EPOCHS / 100:g} | {EPOCHS / 20:g} |"
+    assert f"At the last epoch z predicts these words best: dusk {EPOCHS}; worst: view 0.5 (ROC AUC of each)." in lines
+    with open(tmp_path / "p" / "metrics.csv", newline="") as f:
+        assert list(csv.DictReader(f))[-1]["val/probe_words_best"] == f"dusk {EPOCHS}"
+    summary = json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert summary["probe_words"] == {"best": f"dusk {EPOCHS}", "worst": "view 0.5"}
+
+
 def test_the_measures_plot_draws_each_logged_measure_with_its_baseline_and_only_when_there_are_measures(
         tmp_path, monkeypatch):
     import matplotlib.axes

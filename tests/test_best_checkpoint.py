@@ -95,6 +95,14 @@ def test_a_share_is_clearly_better_than_its_baseline_only_by_more_than_two_stand
     assert clearly_better(name, value, baseline, items) is clearly
 
 
+def test_the_word_probes_auc_is_clearly_better_only_by_more_than_two_of_its_logged_standard_errors():
+    from report import clearly_ahead
+    baseline = {"probe_word_auc": 0.5, "probe_kind": 0.06}
+    val = {"probe_word_auc": 0.53, "probe_word_auc_se": 0.02, "probe_kind": 0.09, "grounded_items": 514.0}
+    assert clearly_ahead(val, baseline) == ["probe_kind"]  # 0.03 above 0.5 is under two errors; 0.03 above 0.06 over
+    assert clearly_ahead({**val, "probe_word_auc_se": 0.01}, baseline) == ["probe_word_auc", "probe_kind"]
+
+
 def test_the_baseline_sentence_does_not_count_a_share_within_noise_of_its_baseline_as_learned():
     from report import baseline_sentence
     val = {"grounded_count": 0.049, "grounded_position": 0.025, "grounded_sky": 0.50, "psnr": 17.0,

@@ -16,6 +16,20 @@ def test_the_scenario_gets_the_expected_verdicts(name, tmp_path):
     assert agree, "\n".join(" | ".join(row) for row in rows)
 
 
+def test_shuffled_pairs_keep_each_caption_with_its_truth_but_give_it_to_another_image(tmp_path):
+    from train_wandb import _read_metadata
+    copy = diagnose.shuffled_pairs_copy(tmp_path / "data", 50)
+    source = _read_metadata(diagnose.REPO_DIR / "data" / "engravings" / "metadata.jsonl")[:50]
+    shuffled = _read_metadata(copy / "metadata.jsonl")
+    assert [name for name, _, _ in shuffled] == [name for name, _, _ in source]  # the images keep their order
+    assert all((copy / name).read_bytes() == (diagnose.REPO_DIR / "data" / "engravings" / name).read_bytes()
+               for name, _, _ in shuffled[:3])
+    truth_of = {text: truth for _, text, truth in source}
+    assert all(truth_of[text] == truth for _, text, truth in shuffled)  # a caption keeps its own truth
+    moved = sum(a[1] != b[1] for a, b in zip(source, shuffled))
+    assert moved >= 45  # a random permutation leaves about one item in place
+
+
 def test_judge_names_the_first_finding_and_checks_its_action():
     scenario = diagnose.SCENARIOS["low_lr"]
     finding = {"analysis": "training_health", "code": "not_learning", "severity": "warning", "step": 30,

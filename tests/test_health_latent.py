@@ -1,5 +1,6 @@
-"""health/latent.py: collapse measured between images, growth of that spread, advice that fits the cause."""
-from health_rows import RUN_CONFIG, by_code, history, observe, set_train, train_rows
+"""health/latent.py: collapse measured between images, what the linear probes say z knows (growth of its spread in
+runs without them), advice that fits the cause."""
+from health_rows import RUN_CONFIG, by_code, history, observe, set_train, train_rows, val_rows
 from test_health_training import low_lr_run
 
 
@@ -59,3 +60,130 @@ def test_without_the_new_spread_metrics_latent_std_still_judges_growth():
     for row in train_rows(rows):
         del row["train/latent_batch_std"], row["train/latent_diversity"]
     assert observe(rows, RUN_CONFIG)[0].verdicts()["latent_space"].status == "healthy"
+
+
+# -- the verdict from the linear probes on z (probes.py) ---------------------------------------------------------
+
+CHANCE = {"probe_word_auc": 0.5, "probe_kind": 0.06, "probe_count": 0.5, "probe_position": 0.34,
+          "probe_technique": 0.19, "probe_time": 0.5}  # majority shares of the bundled set's fields, roughly
+SCENERY = {"probe_word_auc": 0.7, "probe_technique": 0.8, "probe_time": 0.75, "probe_position": 0.5}
+
+
+def probed(rows, last=None, earlier=None, fields=True):
+    """rows with the probes logged at every validation over 514 items (and their chance levels as baseline/*):
+    `last` at the last validation, `earlier` before it, chance wherever a probe is not given."""
+    names = CHANCE if fields else {"probe_word_auc": 0.5}
+    validations = val_rows(rows)
+    for row in validations:
+        given = (last if row is validations[-1] else earlier) or {}
+        row.update({f"baseline/{name}": level for name, level in names.items()})
+        row.update({f"val/{name}": given.get(name, level) for name, level in names.items()})
+        row.update({"val/probe_word_auc_se": 0.01, "val/grounded_items": 514.0})
+    return rows
+
+
+QUICK = {**RUN_CONFIG, "image_size": 64, "patch_size": 16, "caption_loss_weight": 1.0, "num_epochs": 20}
+
+
+def test_z_that_encodes_the_words_and_the_main_object_is_healthy_and_the_summary_names_them():
+    monitor, findings = observe(probed(history(), {**SCENERY, "probe_kind": 0.52}), QUICK)
+    verdict = monitor.verdicts()["latent_space"]
+    assert verdict.status == "healthy" and not verdict.actions
+    assert verdict.summary == ("z encodes the caption words (AUC 0.70, chance 0.5), the technique (0.80, chance "
+                               "0.19), the time of day (0.75, chance 0.50), the main object (0.52, chance 0.06) "
+                               "and its position (0.50, chance 0.34); at chance: its count (0.50, chance 0.50)")
+    assert "probe_kind 0.52 at the last validation, chance 0.06 + 2 standard errors 0.021: above chance" in (
+        verdict.evidence)
+
+
+def test_scenery_without_the_object_is_a_warning_whose_action_follows_from_small_objects():
+    kind = 0.06 + 0.02  # within two standard errors of its majority share on 514 items (0.021)
+    verdict = observe(probed(history(), {**SCENERY, "probe_kind": kind}), QUICK)[0].verdicts()["latent_space"]
+    assert verdict.status == "warning"
+    assert verdict.summary.startswith("z encodes the caption words (AUC 0.70, chance 0.5), the technique (0.80, ")
+    assert verdict.summary.endswith("but the object kind is at chance (0.08, chance 0.06): the latent is not "
+                                    "learning the objects")
+    (action,) = verdict.actions
+    for change in ("raise image_size from 64 to 128", "lower patch_size from 16 to 8",
+                   "raise caption_loss_weight from 1.0 to 2.0", "raise num_epochs from 20 to 40"):
+        assert change in action, change
+
+
+def test_every_probe_at_chance_says_the_latent_learned_nothing_about_the_images():
+    near = {"probe_word_auc": 0.515, "probe_kind": 0.07, "probe_technique": 0.2}  # inside two standard errors
+    monitor, _ = observe(probed(history(), near))
+    verdict = monitor.verdicts()["latent_space"]
+    assert verdict.status == "problem"
+    assert verdict.summary.startswith("the latent learned nothing about the images: z predicts no caption word and "
+                                      "no ground-truth field better than chance (the caption words (AUC 0.52, ")
+    assert "paired with its own caption" in verdict.actions[0] and "images differ" in verdict.actions[0]
+
+
+def test_on_data_without_ground_truth_the_word_probe_alone_decides():
+    healthy = observe(probed(history(), {"probe_word_auc": 0.6}, fields=False))[0].verdicts()["latent_space"]
+    assert healthy.status == "healthy" and healthy.summary == "z encodes the caption words (AUC 0.60, chance 0.5)"
+    nothing = observe(probed(history(), {"probe_word_auc": 0.5}, fields=False))[0].verdicts()["latent_space"]
+    assert nothing.status == "problem" and "z predicts no caption word better than chance" in nothing.summary
+
+
+def test_the_verdict_reads_the_last_validation_not_the_first_that_crossed():
+    learned = {**SCENERY, "probe_kind": 0.5}
+    forgot = observe(probed(history(), last={}, earlier=learned))[0].verdicts()["latent_space"]
+    assert forgot.status == "problem"
+    late = observe(probed(history(), last=learned, earlier={}))[0].verdicts()["latent_space"]
+    assert late.status == "healthy"
+
+
+def test_a_collapse_with_every_probe_at_chance_names_both_and_checks_the_data_first():
+    monitor, _ = observe(probed(collapsed(history()), {"probe_word_auc": 0.5}))
+    verdict = monitor.verdicts()["latent_space"]
+    assert verdict.status == "problem"
+    assert verdict.summary.startswith("the latent learned nothing about the images") and "latent_diversity" in (
+        verdict.summary)
+    assert verdict.actions[0].startswith("check the data first") and "paired" in verdict.actions[1]
+
+
+def test_with_probes_latent_std_growth_is_not_judged():
+    rows = set_train(probed(history(), {**SCENERY, "probe_kind": 0.3}), "latent_std", lambda t: 0.15)  # flat
+    monitor, findings = observe(rows)
+    assert "latent_not_growing" not in by_code(findings)
+    assert monitor.verdicts()["latent_space"].status == "healthy"
+
+
+def test_without_probes_the_verdict_falls_back_to_growth_and_collapse():
+    rows = set_train(history(), "latent_std", lambda t: 0.15)
+    verdict = observe(rows)[0].verdicts()["latent_space"]
+    assert verdict.status == "warning" and verdict.summary.startswith("not learning: latent_std")
+    rows = history()
+    for row in val_rows(rows):  # a baseline without a probe value is no probe
+        row["baseline/probe_word_auc"] = 0.5
+    assert observe(rows)[0].verdicts()["latent_space"].summary.startswith("latent_std grew")
+    assert observe(history()[:1])[0].verdicts()["latent_space"].status == "not enough data"
+
+
+def untrained(rows, levels):
+    """rows with the probes' scores on the untrained z logged beside their chance levels (baseline/*_untrained)."""
+    for row in val_rows(rows):
+        row.update({f"baseline/{name}_untrained": level for name, level in levels.items()})
+    return rows
+
+
+def test_an_object_read_no_better_than_by_the_untrained_z_is_a_warning_that_training_did_not_teach_it():
+    # the quick preset's case: random features already read the main kind at 0.2 (majority 0.06)
+    rows = untrained(probed(history(), {**SCENERY, "probe_kind": 0.21}), {"probe_kind": 0.2, "probe_word_auc": 0.6})
+    verdict = observe(rows, QUICK)[0].verdicts()["latent_space"]
+    assert verdict.status == "warning"
+    assert verdict.summary.endswith("but no better than the untrained model's z reads the main object (0.21, "
+                                    "untrained 0.20): training has not taught z the objects")
+    assert verdict.actions[0].startswith("raise caption_loss_weight from 1.0 to 2.0")
+
+
+def test_an_object_read_well_beyond_the_untrained_z_is_healthy():
+    rows = untrained(probed(history(), {**SCENERY, "probe_kind": 0.52}), {"probe_kind": 0.2, "probe_word_auc": 0.6})
+    assert observe(rows, QUICK)[0].verdicts()["latent_space"].status == "healthy"
+
+
+def test_nothing_learned_is_judged_against_chance_not_against_the_untrained_z():
+    # words above chance but below what the untrained z reads: the captions do describe the images, so not a problem
+    rows = untrained(probed(history(), {**SCENERY, "probe_kind": 0.52}), {"probe_kind": 0.2, "probe_word_auc": 0.75})
+    assert observe(rows, QUICK)[0].verdicts()["latent_space"].status == "healthy"

@@ -129,6 +129,21 @@ def test_a_long_verdict_table_starts_folded_and_a_short_one_does_not():
     assert "-11%" in text[:text.index("<details><summary>Table")]  # the 1-row table stays open
 
 
+def test_the_probes_get_their_own_table_by_epoch_folded_when_long_and_stay_out_of_the_last_epochs_measures():
+    facts = {**FACTS, "final_val": {**FACTS["final_val"], "probe_kind": 0.4321},
+             "probe_words": {"best": "dusk 0.97, night 0.95, woodcut 0.93", "worst": "view 0.5, print 0.51, a 0.52"}}
+    probes = [["epoch", "probe_word_auc", "probe_kind"], ["chance", "0.5", "0.06"]]
+    short = render_report_html(facts, {}, [], {}, probes=probes + [["1", "0.61", "0.2"]])
+    measures = short[short.index("<h4>Validation measures</h4>"):short.index("<h4>Linear probes on z, by epoch</h4>")]
+    assert "grounded_position" in measures and "probe_kind" not in measures  # tabled by epoch below instead
+    shown = " ".join(Page(short).text)
+    assert "z predicts these words best: dusk 0.97, night 0.95, woodcut 0.93; worst: view 0.5" in shown
+    assert "<td>chance</td>" in short and "Table: " not in short
+    long = render_report_html(facts, {}, [], {}, probes=probes + [[str(e), "0.6", "0.2"] for e in range(1, 21)])
+    assert "Table: 21 rows (epoch, probe_word_auc, probe_kind)" in " ".join(Page(long).text)
+    assert "Linear probes on z" not in render_report_html(FACTS, {}, [], {})  # a run without probes
+
+
 def test_text_from_captions_and_findings_is_escaped_not_markup(samples):
     findings = [Finding("hardware", "input_bound", "warning", 5, SCRIPT, SCRIPT)]
     text = render_report_html({**FACTS, "run": SCRIPT}, {}, findings, {}, samples)

@@ -63,6 +63,10 @@ NEWER_APIS = {
 
 # in torch 2.0 or earlier (2.0 added torch.compile and scaled_dot_product_attention)
 OLD_TORCH = set("""
+    torch.bincount torch.cholesky_solve torch.float64 torch.linalg.cholesky torch.nn.AdaptiveAvgPool2d
+    torch.nn.BatchNorm2d torch.nn.Flatten torch.nn.MaxPool2d torch.nn.ReLU torch.nn.functional.one_hot
+    torch.nn.functional.binary_cross_entropy_with_logits torch.ones_like torch.optim.lr_scheduler.OneCycleLR
+    torch.searchsorted
     torch.cuda.get_rng_state_all torch.cuda.set_rng_state_all torch.maximum
     torch.Generator torch.Tensor torch.__version__ torch._foreach_norm torch.allclose torch.arange
     torch.autocast torch.bfloat16 torch.bool torch.cat torch.compile torch.device torch.empty torch.empty_like

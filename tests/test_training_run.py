@@ -36,6 +36,8 @@ VAL_METRICS = [
 BASELINED = {"i2t_r1", "i2t_r5", "i2t_r10", "i2t_median_rank", "t2i_r1", "t2i_r5", "t2i_r10", "t2i_median_rank",
              "bleu4", "cider_d", "psnr", "ssim", "grounded_object", "grounded_count", "grounded_position",
              "grounded_technique", "grounded_sky"}
+PROBES = ["probe_word_auc", "probe_kind", "probe_count", "probe_position", "probe_technique", "probe_time"]
+BASELINED |= set(PROBES)  # their chance levels (probes.py)
 TINY = ["--preset=quick", "--image_size=32", "--batch_size=16", "--log_frequency=4", "--mode=offline"]
 
 
@@ -110,8 +112,10 @@ def test_the_baseline_is_logged_beside_every_validation_and_heads_the_report_tab
     val_rows = [r for r in rows if "val/loss_total" in r]
     baselines = [{k: v for k, v in r.items() if k.startswith("baseline/")} for r in val_rows]
     assert baselines[0] and all(b == baselines[0] for b in baselines)  # constant: it does not depend on the model
-    assert {k.partition("/")[2] for k in baselines[0]} == {k.partition("/")[2] for k in val_rows[0]
-                                                           if k.startswith("val/") and k[4:] in BASELINED}
+    # every baselined measure has its baseline, and the probes also their score on the untrained z
+    assert {k.partition("/")[2] for k in baselines[0]} == {k.partition("/")[2] + suffix for k in val_rows[0]
+                                                           if k.startswith("val/") and k[4:] in BASELINED
+                                                           for suffix in ("", "_untrained")[:1 + (k[4:] in PROBES)]}
     report = (tmp / "out" / "report.md").read_text()
     table = report.split("## What the model learned")[1].split("## Analyses")[0]
     first_row = [line for line in table.splitlines() if line.startswith("| ")][1]
@@ -192,6 +196,32 @@ def test_each_validation_logs_how_many_items_its_shares_are_over(tiny_run, engra
     n_val = round(200 * 0.1)  # the fixture's 200 items, val_fraction 0.1
     assert [row["val/items"] for row in val] == [n_val] * 3
     assert [row["val/grounded_items"] for row in val] == [n_val] * 3  # the generator's items all have a truth
+
+
+def test_each_validation_logs_the_linear_probes_on_z_and_the_report_tables_and_judges_them(tiny_run):
+    _, tmp, rows = tiny_run
+    val = [row for row in rows if "val/loss_total" in row]
+    for row in val:
+        assert all(0 <= row[f"val/{name}"] <= 1 for name in PROBES) and row["val/probe_word_auc_se"] > 0
+        assert row["val/probe_words_best"].count(",") == 2 and row["perf/probe_s"] > 0
+        assert row["baseline/probe_word_auc"] == 0.5 and 0 < row["baseline/probe_kind"] < 0.5
+        # the probes on the untrained weights: measured once, before the first step
+        assert 0 <= row["baseline/probe_kind_untrained"] <= 1
+        assert row["baseline/probe_kind_untrained"] == val[0]["baseline/probe_kind_untrained"]
+    with open(tmp / "out" / "metrics.csv", newline="") as f:
+        table = [r for r in csv.DictReader(f) if r["val/loss_total"]]
+    assert [float(r["val/probe_kind"]) for r in table] == pytest.approx([r["val/probe_kind"] for r in val])
+    assert table[-1]["val/probe_words_worst"] == val[-1]["val/probe_words_worst"]  # text, kept as text
+    report = (tmp / "out" / "report.md").read_text()
+    lines = report.split("### Linear probes on z")[1].splitlines()
+    header = lines.index("| epoch | " + " | ".join(PROBES) + " |")
+    assert lines[header + 2].startswith("| chance | 0.5 | ") and lines[header + 3].startswith("| untrained z | ")
+    assert lines[header + 6].startswith("| 3 | ")
+    assert f"z predicts these words best: {val[-1]['val/probe_words_best']}; worst: " in report
+    html = (tmp / "out" / "report.html").read_text()
+    assert "Linear probes on z, by epoch" in html and "<td>chance</td>" in html
+    verdict = json.loads((tmp / "out" / "summary.json").read_text())["verdicts"]["latent_space"]
+    assert "linear probes" in verdict["rule"] and "latent_std grew" not in verdict["summary"]
 
 
 def test_the_wandb_summary_keeps_each_measures_best_in_its_direction_and_its_last(tiny_run):
