@@ -31,6 +31,9 @@ from health import ANALYSES
 REPO_DIR = Path(__file__).absolute().parent
 OUT_DIR = REPO_DIR / "out" / "diagnose"
 HEALTHY = dict.fromkeys(ANALYSES, "healthy")
+# a healthy run of a few epochs: its latent may not hold the objects beyond what the untrained z reads yet, which the
+# latent analysis rightly says as a warning (BENCHMARKS.md, issue 24); a problem would be a false alarm
+SHORT_HEALTHY = {**HEALTHY, "latent_space": "healthy|warning"}
 ANY = "any"  # a verdict not judged by the scenario (a side effect that is right either way)
 
 
@@ -56,10 +59,11 @@ class Scenario:
 
 
 SCENARIOS = {
-    "healthy": Scenario("the quick preset", ["--num_epochs=4", "--log_frequency=4"], HEALTHY),
+    "healthy": Scenario("the quick preset", ["--num_epochs=4", "--log_frequency=4"], SHORT_HEALTHY),
     "healthy_small_lr": Scenario(
         "a second healthy config: width 128, latent_dim 64, half the learning rate",
-        ["--num_epochs=3", "--log_frequency=4", "--width=128", "--latent_dim=64", "--learning_rate=1e-3"], HEALTHY),
+        ["--num_epochs=3", "--log_frequency=4", "--width=128", "--latent_dim=64", "--learning_rate=1e-3"],
+        SHORT_HEALTHY),
     "high_lr": Scenario(
         "learning rate 25x the preset's", ["--num_epochs=3", "--log_frequency=4", "--learning_rate=0.05"],
         {**HEALTHY, "training_health": "problem", "dominant_loss": ANY, "latent_space": ANY},
