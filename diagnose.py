@@ -96,24 +96,29 @@ SCENARIOS = {
 }
 
 
+def write_collection(dest, entries):
+    """dest: a fresh collection of entries (source image, file name, caption, truth or None), in the bundled
+    layout (images/ and metadata.jsonl)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    (dest / "images").mkdir(parents=True)
+    lines = []
+    for source, file_name, text, truth in entries:
+        shutil.copyfile(source, dest / file_name)
+        lines.append(json.dumps({"file_name": file_name, "text": text, **({} if truth is None else {"truth": truth})}))
+    (dest / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    return dest
+
+
 def same_picture_copy(dest, items):
     """dest: a copy of the bundled collection's first `items` items in which every image is the first picture."""
     from train_wandb import BUNDLED_DATA_DIR, find_items  # here: torch loads only when this scenario runs
     from data.engravings import ensure_sample
 
-    source = ensure_sample(REPO_DIR / BUNDLED_DATA_DIR)
-    pairs = find_items(source)[:items]
-    if dest.exists():
-        shutil.rmtree(dest)
-    (dest / "images").mkdir(parents=True)
+    pairs = find_items(ensure_sample(REPO_DIR / BUNDLED_DATA_DIR))[:items]
     picture = Path(pairs[0][0])
-    lines = []
-    for i, (_, caption) in enumerate(pairs):
-        file_name = f"images/{i:05d}{picture.suffix}"
-        shutil.copyfile(picture, dest / file_name)
-        lines.append(json.dumps({"file_name": file_name, "text": caption}))
-    (dest / "metadata.jsonl").write_text("\n".join(lines) + "\n")
-    return dest
+    return write_collection(dest, [(picture, f"images/{i:05d}{picture.suffix}", caption, None)
+                                   for i, (_, caption) in enumerate(pairs)])
 
 
 def shuffled_pairs_copy(dest, items, seed=0):
@@ -126,15 +131,8 @@ def shuffled_pairs_copy(dest, items, seed=0):
     rows = _read_metadata(source / "metadata.jsonl")[:items]
     described = [(text, truth) for _, text, truth in rows]
     random.Random(seed).shuffle(described)
-    if dest.exists():
-        shutil.rmtree(dest)
-    (dest / "images").mkdir(parents=True)
-    lines = []
-    for (file_name, _, _), (text, truth) in zip(rows, described):
-        shutil.copyfile(source / file_name, dest / file_name)
-        lines.append(json.dumps({"file_name": file_name, "text": text, "truth": truth}))
-    (dest / "metadata.jsonl").write_text("\n".join(lines) + "\n")
-    return dest
+    return write_collection(dest, [(source / file_name, file_name, text, truth)
+                                   for (file_name, _, _), (text, truth) in zip(rows, described)])
 
 
 @dataclass

@@ -906,9 +906,10 @@ class Validator:
         item's caption for each image), the probes' chance levels and their scores on the untrained weights. It does
         not depend on the trained weights: computed once, then kept."""
         if self._baseline is None:
+            chance = self.probe.chance()
             self._baseline = {**baseline_split(self.val_loader.images, self.val_loader.tokens, self.tokenizer,
                                                self.truths, mean_image(self.train_images), self.model.cfg.latent_dim),
-                              **self.probe.chance(), **untrained_levels(self.probe.chance(), self.untrained)}
+                              **chance, **untrained_levels(chance, self.untrained)}
         return self._baseline
 
     def evaluate(self, generate_batch_size=256, shown=8):
