@@ -296,3 +296,20 @@ def mean_measures(results):
     """The mean of each measure over a list of {name: float} (over those that have it)."""
     names = dict.fromkeys(name for result in results for name in result)
     return {name: statistics.fmean(r[name] for r in results if name in r) for name in names}
+
+
+# ----------------------------------------------------------------------------
+# noise
+
+def batch_standard_error(batch_means, batch_sizes):
+    """The standard error of a split's mean from the means of its batches (B,) and their sizes (B,): the
+    sandwich estimate sqrt(sum w_b^2 (x_b - m)^2) / sum w_b * sqrt(B / (B - 1)), m the size-weighted mean.
+    Equal batches give std(x_b) / sqrt(B). Batches, not items, are the unit because the contrastive loss is
+    a property of a batch. The health checks judge a change of a validation loss against it (val/<loss>_se);
+    nan with fewer than 2 batches."""
+    x, w = torch.as_tensor(batch_means, dtype=torch.float64), torch.as_tensor(batch_sizes, dtype=torch.float64)
+    n = x.numel()
+    if n < 2:
+        return float("nan")
+    mean = (w * x).sum() / w.sum()
+    return float(((w * (x - mean)) ** 2).sum().sqrt() / w.sum() * math.sqrt(n / (n - 1)))

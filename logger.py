@@ -209,14 +209,17 @@ class RunLogger:
         })
 
     def alert(self, finding, interval_minutes):
-        """A health finding: one console line, a W&B alert (rate-limited by W&B per title), a summary entry."""
-        tqdm.write(f"warning [{finding.analysis}/{finding.code}] step {finding.step}: {finding.message} "
+        """A health finding: one console line headed by its severity, a summary entry, and for a warning or an
+        error a W&B alert (rate-limited by W&B per title); an info finding is no alert."""
+        tqdm.write(f"{finding.severity} [{finding.analysis}/{finding.code}] step {finding.step}: {finding.message} "
                    f"-> {finding.action}", file=sys.stderr)
+        self.summary({f"health/findings/{finding.code}": finding.message})
+        if finding.severity == "info":
+            return
         level = wandb.AlertLevel.ERROR if finding.severity == "error" else wandb.AlertLevel.WARN
         self.call("alert", title=f"{finding.analysis}: {finding.code}",
                   text=f"{finding.message}\nAction: {finding.action}", level=level,
                   wait_duration=60 * interval_minutes)
-        self.summary({f"health/findings/{finding.code}": finding.message})
 
     def log_checkpoint(self, path, epoch, step, is_best):
         """A checkpoint as a W&B model Artifact: aliased latest, epoch-N, and best when it is the best so far."""

@@ -631,8 +631,9 @@ def report_markdown(facts, verdicts, monitor, plots, measures=(), probes=()):
             lines += ["Actions:", ""] + [f"- {a}" for a in verdict.actions] + [""]
     lines += ["## Findings", ""]
     if monitor.findings:
-        lines += _md_table([["step", "severity", "analysis", "code", "message", "action"]] +
-                           [[f.step, f.severity, f.analysis, f.code, f.message, f.action] for f in monitor.findings])
+        lines += _md_table([["step", "severity", "analysis", "code", "message", "action", "resolved"]] +
+                           [[f.step, f.severity, f.analysis, f.code, f.message, f.action, f.resolved or "—"]
+                            for f in monitor.findings])
     else:
         lines.append("None.")
     repeats = [f"{code} ×{n}" for code, n in monitor.repeats.items() if n]

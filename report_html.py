@@ -215,12 +215,12 @@ def verdict_card(number, analysis, verdict) -> str:
 def findings_section(findings) -> str:
     if not findings:
         return '<p class="muted">None.</p>'
-    header = ["step", "severity", "analysis", "code", "message", "action"]
+    header = ["step", "severity", "analysis", "code", "message", "action", "resolved"]
     lines = ["<div class=\"scroll\"><table>", "<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"]
     for f in findings:
         lines.append(f'<tr><td class="num">{esc(f.step)}</td><td>{badge_for_severity(f.severity)}</td>'
                      f"<td>{esc(ANALYSES.get(f.analysis, f.analysis))}</td><td><code>{esc(f.code)}</code></td>"
-                     f"<td>{esc(f.message)}</td><td>{esc(f.action)}</td></tr>")
+                     f"<td>{esc(f.message)}</td><td>{esc(f.action)}</td><td>{esc(f.resolved or '—')}</td></tr>")
     return "\n".join(lines + ["</table></div>"])
 
 

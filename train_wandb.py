@@ -42,11 +42,11 @@ from tqdm import tqdm
 from analysis import HealthConfig, HealthMonitor, replay
 from checkpoints import (SAME_OPTIMISATION, BestCheckpoint, CheckpointError, Checkpoints, check_model_config,
                          check_resume, load_checkpoint)
-from evaluation import baseline_split, evaluate_split, mean_image, missing_packages
+from evaluation import baseline_split, batch_standard_error, evaluate_split, mean_image, missing_packages
 from logger import LoggerError, create_logger
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
 from probes import FIELDS, PROBE_SAMPLE, LatentProbe, image_latents, untrained_levels
-from report import BEST_METRICS
+from report import BEST_METRICS, LOSSES
 
 REPO_DIR = Path(__file__).resolve().parent
 BUNDLED_DATA_DIR = "data/engravings"  # the default data_dir: generated on first use, relative to this file
@@ -923,12 +923,15 @@ class Validator:
 
         The first batch's images, reconstructions and latents and the first `shown` greedy captions are kept
         for visuals(), which then needs no pass of its own."""
-        window, first, latents = MetricWindow(), {}, []
+        window, first, latents, batch_losses, sizes = MetricWindow(), {}, [], [], []
 
         def add(out, images):
             if not first:
                 first.update(images=images[:shown], recon=out["recon"][:shown], z=out["z"])
-            window.add(model_metrics(out, images, self.tokenizer.PAD, self.weights), weight=images.shape[0])
+            metrics = model_metrics(out, images, self.tokenizer.PAD, self.weights)
+            window.add(metrics, weight=images.shape[0])
+            batch_losses.append(torch.stack([metrics[name] for name in LOSSES]))
+            sizes.append(images.shape[0])
             latents.append(out["z"].detach())
 
         measures, captions = evaluate_split(
@@ -944,7 +947,10 @@ class Validator:
         counts = {"items": float(len(captions))}
         if self.truths and any(t is not None for t in self.truths):
             counts["grounded_items"] = float(sum(t is not None for t in self.truths))
-        return {**window.means(), **measures, **probes, **counts}
+        # each loss's noise, from its spread between batches: the health checks judge its changes against it
+        per_batch = torch.stack(batch_losses).cpu().T if batch_losses else torch.empty(len(LOSSES), 0)
+        noise = {f"{name}_se": batch_standard_error(values, sizes) for name, values in zip(LOSSES, per_batch)}
+        return {**window.means(), **measures, **probes, **counts, **noise}
 
     def visuals(self):
         """-> (grid of validation images over their reconstructions, rows of (image, reconstruction, caption,

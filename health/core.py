@@ -36,6 +36,8 @@ class HealthConfig:
     warmup_windows: int = 5  # first log windows, skipped by the trend and hardware checks while loss and memory settle
     smoothing_windows: int = 5  # checks of a level (losses, collapse, hardware) use the median of this many windows
     alert_interval_minutes: float = 10.0  # a finding code is reported again only after this much wall time
+    noise_errors: float = 2.0  # a change of a validation loss counts when it beats this many standard errors of
+    # the difference (sqrt(2) x the loss's val/<loss>_se, the spread of its batch means); smaller is noise
     # training health
     grad_spike_factor: float = 20.0  # a window's largest step grad norm above this x the running median = spike
     grad_median_windows: int = 20  # windows in that running median
@@ -79,9 +81,11 @@ class Finding:
     step: int  # global_step of the row that showed it
     message: str  # one line with the evidence
     action: str  # the concrete change, naming Config fields and values
+    resolved: str = ""  # when and how its condition cleared later in the run ("" while it holds)
 
     def __str__(self):
-        return f"[{self.severity}] {self.analysis}/{self.code} at step {self.step}: {self.message} -> {self.action}"
+        text = f"[{self.severity}] {self.analysis}/{self.code} at step {self.step}: {self.message} -> {self.action}"
+        return text + (f" [resolved {self.resolved}]" if self.resolved else "")
 
 
 @dataclass
@@ -315,14 +319,27 @@ class Analysis:
     def findings(self):
         return [f for f in self.monitor.findings if f.analysis == self.name]
 
+    def resolve(self, codes, how):
+        """Mark this analysis' findings of these codes that still hold as resolved (`how`: when and why)."""
+        for f in self.findings():
+            if f.code in codes and not f.resolved:
+                f.resolved = how
+
     def from_findings(self, missing, healthy_summary, evidence, rule, table=()):
-        """A verdict from this analysis' findings; `missing` (a reason) gives 'not enough data' when none fired."""
-        found = self.findings()
+        """A verdict of how the run ended, from this analysis' findings that still hold; those that cleared are
+        kept in the evidence. `missing` (a reason) gives 'not enough data' when none fired."""
+        everything = self.findings()
+        found = [f for f in everything if not f.resolved]
+        evidence = list(evidence) + [f"{f.code} at step {f.step} ({f.severity}), resolved {f.resolved}"
+                                     for f in everything if f.resolved]
         actions = list(dict.fromkeys(f.action for f in found))
-        if not found and missing:
+        if not everything and missing:
             return Verdict("not enough data", missing, evidence, [], list(table), rule)
         worst = max(found, key=lambda f: SEVERITY_RANK[f.severity], default=None)
         status = STATUS_BY_SEVERITY[worst.severity] if worst else "healthy"
         serious = [f for f in found if f.severity != "info"]
         summary = "; ".join(f"{f.code} at step {f.step}" for f in serious) if serious else healthy_summary
+        cleared = [f for f in everything if f.resolved and f.severity != "info"]
+        if cleared and not serious:
+            summary += f" (resolved: {', '.join(f'{f.code} at step {f.step}' for f in cleared)})"
         return Verdict(status, summary, evidence, actions, list(table), rule)

@@ -147,7 +147,16 @@ class LatentSpace(Analysis):
                        rule=self.rule())
 
     def probe_verdict(self, probes, collapsed, evidence):
-        """The verdict from the probes of the last validation (and a collapse seen at any time)."""
+        """The verdict from the probes of the last validation (and a collapse seen at any time). While the loss
+        itself is not moving (training_health), that is the cause to fix first, and a warning's action says so."""
+        verdict = self.read_probes(probes, collapsed, evidence)
+        stall = next((f for f in self.monitor.findings if f.code in LOSS_STALLS and not f.resolved), None)
+        if stall and verdict.status == "warning":
+            verdict.summary += f"; the loss is not moving either (training_health/{stall.code}), the cause to fix first"
+            verdict.actions = [stall.action]
+        return verdict
+
+    def read_probes(self, probes, collapsed, evidence):
         above = [name for name, probe in probes.items() if self.above_chance(probe)]
         at_chance = [name for name in probes if name not in above]
         k = self.cfg.latent_probe_errors

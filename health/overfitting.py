@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 from .core import COMPONENTS, Analysis, change, finite, fmt, fmt_config
+
+OVERFIT_CODES = ("overfitting", "val_rising")  # cleared by a new best val loss_total
 
 
 class Overfitting(Analysis):
@@ -17,18 +21,32 @@ class Overfitting(Analysis):
     A rise of val loss_total (overfitting: since its best epoch; val_rising: over the rising epochs) is split
     into its components: when one rises (the default config's caption decoder memorising its captions, the quick
     preset's alignment its training pairs) while another still falls, stopping at the best epoch would give up
-    the one that still improves, and the advice says so."""
+    the one that still improves, and the advice says so.
+
+    Every comparison of two validation losses is judged against their noise: a rise counts only when it beats
+    noise_errors standard errors of the difference (sqrt(2) x val/<loss>_se of the later epoch); runs that
+    logged no standard error are judged on the raw values. A warning is resolved by a later new best val
+    loss_total, and the verdict is that of how the run ended."""
 
     name = "overfitting"
 
     def __init__(self, monitor):
         super().__init__(monitor)
         self.val_components: dict[int, dict[str, float]] = {}  # epoch -> component -> val loss_<component>
+        self.val_errors: dict[int, dict[str, float]] = {}  # epoch -> loss name -> val/<loss>_se
 
     def rule(self):
         k = self.cfg.overfit_epochs
-        return (f"worst finding: an epoch's val loss_total > train by {self.cfg.overfit_gap:.0%} with no better val "
-                f"loss_total in {k} epochs, or val rising {k} epochs in a row while train falls")
+        return (f"worst finding still open at the end: an epoch's val loss_total > train by {self.cfg.overfit_gap:.0%}"
+                f" and above its best of {k}+ epochs before by more than the noise, or val rising {k} epochs in a "
+                f"row, by more than the noise in all, while train falls; noise = {self.cfg.noise_errors:g} x "
+                "sqrt(2) x val loss_total_se; a later new best resolves either")
+
+    def noise(self, epoch, name="loss_total"):
+        """The smallest change of val <name> from an earlier epoch to `epoch` that is not noise (0 when the run
+        logged no standard error for it)."""
+        se = self.val_errors.get(epoch, {}).get(name)
+        return self.cfg.noise_errors * math.sqrt(2) * se if finite(se) else 0.0
 
     def regularize(self):
         dropout = self.run_config.get("dropout")
@@ -42,21 +60,28 @@ class Overfitting(Analysis):
         if epoch is None:
             return
         self.val_components[epoch] = {c: values[f"loss_{c}"] for c in COMPONENTS if finite(values.get(f"loss_{c}"))}
+        self.val_errors[epoch] = {name[:-3]: v for name, v in values.items() if name.endswith("_se") and finite(v)}
         val_loss, train_loss = values["loss_total"], self.h.train_epoch_mean(epoch)
+        best_epoch, best = self.h.best_val()
+        if best_epoch == epoch and len(self.h.val_epochs) > 1:
+            self.resolve(OVERFIT_CODES, f"at epoch {epoch} (step {self.h.step}): a new best val loss_total "
+                                        f"{val_loss:.4g}")
         if train_loss and train_loss > 0:
             gap = (val_loss - train_loss) / train_loss
             if gap > self.cfg.overfit_gap:
-                best_epoch, best = self.h.best_val()
                 age = epoch - best_epoch
                 message = (f"epoch {epoch}: val loss_total {val_loss:.4g} vs train {train_loss:.4g} "
                            f"(gap {gap:+.0%}, limit {self.cfg.overfit_gap:.0%})")
-                if age >= self.cfg.overfit_epochs:
+                worse = val_loss - best > self.noise(epoch)
+                if age >= self.cfg.overfit_epochs and worse:
                     moves, stop = self.explain_rise(best_epoch, epoch)
                     self.emit("overfitting", "warning", f"{message}, and no better val loss_total since epoch "
                               f"{best_epoch} ({best:.4g}){moves}", f"{self.regularize()}; {stop}")
                 else:
                     where = ("at its best so far" if not age else
                              f"{age} epoch{'s' * (age != 1)} past its best ({best:.4g} at epoch {best_epoch})")
+                    if age and not worse:
+                        where += f", within the noise of it ({fmt(self.noise(epoch), 2)})"
                     self.emit("generalization_gap", "info", f"{message}; val loss_total {where}: not yet overfitting",
                               f"none while val loss_total still reaches new bests; if it has none for "
                               f"{self.cfg.overfit_epochs} epochs, {self.regularize()}")
@@ -69,7 +94,7 @@ class Overfitting(Analysis):
             return
         vals = [v for _, v in recent]
         first_train, last_train = h.train_epoch_mean(recent[0][0]), h.train_epoch_mean(epoch)
-        rising = all(b > a for a, b in zip(vals, vals[1:]))
+        rising = all(b > a for a, b in zip(vals, vals[1:])) and vals[-1] - vals[0] > self.noise(epoch)
         if rising and first_train is not None and last_train is not None and last_train < first_train:
             moves, stop = self.explain_rise(recent[0][0], epoch)
             message = (f"val loss_total rose {k} epochs in a row, epoch {recent[0][0]} -> {epoch} ({vals[0]:.4g} -> "
@@ -97,10 +122,11 @@ class Overfitting(Analysis):
         return text, stop
 
     def component_moves(self, first, last):
-        """(rose, fell): (component, val loss at epoch first, at epoch last) for each component that rose or fell."""
+        """(rose, fell): (component, val loss at epoch first, at epoch last) for each component that rose or fell
+        by more than its noise."""
         a, b = self.val_components.get(first, {}), self.val_components.get(last, {})
-        moves = [(c, a[c], b[c]) for c in COMPONENTS if c in a and c in b]
-        return [m for m in moves if m[2] > m[1]], [m for m in moves if m[2] < m[1]]
+        moves = [(c, a[c], b[c], self.noise(last, f"loss_{c}")) for c in COMPONENTS if c in a and c in b]
+        return ([(c, x, y) for c, x, y, n in moves if y - x > n], [(c, x, y) for c, x, y, n in moves if x - y > n])
 
     def verdict(self):
         h = self.h

@@ -28,7 +28,8 @@ class TrainingHealth(Analysis):
     latent_rms_max, stall_check_fraction, stall_min_drop, plateau_windows, plateau_min_drop, plateau_lr_fraction,
     oscillation_windows, oscillation_swing, converged_fraction, divergence_fraction, divergence_min_rise,
     memory_creep_percent.
-    Verdict: the worst finding of the run (a spike matters even if training recovered).
+    Verdict: the worst finding still open at the end; a gradient spike after which the loss came back to its
+    level is resolved (and kept in the evidence).
     """
 
     name = "training_health"
@@ -38,10 +39,12 @@ class TrainingHealth(Analysis):
         self.stall_judged = False
         self.best_before_plateau = math.inf  # best settled loss_total before the plateau window
         self.gpu_baseline = None  # gpu_memory_percent of the first window after warm-up
+        self.spike = None  # (window, loss_total level) at the last gradient spike, until the loss is back there
 
     def rule(self):
         c = self.cfg
-        return (f"worst finding: NaN/inf; a window's max grad norm > {c.grad_spike_factor:g}x the running median; "
+        return (f"worst finding still open at the end: NaN/inf; a window's max grad norm > {c.grad_spike_factor:g}x "
+                f"the running median (resolved once loss_total is back at its level); "
                 f"z's RMS per dimension > {c.latent_rms_max:g}; "
                 f"loss_total < {c.stall_min_drop:.0%} of the way to its floor at {c.stall_check_fraction:.0%} "
                 f"of the run; no {c.plateau_min_drop:.0%} gain in {c.plateau_windows} windows while lr > "
@@ -58,6 +61,7 @@ class TrainingHealth(Analysis):
 
     def observe_train(self, values):
         self.check_gradients(values)
+        self.check_recovery()
         if not self.h.warm:
             return
         self.check_blowup()
@@ -94,6 +98,20 @@ class TrainingHealth(Analysis):
             self.emit("grad_explosion", "warning",
                       f"{peak_key} {peak:.4g} is {peak / median:.0f}x the running median of grad_norm {median:.4g}",
                       lower_lr(self.run_config, 0.3) + note)
+            level = self.h.recent("loss_total")
+            if level is not None:
+                self.spike = (self.h.n_train, level)
+
+    def check_recovery(self):
+        """A gradient spike is resolved once the loss_total of the windows after it (their median) is back at or
+        below its level when the spike came: the run recovered, and the spike stays in the evidence."""
+        if self.spike is None or self.h.n_train - self.spike[0] < self.cfg.smoothing_windows:
+            return
+        now = self.h.recent("loss_total")
+        if now is not None and now <= self.spike[1]:
+            self.resolve(("grad_explosion",), f"at step {self.h.step}: loss_total {now:.4g} back at or below "
+                                              f"{self.spike[1]:.4g}, its level at the spike")
+            self.spike = None
 
     def check_blowup(self):
         """z blown up: each step moves the weights too far. In real quick runs z's RMS per dimension stays
@@ -165,7 +183,7 @@ class TrainingHealth(Analysis):
         lrs, peak = h.train["lr"][-cfg.plateau_windows:], h.peak_lr()
         if lrs and peak and min(lrs) < cfg.plateau_lr_fraction * peak:  # the schedule's tail: small gains expected
             return
-        if self.converged():
+        if self.converged() or any(f.code == "not_learning" for f in self.findings()):  # one cause, one finding
             return
         before, recent, floor = self.best_before_plateau, min(losses[-cfg.plateau_windows:]), h.total_floor()
         drop = (before - recent) / (before - floor) if before > floor else math.inf

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from evaluation import (baseline_split, bleu4, caption_quality, cider_d, evaluate_split, grounded_accuracy,
+from evaluation import (baseline_split, batch_standard_error, bleu4, caption_quality, cider_d, evaluate_split, grounded_accuracy,
                         mean_image, reconstruction_quality, retrieval_metrics)
 from model_architecture_large import ModelConfig, MultimodalModel
 from train_wandb import CaptionTokenizer
@@ -275,3 +275,17 @@ def test_baseline_of_a_single_item_has_no_caption_measures():
     result = baseline_split(images[:1], tokens[:1], tokenizer, reference_image=torch.full((3, 16, 16), 0.5))
     assert result["i2t_r1"] == 1.0 and math.isfinite(result["psnr"])
     assert "bleu4" not in result and "cider_d" not in result
+
+
+def test_the_standard_error_from_equal_batches_is_their_std_over_the_root_of_their_count():
+    means = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+    expected = means.std().item() / 2  # std with n - 1, over sqrt(4)
+    assert math.isclose(batch_standard_error(means, [64] * 4), expected, rel_tol=1e-9)
+    assert batch_standard_error(torch.full((5,), 2.5), [64] * 5) == 0.0  # batches that agree: no noise
+    assert math.isnan(batch_standard_error([1.0], [64]))  # one batch says nothing about the spread
+
+
+def test_a_small_last_batch_counts_for_less_in_the_standard_error():
+    even = batch_standard_error([1.0, 1.0, 1.0, 5.0], [64, 64, 64, 64])
+    small_last = batch_standard_error([1.0, 1.0, 1.0, 5.0], [64, 64, 64, 2])
+    assert small_last < even / 5

@@ -187,3 +187,15 @@ def test_nothing_learned_is_judged_against_chance_not_against_the_untrained_z():
     # words above chance but below what the untrained z reads: the captions do describe the images, so not a problem
     rows = untrained(probed(history(), {**SCENERY, "probe_kind": 0.52}), {"probe_kind": 0.2, "probe_word_auc": 0.75})
     assert observe(rows, QUICK)[0].verdicts()["latent_space"].status == "healthy"
+
+
+def test_while_the_loss_is_not_moving_the_probe_warning_points_to_the_learning_rate_first():
+    rows, config = low_lr_run()
+    for row in [r for r in rows if r["global_step"] % 80 == 0]:  # validation rows, with the probes
+        rows.insert(rows.index(row) + 1, {"global_step": row["global_step"], "val/epoch": row["global_step"] / 80,
+                                          "val/loss_total": row["train/loss_total"]})
+    verdict = observe(probed(rows, SCENERY), config)[0].verdicts()["latent_space"]
+    assert verdict.status == "warning" and "the object kind is at chance" in verdict.summary
+    assert verdict.summary.endswith("the loss is not moving either (training_health/not_learning), the cause to fix "
+                                    "first")
+    assert verdict.actions == ["raise learning_rate from 1e-06 to 1e-05: the steps are too small to learn"]

@@ -5,10 +5,10 @@ from health_rows import RUN_CONFIG, by_code, history, observe, val_rows
 VAL_TOTAL = [3.0, 2.5, 2.3, 2.5, 2.7, 2.9]  # falls to epoch 3, then rises 3 epochs in a row
 
 
-def set_val(rows, image, alignment):
-    """val loss_total from VAL_TOTAL; image and alignment per epoch, caption the rest (all weights 1)."""
+def set_val(rows, image, alignment, totals=VAL_TOTAL):
+    """val loss_total from totals; image and alignment per epoch, caption the rest (all weights 1)."""
     for epoch, row in enumerate(val_rows(rows), 1):
-        total, img, align = VAL_TOTAL[epoch - 1], image[epoch - 1], alignment[epoch - 1]
+        total, img, align = totals[epoch - 1], image[epoch - 1], alignment[epoch - 1]
         row.update({"val/loss_total": total, "val/loss_image": img, "val/loss_alignment": align,
                     "val/loss_caption": total - img - align})
     return rows
@@ -77,3 +77,46 @@ def test_when_best_pt_follows_a_measure_the_advice_does_not_say_best_pt_holds_th
     assert "best.pt" not in by_r1
     assert "the lowest val loss_total is at epoch 3 (val 2.3), so lower num_epochs to 3" in by_r1
     assert "early_stopping_patience" not in by_r1  # it would follow i2t_r1, not the loss
+
+
+def with_noise(rows, se):
+    """Every validation row logs the same standard error for each loss (val/<loss>_se)."""
+    for row in val_rows(rows):
+        row.update({f"val/loss_{name}_se": se for name in ("total", "image", "caption", "alignment")})
+    return rows
+
+
+def test_a_rise_inside_the_noise_is_no_finding_and_the_same_rise_at_3x_the_noise_is_one():
+    """VAL_TOTAL rises 0.6 from its best (epoch 3) to epoch 6; the noise of a difference is 2 x sqrt(2) x se."""
+    thirds = [t / 3 for t in VAL_TOTAL]
+    inside = 0.6 / (2 * 2 ** 0.5) * 1.5  # the rise is 2/3 of the noise
+    codes = by_code(observe(with_noise(set_val(history(), thirds, thirds), inside))[1])
+    assert "overfitting" not in codes and "val_rising" not in codes
+    assert "within the noise of it" in codes["generalization_gap"].message
+    beyond = 0.6 / (2 * 2 ** 0.5) / 3  # the rise is 3x the noise
+    codes = by_code(observe(with_noise(set_val(history(), thirds, thirds), beyond))[1])
+    assert {"overfitting", "val_rising"} <= set(codes)
+
+
+def test_a_component_that_moved_less_than_its_noise_is_named_neither_rising_nor_falling():
+    falling = [0.6, 0.5, 0.45, 0.4, 0.35, 0.3]  # loss_image falls 0.15 from epoch 3 to 6
+    codes = by_code(observe(set_val(history(), image=falling, alignment=[0.5] * 6))[1])
+    assert "val loss_image 0.45 -> 0.3 still fell" in codes["val_rising"].message  # without noise: named
+    noisy = with_noise(set_val(history(), image=falling, alignment=[0.5] * 6), 0.1)  # noise 0.28 > 0.15
+    for row in val_rows(noisy):
+        row["val/loss_total_se"] = 0.01  # loss_total's own rise (0.6) is far beyond its noise
+    rising = by_code(observe(noisy)[1])["val_rising"]
+    assert "loss_image" not in rising.message and "it rose in loss_caption" in rising.message
+
+
+def test_a_new_best_after_an_overfitting_warning_resolves_it_and_the_verdict_is_the_final_state():
+    totals = VAL_TOTAL + [2.0]  # epoch 7: a new best, below epoch 3's 2.3
+    rows = set_val(history(epochs=7), [t / 3 for t in totals], [t / 3 for t in totals], totals)
+    monitor, findings = observe(rows)
+    warnings = [f for f in findings if f.code in ("overfitting", "val_rising")]
+    assert warnings and all(f.resolved.startswith("at epoch 7") for f in warnings)
+    assert "a new best val loss_total 2" in warnings[0].resolved and "[resolved at epoch 7" in str(warnings[0])
+    verdict = monitor.verdicts()["overfitting"]
+    assert verdict.status == "healthy"
+    assert "resolved: overfitting at step" in verdict.summary
+    assert any(e.startswith("val_rising at step") and "resolved at epoch 7" in e for e in verdict.evidence)

@@ -99,6 +99,11 @@ def test_the_flat_cosine_tail_of_a_long_run_is_not_a_plateau():
 def test_a_flat_loss_at_the_peak_learning_rate_is_a_plateau_not_an_oscillation():
     rows = set_train(history(), "loss_total", lambda t: 2.1 + 1e-4 * (-1) ** t)
     codes = by_code(observe(rows)[1])
+    # flat from the first window: the loss never fell, and that one cause is one finding, not a plateau as well
+    assert "not_learning" in codes and "loss_plateau" not in codes and "loss_oscillation" not in codes
+    assert "learning_rate" in codes["not_learning"].action
+    fell_then_flat = set_train(history(), "loss_total", lambda t: 2.1 + 1e-4 * (-1) ** t + (3.0 if t < 5 else 0))
+    codes = by_code(observe(fell_then_flat)[1])
     assert "loss_plateau" in codes and "loss_oscillation" not in codes
     assert "learning_rate" in codes["loss_plateau"].action
 
@@ -171,3 +176,31 @@ def test_a_z_that_grows_a_few_times_is_healthy():
     config = {**RUN_CONFIG, "latent_dim": 128}
     rows = set_train(history(), "latent_norm", lambda t: min(10.7, 2.7 * (1 + 0.1 * t)))  # a real healthy run
     assert "latent_blowup" not in by_code(observe(rows, config)[1])
+
+
+def test_a_plateau_of_a_run_that_is_not_learning_is_not_a_second_finding_with_other_advice():
+    rows, config = low_lr_run(windows=120)
+    codes = [f.code for f in observe(rows, config)[1]]
+    assert codes.count("not_learning") == 1 and "loss_plateau" not in codes
+
+
+def test_a_spike_after_which_the_loss_comes_back_is_resolved_and_the_verdict_is_healthy():
+    rows = history()
+    spiked = train_rows(rows)[30]
+    spiked["train/grad_norm_max"] = 100.0
+    monitor, findings = observe(rows)
+    spike = by_code(findings)["grad_explosion"]
+    assert spike.resolved.startswith("at step ") and "back at or below" in spike.resolved
+    verdict = monitor.verdicts()["training_health"]
+    assert verdict.status == "healthy" and "(resolved: grad_explosion at step 310)" in verdict.summary
+
+
+def test_a_spike_after_which_the_loss_stays_up_stays_a_warning():
+    rows = history()
+    spiked = train_rows(rows)[30]
+    spiked["train/grad_norm_max"] = 100.0
+    for row in train_rows(rows)[31:]:  # the loss jumps and stays above where it was
+        row["train/loss_total"] += 1.0
+    monitor, findings = observe(rows)
+    assert not by_code(findings)["grad_explosion"].resolved
+    assert monitor.verdicts()["training_health"].status == "warning"

@@ -55,6 +55,26 @@ def test_a_working_run_is_passed_through_untouched():
     assert not logger.failed and logger.run.summary_updates == [{"x": 1}] and logger.run.logged == [{"a": 1}]
 
 
+def test_an_info_finding_is_printed_as_info_and_sent_as_no_alert_while_a_warning_is_a_warn_alert(capsys):
+    from health import Finding
+
+    class AlertingRun(FlakyRun):
+        def alert(self, **kwargs):
+            self.alerts.append(kwargs)
+
+    run = AlertingRun()
+    run.alerts = []
+    logger = RunLogger(run, "offline")
+    logger.alert(Finding("overfitting", "generalization_gap", "info", 700, "gap +27%", "none"), 10)
+    err = capsys.readouterr().err
+    assert err.startswith("info [overfitting/generalization_gap] step 700") and "warning" not in err
+    assert run.alerts == [] and run.summary_updates == [{"health/findings/generalization_gap": "gap +27%"}]
+    logger.alert(Finding("overfitting", "val_rising", "warning", 900, "rose", "stop"), 10)
+    assert capsys.readouterr().err.startswith("warning [overfitting/val_rising] step 900")
+    assert [a["title"] for a in run.alerts] == ["overfitting: val_rising"]
+    assert str(run.alerts[0]["level"]).upper().endswith("WARN")
+
+
 def public_methods(cls):
     return {name: inspect.signature(getattr(cls, name)) for name in dir(cls)
             if not name.startswith("_") and callable(getattr(cls, name))}
