@@ -2,6 +2,7 @@
 
     python analysis.py compare out/run_a out/run_b --out out/compare   # table + overlay plots of runs
     python analysis.py compare --help
+    python analysis.py follow out/run          # the run its advice asks for, as a command (--run trains it)
 
 From Python (train_wandb.py does this for every run):
 
@@ -17,7 +18,12 @@ re-exports what train_wandb.py imports.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
+import re
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -169,6 +175,68 @@ def compare_runs(out_dirs, dest) -> Path:
     return path
 
 
+# ----------------------------------------------------------------------------
+# following the advice
+
+ACTION_CHANGE = re.compile(r"\b(?:raise|lower|set) (\w+) from \S+? to ([^\s,;:()]+)")  # 'raise x from 1 to 2'
+NOT_CARRIED = {"out_dir", "resume", "resume_changes"}  # the follow-up is a fresh run in a folder of its own
+
+
+def advised_changes(summary):
+    """(where the advice comes from, its action, {field: new value}) for the first piece of advice of a finished
+    run that changes Config fields, or None. Open warnings and errors come first, in the order they fired (the
+    monitor puts the root cause first), then the actions of the verdicts that are not healthy. Of an action
+    with alternatives ('raise weight_decay from 0.05 to 0.1 or set dropout from 0 to 0.1') the first is taken."""
+    config = summary.get("config") or {}
+    advice = [(f"{f['analysis']}/{f['code']}", f["action"]) for f in summary.get("findings") or []
+              if f.get("severity") in ("warning", "error") and not f.get("resolved")]
+    advice += [(f"{name} verdict", action) for name, verdict in (summary.get("verdicts") or {}).items()
+               if verdict.get("status") in ("warning", "problem") for action in verdict.get("actions") or []]
+    for source, action in advice:
+        first = action.split(" or ")[0]
+        changes = {m[1]: m[2].rstrip(".") for m in ACTION_CHANGE.finditer(first) if m[1] in config}
+        if changes:
+            return source, action, changes
+    return None
+
+
+def follow_command(summary, changes, out_dir):
+    """The train_wandb.py command line that repeats a finished run (every field it set away from the default)
+    with `changes` applied, writing to out_dir."""
+    from train_wandb import CONFIG_CLASSES  # here: the other commands need no torch
+
+    defaults = {f.name: f.default for cls in CONFIG_CLASSES for f in dataclasses.fields(cls)}
+    config = summary.get("config") or {}
+    fields = {name: value for name, value in config.items()
+              if name in defaults and name not in NOT_CARRIED and value != defaults[name] and value is not None}
+    fields.update(changes)
+    return [sys.executable, str(Path(__file__).absolute().parent / "train_wandb.py"),
+            *(f"--{name}={value}" for name, value in fields.items()), f"--out_dir={out_dir}"]
+
+
+def follow(out_dir, run=False, dest=None):
+    """Print the follow-up of a finished run: its advice as a command; with run, train it and compare the two.
+    -> exit status (0, 1 when the follow-up failed, 2 when there is nothing to follow)."""
+    summary, _ = load_run(out_dir)
+    advice = advised_changes(summary)
+    if advice is None:
+        print(f"{out_dir}: no open finding or verdict advises a change of a Config field: nothing to follow")
+        return 2
+    source, action, changes = advice
+    dest = Path(dest) if dest else Path(f"{str(out_dir).rstrip('/')}_follow")
+    command = follow_command(summary, changes, dest)
+    print(f"advice ({source}): {action}")
+    script = os.path.relpath(command[1]) if Path(command[1]).parent == Path.cwd() else command[1]
+    print("follow-up: " + " ".join(shlex.quote(part) for part in ["python", script, *command[2:]]))
+    if not run:
+        return 0
+    if subprocess.run(command).returncode != 0:
+        print(f"error: the follow-up run failed; its output is above and in {dest}", file=sys.stderr)
+        return 1
+    print(compare_runs([out_dir, dest], dest / "comparison").read_text(), end="")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="analysis.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -179,7 +247,21 @@ def main(argv=None):
                     "print the comparison.")
     compare.add_argument("out_dirs", nargs="+", metavar="OUT_DIR", help="a run's out_dir (holds summary.json)")
     compare.add_argument("--out", required=True, metavar="DIR", help="folder for comparison.md and the plots")
+    follow_up = commands.add_parser(
+        "follow", help="the follow-up run a finished run's advice asks for: print its command, or train it",
+        description="Read OUT_DIR/summary.json, take the first open finding (or verdict) whose action changes "
+                    "Config fields, and print the train_wandb.py command that repeats the run with those changes "
+                    "in OUT_DIR_follow. With --run, train it and write the comparison of the two runs.")
+    follow_up.add_argument("out_dir", metavar="OUT_DIR", help="a finished run's out_dir (holds summary.json)")
+    follow_up.add_argument("--run", action="store_true", help="train the follow-up and compare it with OUT_DIR")
+    follow_up.add_argument("--out", metavar="DIR", help="the follow-up's out_dir (default OUT_DIR_follow)")
     args = parser.parse_args(argv)
+    if args.command == "follow":
+        try:
+            return follow(args.out_dir, args.run, args.out)
+        except CompareError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     try:
         path = compare_runs(args.out_dirs, args.out)
     except CompareError as e:

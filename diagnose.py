@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import shutil
 import subprocess
@@ -88,6 +89,32 @@ SCENARIOS = {
         "caption_loss_weight=30", ["--num_epochs=3", "--log_frequency=4", "--caption_loss_weight=30.0"],
         {**HEALTHY, "dominant_loss": "warning", "training_health": ANY, "latent_space": ANY},
         first_action=("dominant_loss", "lower caption_loss_weight")),
+    "no_clip_high_lr": Scenario(
+        "no gradient clipping at 10x the preset's learning rate", ["--num_epochs=3", "--log_frequency=4",
+                                                                  "--grad_clip=0", "--learning_rate=0.02"],
+        {**HEALTHY, "training_health": "warning|problem", "dominant_loss": ANY, "latent_space": ANY},
+        first_action=("training_health", "lower learning_rate")),
+    "no_warmup_high_lr": Scenario(
+        "no warm-up at 10x the preset's learning rate", ["--num_epochs=3", "--log_frequency=4",
+                                                        "--warmup_fraction=0", "--learning_rate=0.02"],
+        {**HEALTHY, "training_health": "warning|problem", "dominant_loss": ANY, "latent_space": ANY},
+        first_action=("training_health", "lower learning_rate")),
+    "mild_low_lr": Scenario(
+        "learning rate 1/100 of the preset's", ["--num_epochs=4", "--log_frequency=4", "--learning_rate=2e-5"],
+        {**HEALTHY, "training_health": "warning", "dominant_loss": ANY, "latent_space": ANY},
+        first_action=("training_health", "raise learning_rate"), within=0.5),
+    "over_regularised": Scenario(
+        "weight decay 200x the preset's", ["--num_epochs=4", "--log_frequency=4", "--weight_decay=100"],
+        {**HEALTHY, "training_health": "warning|problem", "dominant_loss": ANY, "latent_space": ANY},
+        first_action=("training_health", "lower weight_decay"), within=0.5),
+    "dominant_image": Scenario(
+        "image_loss_weight=300", ["--num_epochs=3", "--log_frequency=4", "--image_loss_weight=300.0"],
+        {**HEALTHY, "dominant_loss": "warning", "training_health": ANY, "latent_space": ANY},
+        first_action=("dominant_loss", "lower image_loss_weight")),
+    "dominant_alignment": Scenario(
+        "alignment_loss_weight=30", ["--num_epochs=3", "--log_frequency=4", "--alignment_loss_weight=30.0"],
+        {**HEALTHY, "dominant_loss": "warning", "training_health": ANY, "latent_space": ANY},
+        first_action=("dominant_loss", "lower alignment_loss_weight")),
     "grad_spikes": Scenario(
         "every 20th step's loss x100 before backward (fault injection)",
         ["--num_epochs=3", "--log_frequency=4", "--fault_grad_spike_every=20"],
@@ -161,6 +188,65 @@ def run(name, scenario, scale=1.0, out_dir=OUT_DIR, extra=()):
     return outcome
 
 
+# ----------------------------------------------------------------------------
+# the healthy population: false alarms are measured on runs whose outcome is good
+
+def sweep_draws(n, seed=0, path=REPO_DIR / "sweep.yaml"):
+    """n configs drawn with a fixed seed from sweep.yaml's parameter ranges -> [[--field=value, ...], ...]."""
+    import yaml  # a dependency of wandb
+
+    parameters = yaml.safe_load(Path(path).read_text())["parameters"]
+    rng, draws = random.Random(seed), []
+    for _ in range(n):
+        args = []
+        for name, spec in parameters.items():
+            if "values" in spec:
+                value = rng.choice(spec["values"])
+            elif spec.get("distribution") == "log_uniform_values":
+                value = math.exp(rng.uniform(math.log(spec["min"]), math.log(spec["max"])))
+            elif spec.get("distribution") == "uniform":
+                value = rng.uniform(spec["min"], spec["max"])
+            else:
+                raise ValueError(f"{path}: {name}: a distribution diagnose.py cannot draw from: {spec}")
+            args.append(f"--{name}={value:.3g}" if isinstance(value, float) else f"--{name}={value}")
+        draws.append(args)
+    return draws
+
+
+def population(seeds=(0, 1, 2), draws=8):
+    """The healthy population: the quick preset on each seed, and `draws` configs from sweep.yaml's ranges."""
+    short = ["--num_epochs=4", "--log_frequency=4"]
+    runs = {f"preset_s{seed}": Scenario(f"the quick preset, seed {seed}", [*short, f"--seed={seed}"], SHORT_HEALTHY)
+            for seed in seeds}
+    for i, args in enumerate(sweep_draws(draws)):
+        runs[f"sweep_{i}"] = Scenario("sweep.yaml draw: " + " ".join(args), [*short, *args], SHORT_HEALTHY)
+    return runs
+
+
+def good_outcome(outcome):
+    """(is the run's outcome healthy, why not): loss_total fell at least 50% from its first logged window, and
+    every validation measure of the last epoch beats its baseline (report.not_above_baseline)."""
+    from report import not_above_baseline
+
+    summary, path = outcome.summary, Path(outcome.summary.get("config", {}).get("out_dir", "")) / "metrics.csv"
+    first = None
+    if path.is_file():
+        import csv
+        with open(path) as f:
+            first = next((float(r["train/loss_total"]) for r in csv.DictReader(f) if r.get("train/loss_total")), None)
+    last = (summary.get("final_train") or {}).get("loss_total")
+    if first is None or last is None or last > 0.5 * first:
+        return False, f"loss_total {first} -> {last}: fell less than 50%"
+    behind = not_above_baseline(summary.get("final_val") or {}, summary.get("baseline") or {})
+    return (False, "not above baseline: " + ", ".join(behind)) if behind else (True, "")
+
+
+def alarms(summary):
+    """The warnings and errors a run raised (each one a W&B alert), as 'analysis/code@step'."""
+    return [f"{f['analysis']}/{f['code']}@{f['step']}" for f in summary.get("findings", [])
+            if f["severity"] != "info"]
+
+
 def first_finding(summary, analysis):
     """The first warning or error of an analysis in a run's summary, or None."""
     return next((f for f in summary.get("findings", [])
@@ -189,6 +275,39 @@ def judge(scenario, outcome):
     return rows, agree
 
 
+def target(scenario):
+    """The analysis a fault scenario is about: the one whose expected verdict is not healthy (first_action's if
+    given)."""
+    if scenario.first_action:
+        return scenario.first_action[0]
+    return next(a for a, e in scenario.expect.items() if e not in ("healthy", ANY, SHORT_HEALTHY[a]))
+
+
+def right_first(scenario, outcome):
+    """Is the run's first warning or error (over all analyses) in the scenario's analysis, with its action?"""
+    first = next((f for f in outcome.summary.get("findings", []) if f["severity"] != "info"), None)
+    if scenario.first_action:
+        return bool(first) and first["analysis"] == target(scenario) and scenario.first_action[1] in first["action"]
+    # a fault seen only in a verdict (the probes after a validation): right when no other analysis spoke first
+    return first is None or first["analysis"] == target(scenario)
+
+
+def follow_up(name, scenario, outcome, scale, out_dir):
+    """(the advice's field changes as text, fixed?) after running the scenario again with its advice applied:
+    fixed when the analysis it is about is healthy and no analysis says problem. None when the advice changes
+    no Config field."""
+    from analysis import advised_changes
+
+    advice = advised_changes(outcome.summary)
+    if advice is None:
+        return None
+    changes = [f"--{k}={v}" for k, v in advice[2].items()]
+    after = run(f"{name}_follow", scenario, scale, out_dir, extra=changes)
+    verdicts = {a: v.get("status") for a, v in after.summary.get("verdicts", {}).items()}
+    fixed = verdicts.get(target(scenario)) == "healthy" and "problem" not in verdicts.values()
+    return " ".join(changes), fixed
+
+
 def print_table(results):
     print("| scenario | analysis | expected | actual | first finding (code@step) | agrees |")
     print("|---|---|---|---|---|---|")
@@ -198,30 +317,86 @@ def print_table(results):
             print("| " + " | ".join([label, *row]) + " |")
 
 
+def run_faults(names, seeds, args):
+    """Every fault scenario on every seed: the verdict table, then detection, first finding and advice rates.
+    -> the names of the runs that disagree."""
+    results, detected, first_right, advice = [], [], [], []
+    for name in names:
+        scenario = SCENARIOS[name]
+        for seed in seeds:
+            label = f"{name}_s{seed}" if len(seeds) > 1 else name
+            print(f"{label}: {scenario.description} ...", flush=True)
+            outcome = run(label, scenario, args.scale, args.out_dir, extra=[f"--seed={seed}"] if len(seeds) > 1 else [])
+            rows, agree = judge(scenario, outcome)
+            results.append((label, rows, agree, outcome))
+            print(f"{label}: {'agrees' if agree else 'DISAGREES'} ({outcome.seconds:.0f} s)", flush=True)
+            if all(e == "healthy" or e == SHORT_HEALTHY[a] for a, e in scenario.expect.items()):
+                continue  # a healthy scenario: nothing to detect
+            status = outcome.summary.get("verdicts", {}).get(target(scenario), {}).get("status")
+            detected.append(status in ("warning", "problem"))
+            first_right.append(right_first(scenario, outcome))
+            if args.follow and scenario.first_action:
+                result = follow_up(label, scenario, outcome, args.scale, args.out_dir)
+                advice.append((label, *(result or ("no Config change advised", False))))
+    print()
+    print_table(results)
+    if detected:
+        print(f"\nfaults detected (their analysis not healthy): {sum(detected)} of {len(detected)} runs; "
+              f"right first finding (analysis and action): {sum(first_right)} of {len(first_right)}")
+    if advice:
+        print("\n| run | advice followed | the advice fixes it |\n|---|---|---|")
+        for label, changes, fixed in advice:
+            print(f"| {label} | {changes} | {'yes' if fixed else 'NO'} |")
+        print(f"\nthe advice fixes {sum(f for _, _, f in advice)} of {len(advice)} config-induced faults")
+    return [label for label, _, agree, _ in results if not agree]
+
+
+def run_population(args):
+    """The healthy population: its outcomes, and the warnings and alerts each run raised. -> the runs with a
+    healthy outcome that raised any."""
+    print("| run | config | outcome healthy | verdicts not healthy | warnings and alerts |\n|---|---|---|---|---|")
+    lines, false_alarms, healthy = [], [], 0
+    for name, scenario in population().items():
+        outcome = run(name, scenario, args.scale, args.out_dir)
+        good, why = good_outcome(outcome)
+        healthy += good
+        verdicts = {a: v.get("status") for a, v in outcome.summary.get("verdicts", {}).items()}
+        off = [f"{a}: {v}" for a, v in verdicts.items() if v != "healthy"] or ["—"]
+        raised = alarms(outcome.summary)
+        if good and raised:
+            false_alarms.append(name)
+        print(f"| {name} | {scenario.description} | {'yes' if good else 'no: ' + why} | {', '.join(off)} | "
+              f"{', '.join(raised) or '—'} |", flush=True)
+    print(f"\n{healthy} runs with a healthy outcome; {len(false_alarms)} of them raised a warning or alert")
+    return false_alarms
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help=f"comma-separated scenarios (of: {', '.join(SCENARIOS)})")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply each scenario's items (at least 200)")
     parser.add_argument("--out_dir", default=str(OUT_DIR), help="each scenario's run goes to OUT_DIR/<name>")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds: each scenario runs once per seed")
+    parser.add_argument("--follow", action="store_true",
+                        help="after each config-induced fault, run it again with its first advice applied")
+    parser.add_argument("--population", action="store_true",
+                        help="also run the healthy population (the preset on 3 seeds, 8 configs from sweep.yaml) "
+                             "and count the warnings and alerts of those with a healthy outcome")
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
-    results = []
-    for name in names:
-        scenario = SCENARIOS[name]
-        print(f"{name}: {scenario.description} ...", flush=True)
-        outcome = run(name, scenario, args.scale, args.out_dir)
-        rows, agree = judge(scenario, outcome)
-        results.append((name, rows, agree, outcome))
-        print(f"{name}: {'agrees' if agree else 'DISAGREES'} ({outcome.seconds:.0f} s)", flush=True)
-    print()
-    print_table(results)
-    failed = [name for name, _, agree, _ in results if not agree]
-    print(f"\n{len(results) - len(failed)} of {len(results)} scenarios agree" +
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()] or [0]
+    except ValueError:
+        parser.error(f"--seeds takes comma-separated integers, not {args.seeds!r}")
+    failed = run_faults(names, seeds, args)
+    total = len(names) * len(seeds)
+    print(f"\n{total - len(failed)} of {total} scenario runs agree" +
           (f"; disagree: {', '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
+    false_alarms = run_population(args) if args.population else []
+    return 1 if failed or false_alarms else 0
 
 
 if __name__ == "__main__":

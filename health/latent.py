@@ -61,7 +61,10 @@ class LatentSpace(Analysis):
 
     def check_collapse(self, values=None):
         message = self.collapse(values)
-        if message:
+        decay = next((f for f in self.monitor.findings if f.code == "weight_decay_too_high"), None)
+        if message and decay:  # the weights are decayed to 0: that is the cause
+            self.emit("latent_collapse", "error", message, f"{decay.action} (training_health/{decay.code})")
+        elif message:
             self.emit("latent_collapse", "error", message,
                       "check the data first (do the images differ? an encoder fed near-identical images has nothing "
                       f"to tell apart); if they do, {change(self.run_config, 'learning_rate', 0.3)} and "

@@ -45,7 +45,7 @@ class TrainingHealth(Analysis):
         c = self.cfg
         return (f"worst finding still open at the end: NaN/inf; a window's max grad norm > {c.grad_spike_factor:g}x "
                 f"the running median (resolved once loss_total is back at its level); "
-                f"z's RMS per dimension > {c.latent_rms_max:g}; "
+                f"z's RMS per dimension > {c.latent_rms_max:g}; learning_rate x weight_decay > {c.decay_step_max:g}; "
                 f"loss_total < {c.stall_min_drop:.0%} of the way to its floor at {c.stall_check_fraction:.0%} "
                 f"of the run; no {c.plateau_min_drop:.0%} gain in {c.plateau_windows} windows while lr > "
                 f"{c.plateau_lr_fraction:.0%} of peak; swings > {c.oscillation_swing:.0%} (neither judged once "
@@ -64,6 +64,7 @@ class TrainingHealth(Analysis):
         self.check_recovery()
         if not self.h.warm:
             return
+        self.check_decay()
         self.check_blowup()
         if finite(values.get("loss_total")):
             self.check_not_learning()
@@ -125,6 +126,19 @@ class TrainingHealth(Analysis):
                       f"z's RMS per dimension is {rms:.3g} (latent_norm {norm:.4g} over sqrt(latent_dim={dim})"
                       f"; limit {self.cfg.latent_rms_max:g}): each step moves the weights too far",
                       lower_lr(self.run_config, 0.1))
+
+    def check_decay(self):
+        """AdamW's decoupled weight decay multiplies every weight by (1 - lr x weight_decay) each step: above
+        decay_step_max the decay alone drives the weights to 0 within a few hundred steps, and z, the loss
+        and the gradients follow (SageMaker Debugger's WeightUpdateRatio looks at the same ratio)."""
+        lr, wd = self.h.train["lr"][-1] if self.h.train["lr"] else None, self.run_config.get("weight_decay")
+        if not (finite(lr) and finite(wd)) or lr * wd <= self.cfg.decay_step_max:
+            return
+        target = self.cfg.decay_step_max / 10 / self.h.peak_lr()  # a tenth of the limit at the peak rate
+        self.emit("weight_decay_too_high", "warning",
+                  f"learning_rate {fmt(lr)} x weight_decay {fmt(wd)} = {lr * wd:.3g} > {self.cfg.decay_step_max:g}: "
+                  f"the decay alone takes {lr * wd:.1%} of every weight each step",
+                  change(self.run_config, "weight_decay", target / wd))
 
     # -- the loss curve ---------------------------------------------------------------
 

@@ -204,3 +204,12 @@ def test_a_spike_after_which_the_loss_stays_up_stays_a_warning():
     monitor, findings = observe(rows)
     assert not by_code(findings)["grad_explosion"].resolved
     assert monitor.verdicts()["training_health"].status == "warning"
+
+
+def test_a_weight_decay_that_takes_more_than_1_percent_a_step_is_named_with_a_value_back_at_the_presets_level():
+    rows = set_train(history(), "lr", lambda t: 2e-3)
+    codes = by_code(observe(rows, {**RUN_CONFIG, "learning_rate": 2e-3, "weight_decay": 100.0})[1])
+    decay = codes["weight_decay_too_high"]
+    assert "= 0.2 > 0.01" in decay.message and decay.action == "lower weight_decay from 100.0 to 0.5"
+    assert "weight_decay_too_high" not in by_code(observe(rows, {**RUN_CONFIG, "learning_rate": 2e-3,
+                                                                  "weight_decay": 0.5})[1])  # the quick preset
