@@ -108,7 +108,7 @@ SCENARIOS = {
         {**HEALTHY, "training_health": "warning|problem", "dominant_loss": ANY, "latent_space": ANY},
         first_action=("training_health", "lower weight_decay"), within=0.5),
     "dominant_image": Scenario(
-        "image_loss_weight=300", ["--num_epochs=3", "--log_frequency=4", "--image_loss_weight=300.0"],
+        "image_loss_weight=3000", ["--num_epochs=3", "--log_frequency=4", "--image_loss_weight=3000.0"],
         {**HEALTHY, "dominant_loss": "warning", "training_health": ANY, "latent_space": ANY},
         first_action=("dominant_loss", "lower image_loss_weight")),
     "dominant_alignment": Scenario(

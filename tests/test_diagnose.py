@@ -46,3 +46,19 @@ def test_an_unknown_scenario_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         diagnose.main(["--only=healthy,nope"])
     assert exit_info.value.code == 2 and "nope" in capsys.readouterr().err
+
+
+def test_the_first_finding_is_right_only_in_the_scenarios_analysis_with_its_action():
+    scenario = diagnose.SCENARIOS["over_regularised"]
+    assert diagnose.target(scenario) == "training_health"
+    decay = {"analysis": "training_health", "code": "weight_decay_too_high", "severity": "warning", "step": 20,
+             "action": "lower weight_decay from 100.0 to 0.5", "message": ""}
+    collapse = {"analysis": "latent_space", "code": "latent_collapse", "severity": "error", "step": 20,
+                "action": "check the data first", "message": ""}
+    gap = {**decay, "analysis": "overfitting", "code": "generalization_gap", "severity": "info"}
+    assert diagnose.right_first(scenario, diagnose.Outcome("x", {"findings": [gap, decay, collapse]}))
+    assert not diagnose.right_first(scenario, diagnose.Outcome("x", {"findings": [collapse, decay]}))
+    data_fault = diagnose.SCENARIOS["shuffled_pairs"]  # seen in the latent verdict: right if nothing else spoke first
+    assert diagnose.target(data_fault) == "latent_space"
+    assert diagnose.right_first(data_fault, diagnose.Outcome("x", {"findings": []}))
+    assert not diagnose.right_first(data_fault, diagnose.Outcome("x", {"findings": [decay]}))
