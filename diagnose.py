@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import shutil
 import subprocess
@@ -192,25 +191,12 @@ def run(name, scenario, scale=1.0, out_dir=OUT_DIR, extra=()):
 # the healthy population: false alarms are measured on runs whose outcome is good
 
 def sweep_draws(n, seed=0, path=REPO_DIR / "sweep.yaml"):
-    """n configs drawn with a fixed seed from sweep.yaml's parameter ranges -> [[--field=value, ...], ...]."""
-    import yaml  # a dependency of wandb
+    """n configs drawn at random, seeded, from sweep.yaml's parameters (sweep.py's sampler) -> [[--field=value]]."""
+    import sweep  # here: only the population needs it
 
-    parameters = yaml.safe_load(Path(path).read_text())["parameters"]
-    rng, draws = random.Random(seed), []
-    for _ in range(n):
-        args = []
-        for name, spec in parameters.items():
-            if "values" in spec:
-                value = rng.choice(spec["values"])
-            elif spec.get("distribution") == "log_uniform_values":
-                value = math.exp(rng.uniform(math.log(spec["min"]), math.log(spec["max"])))
-            elif spec.get("distribution") == "uniform":
-                value = rng.uniform(spec["min"], spec["max"])
-            else:
-                raise ValueError(f"{path}: {name}: a distribution diagnose.py cannot draw from: {spec}")
-            args.append(f"--{name}={value:.3g}" if isinstance(value, float) else f"--{name}={value}")
-        draws.append(args)
-    return draws
+    parameters = sweep.load_sweep(path)["parameters"]
+    return [[f"--{name}={sweep.format_value(value)}" for name, value in trial.items()]
+            for trial in sweep.random_trials(parameters, n, seed)]
 
 
 def population(seeds=(0, 1, 2), draws=8):

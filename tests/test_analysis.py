@@ -188,7 +188,7 @@ def config_annotations():
 def test_sweep_yaml_runs_train_wandb_quick_and_sweeps_only_real_fields_with_valid_values():
     sweep = yaml.safe_load((REPO_DIR / "sweep.yaml").read_text())
     assert sweep["program"] == "train_wandb.py" and sweep["method"] in ("bayes", "random")
-    assert sweep["metric"] == {"name": "best_val_loss", "goal": "minimize"}
+    assert sweep["metric"] == {"name": "val/loss_total", "goal": "minimize"}
     assert sweep["command"] == ["${env}", "python", "${program}", "--preset=quick", "${args}"]
     fields = config_annotations()
     params = sweep["parameters"]
