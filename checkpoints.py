@@ -1,7 +1,7 @@
-"""Checkpoints in one place: the background writer, save, the best copy, the artifact upload, load, and the
+"""Checkpoints in one place: the background writer, save, the best copy, load, and the
 checks that a resume continues the same run.
 
-    checkpoints = Checkpoints(out_dir, logger, every_minutes=30, enabled=rank == 0)
+    checkpoints = Checkpoints(out_dir, every_minutes=30, enabled=rank == 0)
     checkpoints.save(trainer.state_dict())        # out_dir/last.pt, written on a background thread
     checkpoints.mark_best()                       # out_dir/best.pt becomes the same file as last.pt
     state = load_checkpoint(path)                 # on resume; check_resume(state, ...) first
@@ -20,12 +20,30 @@ from pathlib import Path
 
 import torch
 
+from durable import write_atomic
 from model_architecture_large import ModelConfig
 from report import better
 
 
 class CheckpointError(Exception):
     """A checkpoint cannot be used for this run: reported in one line, exit status 2."""
+
+
+def save_atomic(obj, path, shared=False):
+    """torch.save(obj) to path through durable.write_atomic (temporary file, fsync, rename). torch writes into a
+    Python file that is closed whatever happens, so a failed write frees its disk space at once, and a full disk
+    raises the file system's own error (OSError: No space left on device), not torch's RuntimeError ("unexpected
+    pos ..."), which names no cause. shared: as in write_atomic."""
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            try:
+                torch.save(obj, f)
+            except RuntimeError as e:
+                if isinstance(e.__context__, OSError):  # the file's write failed: that error says why
+                    raise e.__context__ from None
+                raise
+
+    return write_atomic(path, write, shared)
 
 
 def load_checkpoint(path):
@@ -141,8 +159,8 @@ def saved_best(state):
 class Checkpoints:
     """Saves and copies the run's checkpoints in out_dir (rank 0 only: the others get enabled=False)."""
 
-    def __init__(self, out_dir, logger, every_minutes=0.0, enabled=True):
-        self.out_dir, self.logger = Path(out_dir), logger
+    def __init__(self, out_dir, every_minutes=0.0, enabled=True):
+        self.out_dir = Path(out_dir)
         self.every_minutes, self.enabled = every_minutes, enabled
         self.saved_at = time.monotonic()  # when last.pt was last written
         self.writer = CheckpointWriter()
@@ -176,19 +194,14 @@ class Checkpoints:
         if not self.enabled:
             return
         self.writer.wait()  # last.pt must be complete on disk
-        tmp = self.out_dir / ".best.pt.tmp"
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(self.last, tmp)
-        except OSError:
-            shutil.copyfile(self.last, tmp)
-        os.replace(tmp, self.out_dir / "best.pt")
 
-    def upload(self, epoch, step, is_best):
-        """last.pt as a W&B model Artifact (see RunLogger.log_checkpoint)."""
-        if self.enabled:
-            self.writer.wait()
-            self.logger.log_checkpoint(self.last, epoch, step, is_best)
+        def link(tmp):
+            try:
+                os.link(self.last, tmp)
+            except OSError:
+                shutil.copyfile(self.last, tmp)
+
+        write_atomic(self.out_dir / "best.pt", link)
 
     def wait(self):
         self.writer.wait()
@@ -200,9 +213,10 @@ class CheckpointWriter:
 
     `submit` snapshots the state into host buffers first, the only part the caller waits for; the buffers
     are kept and reused by the next save of the same shapes (a fresh 1 GB allocation costs more than the
-    copy itself), pinned when the tensors live on a GPU. The thread then writes a temporary file and
-    renames it into place, so a crash at any moment leaves the previous file whole. One write is in flight
-    at a time. The thread is not a daemon: a normal exit waits for it."""
+    copy itself), pinned when the tensors live on a GPU. The thread then writes it with save_atomic (a
+    temporary file, fsync, rename), so a crash or a power loss at any moment leaves the previous file whole,
+    and a failed write leaves no temporary file. One write is in flight at a time. The
+    thread is not a daemon: a normal exit waits for it."""
 
     def __init__(self):
         self.thread, self.error = None, None
@@ -232,9 +246,7 @@ class CheckpointWriter:
 
     def _write(self, state, path):
         try:
-            tmp = path.with_name(f".{path.name}.tmp")
-            torch.save(state, tmp)
-            os.replace(tmp, path)
+            save_atomic(state, path)
         except Exception as e:  # raised again in the training thread by wait()
             self.error = e
 

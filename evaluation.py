@@ -142,15 +142,19 @@ def caption_quality(candidates, references):
 # ----------------------------------------------------------------------------
 # reconstructions
 
+SSIM_WINDOW = 11  # pixels: the side of SSIM's Gaussian window; images must be at least this large
+
+
 def reconstruction_quality(recon, images):
-    """Per-image PSNR (dB) and SSIM (Wang et al. 2004; 11-pixel Gaussian window) with torchmetrics,
+    """Per-image PSNR (dB) and SSIM (Wang et al. 2004; SSIM_WINDOW-pixel Gaussian window) with torchmetrics,
     pixels in [0, 1] -> {"psnr": (B,), "ssim": (B,)}; average them over the split."""
     from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
     recon, images = recon.float().clamp(0, 1), images.float()
     return {
         "psnr": peak_signal_noise_ratio(recon, images, data_range=1.0, reduction="none", dim=(1, 2, 3)),
-        "ssim": structural_similarity_index_measure(recon, images, data_range=1.0, reduction="none"),
+        "ssim": structural_similarity_index_measure(recon, images, data_range=1.0, reduction="none",
+                                                    kernel_size=SSIM_WINDOW),
     }
 
 

@@ -2,28 +2,33 @@
 
     logger = create_logger(wcfg, config, model, rank=0, run_id=None)   # RunLogger on rank 0, NullLogger elsewhere
     logger.log(row)                      # one row of `prefix/name` metrics, with global_step
-    logger.log_visuals(step, ...)        # images, caption table, latent histogram
+    logger.log_visuals(step, epoch, ...) # images, caption table, latent histogram
     logger.alert(finding, minutes)       # console line + W&B alert + summary entry
-    logger.summary({...}); logger.log_checkpoint(path, ...); logger.finish(...)
+    logger.summary({...}); logger.log_model(state, aliases); logger.finish(...)
 
-RunLogger decides the mode (online when logged in and the server answers, else offline), starts the run,
-defines the step axis, and keeps the local history that report.md and metrics.csv are written from. A W&B
+create_logger decides the mode from wandb's own settings (online when wandb has a login for its server and the
+server answers, else offline; a settings file's `mode = offline` wins) and says why; RunLogger starts the
+run, defines the step axis, and keeps the local history that report.md and metrics.csv are written from. A W&B
 failure mid-run is reported once and training goes on: the local history keeps every row. Other ranks under
 torchrun get a NullLogger, which has the same methods and does nothing, so the Trainer never asks which rank
 it is on in order to log.
 """
 
-import netrc
+import configparser
 import os
 import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlparse
 
+import numpy as np
+import torch
 import wandb
 from tqdm import tqdm
+from wandb.errors import AuthenticationError
+from wandb.sdk.lib import wbauth  # wandb's own credential lookup, the one wandb.init and `wandb login` use
 
 from analysis import write_report
 from report import VAL_MEASURES, lower_is_better
@@ -33,31 +38,58 @@ class LoggerError(Exception):
     """W&B cannot start in the requested mode: reported in one line, exit status 2."""
 
 
+class ReportError(Exception):
+    """report.md or summary.json could not be written: the run ends as failed (exit status 1)."""
+
+
 # ----------------------------------------------------------------------------
-# the W&B mode
+# the W&B mode, decided from wandb's own settings
 
-def wandb_base_url():
-    """The W&B server wandb will talk to: WANDB_BASE_URL, else wandb's default."""
-    return os.environ.get("WANDB_BASE_URL") or wandb.Settings().base_url
+def settings_file_with(settings, key):
+    """The wandb settings file that sets `key` (the workspace file, ./wandb/settings, beats the global one,
+    ~/.config/wandb/settings or $WANDB_CONFIG_DIR/settings), or None: only to say where a value came from."""
+    for path in reversed(settings.read_system_settings().sources):  # wandb lists the global file first
+        parser = configparser.ConfigParser()
+        parser.read(path)
+        if parser.has_option("default", key):
+            return path
+    return None
 
 
-def wandb_api_key():
-    """The API key wandb would use: WANDB_API_KEY, else the netrc entry for the W&B server (never printed)."""
-    if os.environ.get("WANDB_API_KEY"):
-        return os.environ["WANDB_API_KEY"]
-    host = urlparse(wandb_base_url()).hostname
-    try:
-        auth = netrc.netrc().authenticators(host)
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+DEFAULT_SERVER = "wandb's default server"
+
+
+def server_source(settings):
+    """Where wandb took its server (settings.base_url) from, in words."""
+    if os.environ.get("WANDB_BASE_URL"):
+        return "WANDB_BASE_URL"
+    path = settings_file_with(settings, "base_url")
+    return f"base_url in {path}, from `wandb login --host`" if path else DEFAULT_SERVER
+
+
+def login_source(settings):
+    """Where wandb finds credentials for settings.base_url, in words ("API key in /home/me/.netrc"), or None
+    when it has none. wandb looks them up itself (WANDB_API_KEY, WANDB_IDENTITY_TOKEN_FILE, the netrc entry
+    for that host, an api_key setting); the key is never read out here. Raises AuthenticationError for a
+    malformed key, ValueError for a malformed server URL."""
+    auth = wbauth.authenticate_session(host=settings.base_url, source="train_wandb.py", prompt=False,
+                                       update_session=False)
+    if auth is None:
         return None
-    return auth[2] if auth else None
+    if isinstance(auth, wbauth.AuthIdentityTokenFile):
+        return f"identity token in {auth.path}"
+    if os.environ.get("WANDB_API_KEY"):
+        return "API key from WANDB_API_KEY"
+    in_netrc = wbauth.wbnetrc.read_netrc_auth_with_source(host=auth.host)
+    return f"API key in {in_netrc.source}" if in_netrc else "API key in the wandb settings"
 
 
-def server_reachable(timeout=5.0):
-    """Does the W&B server answer an HTTP request within `timeout` seconds? Any HTTP status counts as an
-    answer; a refused connection, or one accepted but never answered, does not."""
+def server_reachable(url, timeout=5.0):
+    """Does the W&B server at `url` answer an HTTP request within `timeout` seconds? Any HTTP status counts
+    as an answer; a refused connection, one accepted but never answered, or a name that does not resolve
+    does not."""
     try:
-        with urllib.request.urlopen(wandb_base_url().rstrip("/") + "/healthz", timeout=timeout):
+        with urllib.request.urlopen(url.rstrip("/") + "/healthz", timeout=timeout):
             return True
     except urllib.error.HTTPError:
         return True
@@ -66,14 +98,29 @@ def server_reachable(timeout=5.0):
 
 
 def resolve_wandb_mode(mode):
-    """'auto' -> 'online' when an API key exists and the server answers, else 'offline'. Never prompts."""
+    """-> (mode, why). 'auto' asks wandb's settings (wandb.setup().settings: its settings files, WANDB_*
+    variables, netrc): a settings file's `mode = offline` (what `wandb offline` writes) or `disabled` wins;
+    else 'online' when wandb has credentials for its server and the server answers, else 'offline'. Never
+    prompts; never prints the key."""
     if mode != "auto":
         return mode, f"mode={mode}"
-    if not wandb_api_key():
-        return "offline", "not logged in (run `wandb login` to log online)"
-    if not server_reachable():
-        return "offline", "the W&B server did not answer"
-    return "online", "logged in"
+    settings = wandb.setup().settings
+    if settings.mode in ("offline", "dryrun", "disabled"):
+        path = settings_file_with(settings, "mode")
+        where = f"in the settings file {path}; --mode=online overrides it" if path else "in wandb's settings"
+        return ("disabled" if settings.mode == "disabled" else "offline"), f"mode = {settings.mode} {where}"
+    host, source = settings.base_url, server_source(settings)
+    server = f"{host} ({source})"
+    try:
+        login = login_source(settings)
+    except (AuthenticationError, ValueError) as e:
+        return "offline", f"the W&B login for {server} is unusable: {e}"
+    if login is None:
+        command = "wandb login" if source == DEFAULT_SERVER else f"wandb login --host {host}"
+        return "offline", f"not logged in to {server}; run `{command}` to log online"
+    if not server_reachable(host):
+        return "offline", f"the W&B server {server} did not answer; `--mode=online` forces a try"
+    return "online", f"logged in to {server}, {login}"
 
 
 def init_run(wcfg, config, mode, run_id):
@@ -83,7 +130,8 @@ def init_run(wcfg, config, mode, run_id):
         try:
             run = wandb.init(project=wcfg.project, entity=wcfg.entity, name=wcfg.run_name, mode=mode,
                              config={**config, "wandb_mode": mode}, id=run_id,
-                             resume="allow" if run_id else None, settings=wandb.Settings(init_timeout=90))
+                             resume="allow" if run_id else None,
+                             settings=wandb.Settings(init_timeout=90, finish_timeout=wcfg.finish_timeout))
             return run, mode
         except Exception as e:
             reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
@@ -115,9 +163,9 @@ def create_logger(wcfg, config, model, rank=0, run_id=None):
     mode, reason = resolve_wandb_mode(wcfg.mode)
     print(f"W&B mode: {mode} ({reason})")
     run, mode = init_run(wcfg, config, mode, run_id)
-    logger = RunLogger(run, mode)
+    logger = RunLogger(run, mode, wcfg.model_ttl_days)
     logger.announce()
-    if wcfg.log_model and mode != "disabled":
+    if wcfg.watch_gradients and mode != "disabled":
         logger.call("watch", model, log="gradients", log_freq=wcfg.log_frequency)
         print("✓ Model gradients being tracked")
     return logger
@@ -129,13 +177,16 @@ class RunLogger:
     Every W&B call goes through `call`: the first one that fails is reported in one warning, later ones are
     skipped, and training goes on (metrics.csv and report.md, written from `history`, keep every row)."""
 
-    def __init__(self, run, mode):
+    def __init__(self, run, mode, model_ttl_days=0.0):
         self.run, self.mode, self.failed = run, mode, False
+        self.model_ttl_days = model_ttl_days  # how long W&B keeps each model version (0: no TTL of our own)
         self.last_samples = []  # the latest caption samples, for report.html
         self.history = []  # every logged row, for report.md and metrics.csv (and the checkpoint)
+        # one table for the whole run, each validation's samples added with their epoch (only the new rows are sent)
+        self.captions = wandb.Table(columns=["epoch", "image", "reconstruction", "caption", "generated caption"],
+                                    log_mode="INCREMENTAL")
         run.define_metric("global_step")
-        for prefix in ("train", "val", "baseline", "perf"):
-            run.define_metric(f"{prefix}/*", step_metric="global_step")
+        run.define_metric("*", step_metric="global_step")  # every chart, gradients/, report/ and charts/ too
         run.define_metric("val/loss_total", summary="min")
         for name in VAL_MEASURES:  # each measure's best over the run, in its direction, beside its last value
             run.define_metric(f"val/{name}", summary=("min" if lower_is_better(name) else "max") + ",last")
@@ -194,19 +245,31 @@ class RunLogger:
     def summary(self, values):
         self._guarded("summary", lambda: self.run.summary.update(values))
 
-    def log_visuals(self, step, grid, samples, latents):
+    def add_config(self, values):
+        """Facts known only once the run is built (parameter count, total steps, ...) into the run config; a
+        resumed run may change them."""
+        self._guarded("config", lambda: self.run.config.update(values, allow_val_change=True))
+
+    def log_visuals(self, step, epoch, grid, samples, latents):
         """grid: a PIL image (validation images over their reconstructions); samples: rows of (image, recon,
-        caption, generated caption) with PIL images; latents: a numpy array of z values."""
+        caption, generated caption) with PIL images, added to the run's one caption table under `epoch`;
+        latents: a numpy array of z values."""
         self.last_samples = samples
-        table = wandb.Table(columns=["image", "reconstruction", "caption", "generated caption"])
-        for image, recon, caption, generated in samples:
-            table.add_data(wandb.Image(image), wandb.Image(recon), caption, generated)
-        self.call("log", {
-            "global_step": step,
-            "val/reconstructions": wandb.Image(grid, caption="top: validation images, bottom: reconstructions"),
-            "val/captions": table,
-            "val/latent_histogram": wandb.Histogram(latents),
-        })
+        finite = np.isfinite(latents)
+        if not finite.all():
+            tqdm.write(f"warning: {finite.size - finite.sum()} of {finite.size} latent values at step {step} are NaN "
+                       "or infinite; val/latent_histogram leaves them out", file=sys.stderr)
+
+        def media():  # built inside the guard: a media object that cannot be built is a W&B failure, not a crash
+            for image, recon, caption, generated in samples:
+                self.captions.add_data(epoch, wandb.Image(image), wandb.Image(recon), caption, generated)
+            row = {"global_step": step, "val/captions": self.captions,
+                   "val/reconstructions": wandb.Image(grid, caption="top: validation images, bottom: reconstructions")}
+            if finite.any():
+                row["val/latent_histogram"] = wandb.Histogram(latents[finite])
+            return row
+
+        self._guarded("log", lambda: self.run.log(media()))
 
     def alert(self, finding, interval_minutes):
         """A health finding: one console line headed by its severity, a summary entry, and for a warning or an
@@ -221,26 +284,60 @@ class RunLogger:
                   text=f"{finding.message}\nAction: {finding.action}", level=level,
                   wait_duration=60 * interval_minutes)
 
-    def log_checkpoint(self, path, epoch, step, is_best):
-        """A checkpoint as a W&B model Artifact: aliased latest, epoch-N, and best when it is the best so far."""
-        artifact = wandb.Artifact(f"checkpoint-{self.run_id}", type="model", metadata={"epoch": epoch, "step": step})
-        artifact.add_file(str(path))
-        self.call("log_artifact", artifact, aliases=["latest", f"epoch-{epoch}"] + (["best"] if is_best else []))
+    def log_model(self, state, aliases):
+        """Weights as a new version of the run's model Artifact, `model-<run id>`: one file, model.pt, holding
+        `state` (the weights and what sample.py needs to use them; no optimizer, no history), under `aliases`
+        (W&B moves an alias to the newest version that has it). With model_ttl_days W&B deletes the version
+        that many days after it is logged."""
+        if self.mode == "disabled":
+            return
+
+        def log():
+            metadata = {k: state.get(k) for k in ("epoch", "step", "best_metric", "best_value", "best_epoch")}
+            artifact = wandb.Artifact(f"model-{self.run_id}", type="model", metadata=metadata)
+            if self.model_ttl_days:
+                artifact.ttl = timedelta(days=self.model_ttl_days)
+            with artifact.new_file("model.pt", mode="wb") as f:
+                torch.save(state, f)
+            self.run.log_artifact(artifact, aliases=aliases)
+
+        self._guarded("log_artifact", log)
 
     def finish(self, out_dir, monitor, info, weights, step, ok):
         """Write report.md, metrics.csv, summary.json and the plots to out_dir, attach them (plots, charts,
-        a report Artifact) and the verdicts to the run, and close it. -> the files written."""
-        paths = write_report(out_dir, self.history, monitor, {**info, "wandb_run": self.location},
-                             samples=self.last_samples)
-        images = {f"report/{name}": wandb.Image(str(p)) for name, p in paths.items() if str(p).endswith(".png")}
-        self.call("log", {"global_step": step, **images, **custom_charts(self.history, weights)})
-        report = wandb.Artifact(f"report-{self.run_id}", type="report")
-        for p in paths.values():
-            report.add_file(str(p))
-        self.call("log_artifact", report)
-        self.summary({"status": info["status"],
-                      **{f"health/{name}": verdict.status for name, verdict in monitor.verdicts().items()}})
-        self.call("finish", exit_code=0 if ok else 1)
+        a report Artifact) and the verdicts to the run, and close it, with exit code 0 when ok, else 1. -> the files
+        written. Whatever fails on the way, the run is closed (as failed); when report.md or summary.json could not be
+        written (the warnings before say why), ReportError is raised after."""
+        status, exit_code = info["status"], 0 if ok else 1
+        try:
+            paths = write_report(out_dir, self.history, monitor, {**info, "wandb_run": self.location},
+                                 samples=self.last_samples)
+            missing = [name for key, name in (("summary", "summary.json"), ("report", "report.md")) if key not in paths]
+            if missing:  # the run failed, if it had not already
+                exit_code = 1
+                status = status if not ok else f"failed: ReportError: {' and '.join(missing)} not written"
+
+            def report_media():
+                images = {f"report/{name}": wandb.Image(str(p)) for name, p in paths.items() if str(p).endswith(".png")}
+                return {"global_step": step, **images, **custom_charts(self.history, weights)}
+
+            def report_artifact():
+                report = wandb.Artifact(f"report-{self.run_id}", type="report")
+                for p in paths.values():
+                    report.add_file(str(p))
+                return report
+
+            self._guarded("log", lambda: self.run.log(report_media()))
+            self._guarded("log_artifact", lambda: self.run.log_artifact(report_artifact()))
+            self.summary({"status": status,
+                          **{f"health/{name}": verdict.status for name, verdict in monitor.verdicts().items()}})
+        except BaseException:
+            exit_code = 1
+            raise
+        finally:
+            self.call("finish", exit_code=exit_code)
+        if missing:
+            raise ReportError(f"{' and '.join(missing)} could not be written to {out_dir}")
         return paths
 
 
@@ -271,13 +368,16 @@ class NullLogger:
     def summary(self, values):
         pass
 
-    def log_visuals(self, step, grid, samples, latents):
+    def add_config(self, values):
+        pass
+
+    def log_visuals(self, step, epoch, grid, samples, latents):
         pass
 
     def alert(self, finding, interval_minutes):
         pass
 
-    def log_checkpoint(self, path, epoch, step, is_best):
+    def log_model(self, state, aliases):
         pass
 
     def finish(self, out_dir, monitor, info, weights, step, ok):

@@ -14,6 +14,7 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
+from durable import write_atomic, write_text_atomic
 from health import ANALYSES, COMPONENTS, HealthMonitor, replay
 from health.core import UNTRAINED, finite, fmt, fmt_config, is_number, loss_weights, share_error
 
@@ -71,19 +72,24 @@ def columns(rows):
 
 
 def write_metrics_csv(rows, path):
+    """metrics.csv in UTF-8, through a temporary file (durable.write_atomic): a crash leaves the previous one whole."""
     header = columns(rows)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, header, restval="", extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: v for k, v in row.items() if is_number(v) or isinstance(v, str)})
+
+    def write(tmp):
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, header, restval="", extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: v for k, v in row.items() if is_number(v) or isinstance(v, str)})
+
+    write_atomic(path, write)
     return True
 
 
 def read_metrics_csv(path):
     """Rows of a metrics.csv as dicts of floats; empty cells and text are left out."""
     rows = []
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         for record in csv.DictReader(f):
             row = {}
             for key, text in record.items():
@@ -703,5 +709,6 @@ def _make_dir(path):
 
 
 def _write_text(path, render):
-    path.write_text(render())
+    """UTF-8, through a temporary file (durable.write_text_atomic): a crash never leaves half a report."""
+    write_text_atomic(path, render())
     return True

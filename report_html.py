@@ -14,11 +14,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 import re
 from pathlib import Path
 from string import Template
 
+from durable import write_text_atomic
 from health.core import ANALYSES, STATUS_BY_SEVERITY, fmt, fmt_config
 from report import (KEY_CONFIG, PLOTS, PROBE_MEASURES, PROBES_TEXT, VAL_MEASURES, baseline_sentence,
                     best_checkpoint_sentence, best_pt_fact, fmt_duration, probe_words_sentence, summary_paragraph)
@@ -294,12 +294,5 @@ def render_comparison_html(labels, summaries, fields, plots) -> str:
 
 
 def write_html(path, text) -> Path:
-    """Write text to path atomically (a temporary file beside it, then os.replace): never half a page."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """Write text to path in UTF-8 through a temporary file (durable.write_text_atomic): never half a page."""
+    return write_text_atomic(path, text)

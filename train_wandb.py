@@ -5,9 +5,13 @@
     python train_wandb.py --batch_size=32 --learning_rate=5e-4   # any Config / WandBConfig field
     python train_wandb.py --help                   # every field with its default
 
+Exit status: 0 done; 1 failed (one line, the traceback in out_dir/error.log); 2 a bad setting, data folder, out_dir
+or checkpoint; 3 stopped on a non-finite loss or out of memory; 130 / 143 stopped by Ctrl-C / SIGTERM.
+
 Sections, top to bottom: configuration, caption tokenizer, engraving dataset, metric definitions,
 the log window, the Trainer, the builders (data, model, logger, trainer) and main(), which reads as
-STEP 1..6. Beside this file: logger.py (every W&B call), checkpoints.py (save, load, resume checks),
+STEP 1..6. Beside this file: logger.py (every W&B call), checkpoints.py (save, load, resume checks), durable.py
+(the temporary file, fsync and rename behind every file that must survive a crash),
 analysis.py (health checks, report, compare), evaluation.py and probes.py (what validation measures) and
 model_architecture_large.py (the model).
 """
@@ -24,7 +28,10 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import time
+import traceback
+import unicodedata
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -41,8 +48,9 @@ from tqdm import tqdm
 
 from analysis import HealthConfig, HealthMonitor, replay
 from checkpoints import (SAME_OPTIMISATION, BestCheckpoint, CheckpointError, Checkpoints, check_model_config,
-                         check_resume, load_checkpoint)
-from evaluation import baseline_split, batch_standard_error, evaluate_split, mean_image, missing_packages
+                         check_resume, load_checkpoint, save_atomic)
+from evaluation import (SSIM_WINDOW, baseline_split, batch_standard_error, evaluate_split, mean_image,
+                        missing_packages)
 from logger import LoggerError, create_logger
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
 from probes import FIELDS, PROBE_SAMPLE, LatentProbe, image_latents, untrained_levels
@@ -111,12 +119,14 @@ class WandBConfig:
     project: str = "multimodal-engravings"  # W&B project (WANDB_PROJECT overrides the default)
     entity: Optional[str] = None  # W&B user or team (WANDB_ENTITY overrides the default)
     run_name: Optional[str] = None  # display name of the run (None = W&B picks one)
-    mode: str = "auto"  # 'auto' (online if logged in and reachable, else offline), 'online', 'offline', 'disabled'
+    mode: str = "auto"  # 'auto' (asks wandb's settings: online if logged in and reachable, else offline), 'online', 'offline', 'disabled'
     log_frequency: int = 10  # log the mean of every metric over this many batches
     track_gradients: bool = True  # log grad_norm, grad_mean, grad_max
     track_hardware: bool = True  # log gpu_memory_used, gpu_memory_percent, cpu_percent
-    log_model: bool = False  # wandb.watch: gradient histograms of every layer (costs time)
-    log_checkpoints: bool = False  # upload last.pt as a W&B Artifact at each epoch end (alias best when it is)
+    watch_gradients: bool = False  # wandb.watch: gradient histograms of every layer under gradients/ (costs time)
+    log_model: str = "off"  # weights as a W&B Artifact: 'off', 'end' (best + last, at the end), 'best' (each new best), 'all' (every epoch)
+    model_ttl_days: float = 0.0  # W&B deletes each model version this many days after upload (0 = no TTL of our own)
+    finish_timeout: float = 600.0  # seconds the run's end waits for W&B uploads, the rest left for `wandb sync` (0 = all)
 
 
 # the Config fields that are also ModelConfig fields (model_config() passes them on)
@@ -137,6 +147,8 @@ PRESETS = {
 }
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+LOG_MODEL = ("off", "end", "best", "all")  # when the weights go to W&B (Trainer.end_epoch, upload_final_model)
+RENAMED = {"log_checkpoints": "--log_model=all (weights only)"}  # fields that are gone -> what replaces them
 WANDB_ENV = {"WANDB_PROJECT": "project", "WANDB_ENTITY": "entity", "WANDB_MODE": "mode"}  # env var -> field
 
 
@@ -201,6 +213,8 @@ def parse_args(argv):
                 raise ConfigError(f"--preset={raw}: unknown preset; choose from {', '.join(PRESETS)}")
             values.update(PRESETS[raw])
             continue
+        if name in RENAMED:
+            raise ConfigError(f"--{name} is gone: use {RENAMED[name]}")
         if name not in fields:
             close = difflib.get_close_matches(name, fields, n=3)
             hint = f"; did you mean {' or '.join('--' + c for c in close)}?" if close else "; see --help"
@@ -235,6 +249,7 @@ def validate(cfg, wcfg):
     check(0 <= cfg.warmup_fraction < 1, "warmup_fraction", "must be in [0, 1)")
     check(0 <= cfg.min_lr_fraction <= 1, "min_lr_fraction", "must be in [0, 1]")
     check(0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)")
+    check(cfg.image_size >= SSIM_WINDOW, "image_size", f"must be at least {SSIM_WINDOW} (the SSIM measure's window)")
     check(cfg.image_size % cfg.patch_size == 0, "image_size", f"must be a multiple of patch_size ({cfg.patch_size})")
     check(not cfg.conv_stem or (cfg.patch_size & (cfg.patch_size - 1)) == 0, "patch_size",
           "must be a power of 2 with --conv_stem=true (one stride-2 convolution per halving)")
@@ -247,6 +262,10 @@ def validate(cfg, wcfg):
     check(not unknown, "resume_changes", f"can name only {', '.join(SAME_OPTIMISATION)}")
     check(wcfg.mode in WANDB_MODES, "mode", f"choose from {', '.join(WANDB_MODES)}")
     check(wcfg.log_frequency >= 1, "log_frequency", "must be at least 1")
+    check(wcfg.log_model in LOG_MODEL, "log_model", f"choose from {', '.join(LOG_MODEL)} (the gradient histograms "
+          "it once switched on are --watch_gradients=True)")
+    check(wcfg.model_ttl_days >= 0, "model_ttl_days", "must not be negative")
+    check(wcfg.finish_timeout >= 0, "finish_timeout", "must not be negative")
     if cfg.data_dir != BUNDLED_DATA_DIR:
         check(Path(cfg.data_dir).is_dir(), "data_dir", "is not a folder")
     missing = missing_packages()
@@ -328,8 +347,9 @@ class CaptionTokenizer:
 
     @staticmethod
     def split(text):
-        """Lower-cased words (apostrophes kept inside a word) and single punctuation marks."""
-        return re.findall(r"\w+(?:['’]\w+)*|[^\w\s]", text.lower())
+        """Lower-cased words (apostrophes kept inside a word) and single punctuation marks, of the text in Unicode's
+        NFC form: "café" typed on macOS (NFD: e + a combining accent) is the same word as anywhere else."""
+        return re.findall(r"\w+(?:['’]\w+)*|[^\w\s]", unicodedata.normalize("NFC", text).lower())
 
     @classmethod
     def build(cls, captions):
@@ -382,28 +402,59 @@ class CacheWarning(UserWarning):
 
 def _read_metadata(meta):
     """Rows of one metadata.jsonl / metadata.csv as (file_name, text, truth) triples, file names relative to its
-    folder; truth: the row's `truth` object (the bundled generator's ground truth), else None."""
-    rows = []
-    if meta.suffix == ".jsonl":
-        with open(meta, encoding="utf-8-sig", errors="replace") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    if not isinstance(row["file_name"], str):
-                        raise TypeError("file_name is not a string")
-                    truth = row.get("truth")
-                    rows.append((row["file_name"], row.get("text"), truth if isinstance(truth, dict) else None))
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    warnings.warn(f"{meta}:{line_no}: not a JSON object with file_name and text; skipped", DataWarning)
-    else:
+    folder; truth: the row's `truth` object (the bundled generator's ground truth), else None. A file that cannot be
+    read, and each malformed row (not a JSON object, a short CSV row, a NUL in the file name), is named in a
+    DataWarning and skipped."""
+    try:
         with open(meta, encoding="utf-8-sig", errors="replace", newline="") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "file_name" not in reader.fieldnames or "text" not in reader.fieldnames:
-                raise DataError(f"{meta}: needs the columns file_name and text, found {reader.fieldnames}")
-            rows = [(row["file_name"], row["text"], None) for row in reader]
+            rows = _jsonl_rows(meta, f) if meta.suffix == ".jsonl" else _csv_rows(meta, f)
+    except (OSError, csv.Error) as e:
+        warnings.warn(f"{meta}: cannot be read ({type(e).__name__}: {getattr(e, 'strerror', None) or e}); the items "
+                      "it names are skipped", DataWarning)
+        return []
+    kept = []
+    for line_no, file_name, text, truth in rows:
+        if "\0" in file_name:
+            warnings.warn(f"{meta}:{line_no}: file name {file_name!r} holds a NUL character; skipped", DataWarning)
+        else:
+            kept.append((file_name, text, truth))
+    return kept
+
+
+def _jsonl_rows(meta, f):
+    rows = []
+    for line_no, line in enumerate(f, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row["file_name"], str):
+                raise TypeError("file_name is not a string")
+            truth = row.get("truth")
+            rows.append((line_no, row["file_name"], row.get("text"), truth if isinstance(truth, dict) else None))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            warnings.warn(f"{meta}:{line_no}: not a JSON object with file_name and text; skipped", DataWarning)
     return rows
+
+
+def _csv_rows(meta, f):
+    reader = csv.DictReader(f)
+    if not reader.fieldnames or "file_name" not in reader.fieldnames or "text" not in reader.fieldnames:
+        raise DataError(f"{meta}: needs the columns file_name and text, found {reader.fieldnames}")
+    rows = []
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return rows
+        except csv.Error as e:  # e.g. a field over csv.field_size_limit(); the reader goes on with the next row
+            warnings.warn(f"{meta}: the row after line {reader.line_num}: malformed CSV ({e}); skipped", DataWarning)
+            continue
+        if row["file_name"] is None or row["text"] is None:  # DictReader fills the missing fields with None
+            warnings.warn(f"{meta}:{reader.line_num}: fewer fields than the header's {len(reader.fieldnames)}; "
+                          "skipped", DataWarning)
+        else:
+            rows.append((reader.line_num, row["file_name"], row["text"], None))
 
 
 def find_items(data_dir):
@@ -412,39 +463,82 @@ def find_items(data_dir):
     Layouts, as in Hugging Face's imagefolder: metadata.jsonl or metadata.csv files with
     `file_name` and `text` (file names relative to the metadata file, in any sub-folder);
     otherwise every image with a same-named .txt caption beside it. Items that cannot be
-    used are skipped with a DataWarning naming them.
+    used are skipped with a DataWarning naming them: among them every file that resolves outside
+    data_dir (`../x.png`, an absolute path, a symbolic link that leads out), so a downloaded
+    collection cannot pull in other files of the machine, and a second name of a file already
+    taken (`./a.png` after `a.png`), which could otherwise land in both the training and the
+    validation split.
     """
     data_dir = Path(data_dir)
+    root = data_dir.resolve()
     metas = sorted(p for p in data_dir.rglob("metadata.*") if p.suffix in (".jsonl", ".csv"))
     images = sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-    items = []
+    items, taken = [], {}  # taken: resolved path -> which row holds that file, for the warning about a second one
+
+    def usable(path, text, written, source):
+        """Is (path, text) a new item inside data_dir? If not, warn naming it and why. written: the file name as the
+        source (a metadata file or a caption file) gives it."""
+        resolved = _resolved(path)
+        if resolved is None:
+            warnings.warn(f"{path}: a loop of symbolic links; skipped", DataWarning)
+        elif not resolved.is_relative_to(root):
+            warnings.warn(f"{path}: leads to {resolved}, outside {data_dir}; skipped", DataWarning)
+        elif resolved in taken:
+            warnings.warn(f"{path}: {written!r} in {source} is the same file as {taken[resolved]}; skipped",
+                          DataWarning)
+        elif not path.is_file():
+            warnings.warn(f"{path}: named in {source} but missing; skipped", DataWarning)
+        elif not isinstance(text, str) or not text.strip():
+            warnings.warn(f"{path}: empty caption; skipped", DataWarning)
+        elif "\ufffd" in text:  # bytes that were not UTF-8 were read as U+FFFD
+            warnings.warn(f"{path}: caption in {source} is not valid UTF-8; skipped", DataWarning)
+        else:
+            taken[resolved] = f"{written!r} in {source}"
+            return True
+        return False
+
     if metas:
-        rows = [(meta, meta.parent / file_name, text) for meta in metas for file_name, text, _ in _read_metadata(meta)]
-        for meta, path, text in rows:
-            if not path.is_file():
-                warnings.warn(f"{path}: named in {meta.name} but missing; skipped", DataWarning)
-            elif not isinstance(text, str) or not text.strip():
-                warnings.warn(f"{path}: empty caption; skipped", DataWarning)
-            elif "\ufffd" in text:  # bytes that were not UTF-8 were read as U+FFFD
-                warnings.warn(f"{path}: caption in {meta.name} is not valid UTF-8; skipped", DataWarning)
-            else:
-                items.append((path, text.strip()))
-        named = {path.resolve() for _, path, _ in rows}
-        unnamed = [p for p in images if p.resolve() not in named]
+        named = set()
+        for meta in metas:
+            where = _resolved(meta)
+            if where is not None and not where.is_relative_to(root):
+                warnings.warn(f"{meta}: a link to {where}, outside {data_dir}; not read", DataWarning)
+                continue
+            for file_name, text, _ in _read_metadata(meta):
+                path = meta.parent / file_name
+                named.add(_resolved(path))
+                if usable(path, text, file_name, meta.name):
+                    items.append((path, text.strip()))
+        unnamed = [p for p in images if _resolved(p) not in named]
         if unnamed:
             warnings.warn(f"{len(unnamed)} images under {data_dir} (e.g. {unnamed[0]}) are named in no metadata "
                           "file; ignored", DataWarning)
     else:
         for path in images:
             caption_file = path.with_suffix(".txt")
-            text = caption_file.read_text(encoding="utf-8-sig", errors="replace").strip() if caption_file.is_file() else ""
-            if "\ufffd" in text:
-                warnings.warn(f"{caption_file}: not valid UTF-8; skipped", DataWarning)
-            elif text:
-                items.append((path, text))
-            else:
+            if caption_file.is_file() and not caption_file.resolve().is_relative_to(root):
+                warnings.warn(f"{caption_file}: a link to {caption_file.resolve()}, outside {data_dir}; {path.name} "
+                              "skipped", DataWarning)
+                continue
+            try:
+                text = caption_file.read_text(encoding="utf-8-sig", errors="replace") if caption_file.is_file() else ""
+            except OSError as e:
+                warnings.warn(f"{caption_file}: cannot be read ({type(e).__name__}: {e.strerror or e}); {path.name} "
+                              "skipped", DataWarning)
+                continue
+            if not text.strip():
                 warnings.warn(f"{path}: no caption ({caption_file.name} missing or empty); skipped", DataWarning)
+            elif usable(path, text, path.name, caption_file.name):
+                items.append((path, text.strip()))
     return items
+
+
+def _resolved(path):
+    """path with every symbolic link followed, or None where they loop."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # Python before 3.13 raises RuntimeError for a loop
+        return None
 
 
 def load_image(path, size):
@@ -509,13 +603,12 @@ def decode_images(paths, size, num_workers=4, cache_dir=""):
     images = (torch.from_numpy(np.stack([results[i][0] for i in kept])) if kept
               else torch.empty(0, 3, size, size, dtype=torch.uint8))
     if cache is not None:
+        saved = {"images": images, "kept": torch.tensor(kept, dtype=torch.long), "failed": failed}
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")  # several processes may write at once
-            torch.save({"images": images, "kept": torch.tensor(kept, dtype=torch.long), "failed": failed}, tmp)
-            os.replace(tmp, cache)
-        except OSError as e:
-            warnings.warn(f"cannot write the decoded-image cache in {cache_dir} ({e}); the next run decodes "
+            save_atomic(saved, cache, shared=True)  # under torchrun every process may write it
+        except Exception as e:  # any: a cache that cannot be written must not stop the run
+            warnings.warn(f"cannot write the decoded-image cache in {cache_dir} ({one_line(e)}); the next run decodes "
                           "again (set --cache_dir to a writable folder, or '' to turn the cache off)", CacheWarning)
             cache = None
     return images, kept, failed, cache, False
@@ -950,6 +1043,7 @@ class Validator:
         # each loss's noise, from its spread between batches: the health checks judge its changes against it
         per_batch = torch.stack(batch_losses).cpu().T if batch_losses else torch.empty(len(LOSSES), 0)
         noise = {f"{name}_se": batch_standard_error(values, sizes) for name, values in zip(LOSSES, per_batch)}
+        noise = {k: v for k, v in noise.items() if math.isfinite(v)}  # one batch gives no spread: none logged
         return {**window.means(), **measures, **probes, **counts, **noise}
 
     def visuals(self):
@@ -976,7 +1070,7 @@ class Trainer:
         self.model, self.tokenizer = model, tokenizer
         self.train_loader, self.val_loader = train_loader, val_loader
         self.device, self.logger, self.world_size = device, logger, world_size
-        self.checkpoints = checkpoints or Checkpoints(cfg.out_dir, logger, cfg.checkpoint_every, enabled=False)
+        self.checkpoints = checkpoints or Checkpoints(cfg.out_dir, cfg.checkpoint_every, enabled=False)
         self.weights = {"image": cfg.image_loss_weight, "caption": cfg.caption_loss_weight,
                         "alignment": cfg.alignment_loss_weight}
         self.autocast, peak = mixed_precision(cfg, device)
@@ -1096,6 +1190,7 @@ class Trainer:
                 self.batches_done = 0
             self.end_epoch(train_loss, start)
         self.checkpoints.wait()  # the last checkpoint is on disk before the run is reported done
+        self.upload_final_model()
 
     def out_of_patience(self):
         """Early stopping: has val/<best_metric> gone early_stopping_patience epochs without improving? Under
@@ -1157,7 +1252,7 @@ class Trainer:
         # flat line beside each measure and is in the history of a resumed run too
         self.log({"val": {**val, "epoch": float(self.epoch)}, "baseline": self.validator.baseline(), "perf": perf})
         if self.logger.wants_media:
-            self.logger.log_visuals(self.step, *self.validator.visuals())
+            self.logger.log_visuals(self.step, self.epoch, *self.validator.visuals())
         if val["loss_total"] < self.best_val_loss:
             self.best_val_loss = val["loss_total"]
             self.logger.summary({"best_val_loss": val["loss_total"]})
@@ -1167,8 +1262,9 @@ class Trainer:
         saved = self.save_checkpoint()
         if is_best and saved:
             self.checkpoints.mark_best()
-        if self.wcfg.log_checkpoints and saved:
-            self.checkpoints.upload(self.epoch, self.step, is_best)
+        if saved and (self.wcfg.log_model == "all" or (self.wcfg.log_model == "best" and is_best)):
+            aliases = ["latest", f"epoch-{self.epoch}"] + ["best"] * is_best
+            self.logger.log_model(model_state(self.state_dict()), aliases)
         print(f"Epoch {self.epoch} | Train Loss: {train_loss:.4f} | Val Loss: {val['loss_total']:.4f} | "
               f"Time: {time.perf_counter() - start:.1f}s | LR: {self.lr:.2e}")
 
@@ -1211,6 +1307,22 @@ class Trainer:
         """Seconds of training of the whole run: this process's so far, plus those before a resume up to the
         checkpoint it resumed from."""
         return self.time_before + (time.perf_counter() - self.started if self.started is not None else 0.0)
+
+    def upload_final_model(self):
+        """--log_model=end, once training has ended (not after a failure): best.pt's weights (alias best) and
+        last.pt's (alias latest), one version when they are the same step. Read from the files, which hold only
+        finite weights."""
+        last, best = self.checkpoints.last, self.checkpoints.out_dir / "best.pt"
+        if self.wcfg.log_model != "end" or not self.checkpoints.enabled or not last.is_file():
+            return
+        final, aliases = model_state(load_checkpoint(last)), ["latest"]
+        if best.is_file():
+            best_state = model_state(load_checkpoint(best))
+            if best_state["step"] == final["step"]:
+                aliases.append("best")
+            else:
+                self.logger.log_model(best_state, ["best"])
+        self.logger.log_model(final, aliases)
 
     def save_checkpoint(self):
         """out_dir/last.pt, written in the background (Checkpoints); False when it was not written."""
@@ -1324,6 +1436,16 @@ def flat_config(cfg, wcfg, health):
     return {**asdict(cfg), **asdict(wcfg), **asdict(health)}
 
 
+# what a model Artifact holds (--log_model): the weights and what sample.py needs to use them (model config,
+# tokenizer, which epoch, how best.pt was chosen); no optimizer, RNG state or history
+MODEL_STATE = ("model", "model_config", "tokenizer", "epoch", "step", "best_metric", "best_value", "best_epoch")
+
+
+def model_state(state):
+    """The MODEL_STATE part of a checkpoint (Trainer.state_dict())."""
+    return {k: state[k] for k in MODEL_STATE if k in state}
+
+
 def model_config(cfg, tokenizer):
     """The model's configuration from the Config fields and the caption vocabulary."""
     return ModelConfig(vocab_size=len(tokenizer), pad_id=tokenizer.PAD,
@@ -1409,6 +1531,7 @@ def build_data(cfg, device, rank=0, world_size=1, checkpoint=None):
     if len(dataset) < 2:
         raise DataError(f"{cfg.data_dir}: fewer than 2 readable images")
     train_idx, val_idx = split_indices(len(dataset), cfg.val_fraction, cfg.seed)
+    check_shards(len(train_idx), world_size)
     truth_of = read_truths(collection_dir(cfg))
     truths = [truth_of.get(Path(p).resolve()) for p in dataset.paths]
     needs_truth = cfg.best_metric.startswith("grounded_") or cfg.best_metric in {f"probe_{f}" for f in FIELDS}
@@ -1432,6 +1555,14 @@ def build_data(cfg, device, rank=0, world_size=1, checkpoint=None):
     print(f"Batches per epoch: {len(train_loader)}" + (" (per process)" if world_size > 1 else ""))
     return Data(tokenizer, dataset, train_loader, val_loader, skipped + len(items) - len(dataset),
                 [truths[i] for i in val_idx.tolist()], [truths[i] for i in train_idx.tolist()], fingerprint(dataset))
+
+
+def check_shards(train_items, world_size):
+    """Under torchrun each process trains on its own share of the training split: with fewer items than processes
+    a share is empty and every epoch would have no step. A DataError then."""
+    if train_items < world_size:
+        raise DataError(f"{train_items} training item{'s' * (train_items != 1)} for {world_size} processes: each "
+                        "process needs at least one; start fewer processes (--nproc_per_node) or use more data")
 
 
 def build_loaders(dataset, train_idx, val_idx, cfg, device, rank=0, world_size=1):
@@ -1496,13 +1627,18 @@ def build_model(cfg, tokenizer, device, checkpoint=None):
     return model
 
 
+# facts known once the data, the model and the Trainer are built, added to the W&B run config to filter runs by
+DERIVED_CONFIG = ("world_size", "global_batch_size", "parameters", "vocab_size", "total_steps", "data_fingerprint")
+
+
 def build_trainer(cfg, wcfg, health, model, data, device, logger, rank=0, world_size=1, checkpoint=None):
     """The Trainer with its checkpoints (written by rank 0 only, the process with a RunLogger); restored from
     the checkpoint on resume."""
-    checkpoints = Checkpoints(cfg.out_dir, logger, cfg.checkpoint_every, enabled=rank == 0)
+    checkpoints = Checkpoints(cfg.out_dir, cfg.checkpoint_every, enabled=rank == 0)
     negatives = cfg.batch_size * (world_size if cfg.contrastive_negatives == "global" else 1)  # the alignment's chance
     run_config = {**reference_levels(data, negatives, seed=cfg.seed), "world_size": world_size,
-                  "data_fingerprint": data.fingerprint}
+                  "global_batch_size": cfg.batch_size * world_size, "parameters": model.num_parameters(),
+                  "vocab_size": len(data.tokenizer), "data_fingerprint": data.fingerprint}
     trainer = Trainer(cfg, wcfg, health, model, data.tokenizer, data.train_loader, data.val_loader, device, logger,
                       run_config=run_config, world_size=world_size, checkpoints=checkpoints, val_truths=data.val_truths,
                       train_truths=data.train_truths)
@@ -1512,6 +1648,7 @@ def build_trainer(cfg, wcfg, health, model, data, device, logger, rank=0, world_
         continue_with(trainer, changed)
         where = f", batch {trainer.batches_done} of epoch {trainer.epoch + 1}" if trainer.batches_done else ""
         print(f"Resumed from epoch {checkpoint['epoch']}, step {trainer.step}{where}")
+    logger.add_config({name: trainer.run_config[name] for name in DERIVED_CONFIG})
     return trainer
 
 
@@ -1560,29 +1697,86 @@ def main(argv=None):
     cfg, wcfg, health = parse_args(argv)
     rank, world_size, device = setup_distributed(cfg)
     setup_console(rank)
-    if device.type == "cuda":
-        configure_cuda()
-    torch.manual_seed(cfg.seed)
-    print_setup(cfg, wcfg, health, device, world_size)
-    checkpoint = resume_checkpoint(cfg)
-    data = build_data(cfg, device, rank, world_size, checkpoint)  # STEPS 1-3
-    model = build_model(cfg, data.tokenizer, device, checkpoint)  # STEP 4
+    if rank == 0:
+        check_out_dir(cfg.out_dir)
+    with failures_reported(cfg.out_dir):
+        if device.type == "cuda":
+            configure_cuda()
+        torch.manual_seed(cfg.seed)
+        print_setup(cfg, wcfg, health, device, world_size)
+        checkpoint = resume_checkpoint(cfg)
+        data = build_data(cfg, device, rank, world_size, checkpoint)  # STEPS 1-3
+        model = build_model(cfg, data.tokenizer, device, checkpoint)  # STEP 4
 
-    print("\nSTEP 5: Setting up W&B...")
-    logger = create_logger(wcfg, flat_config(cfg, wcfg, health), model, rank,
-                           run_id=checkpoint.get("wandb_run_id") if checkpoint else None)
-    if os.environ.get("WANDB_SWEEP_ID") and not cfg.resume and logger.run_id:  # sweep trials must not overwrite
-        cfg.out_dir = str(Path(cfg.out_dir) / logger.run_id)
-        print(f"Sweep run: checkpoints and report go to {cfg.out_dir}")
-    logger.summary({"data/items": len(data.dataset), "data/skipped_items": data.skipped})
-    trainer = build_trainer(cfg, wcfg, health, model, data, device, logger, rank, world_size, checkpoint)
+        print("\nSTEP 5: Setting up W&B...")
+        logger = create_logger(wcfg, flat_config(cfg, wcfg, health), model, rank,
+                               run_id=checkpoint.get("wandb_run_id") if checkpoint else None)
+        try:
+            if os.environ.get("WANDB_SWEEP_ID") and not cfg.resume and logger.run_id:  # sweep trials must not overwrite
+                cfg.out_dir = str(Path(cfg.out_dir) / logger.run_id)
+                print(f"Sweep run: checkpoints and report go to {cfg.out_dir}")
+            logger.summary({"data/items": len(data.dataset), "data/skipped_items": data.skipped})
+            trainer = build_trainer(cfg, wcfg, health, model, data, device, logger, rank, world_size, checkpoint)
+        except BaseException:
+            logger.call("finish", exit_code=1)  # the W&B run says it failed too
+            raise
 
     print("\nSTEP 6: Starting training...")
     return train(trainer, device)
 
 
+def check_out_dir(out_dir):
+    """At start-up, not at the first save an epoch later: out_dir is created and written to, or a ConfigError."""
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):  # a real write: permission bits say nothing to root or over NFS
+            pass
+    except OSError as e:
+        raise ConfigError(f"--out_dir={out_dir}: cannot write there ({e.strerror or e})") from None
+
+
+class RunFailed(Exception):
+    """An unexpected error (a full disk, a bug): reported in one line, its traceback in out_dir/error.log, exit
+    status 1."""
+
+
+@contextlib.contextmanager
+def failures_reported(out_dir):
+    """An unexpected error in the block becomes RunFailed; the errors that already say what to do pass as they are."""
+    try:
+        yield
+    except (ConfigError, DataError, CheckpointError, LoggerError):
+        raise
+    except Exception as e:
+        raise RunFailed(failure_line(out_dir, e)) from None
+
+
+def one_line(error):
+    """An exception as one line: its type and the first line of its message (torch's can run to many)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def failure_line(out_dir, error):
+    """The console line of an unexpected error; its traceback is appended to out_dir/error.log
+    (error-rank<N>.log on the other processes under torchrun)."""
+    rank = int(os.environ.get("RANK", 0))
+    log = Path(out_dir) / ("error.log" if rank == 0 else f"error-rank{rank}.log")
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} python {' '.join(sys.argv)}\n")
+            f.write("".join(traceback.format_exception(error)) + "\n")
+        where = f"traceback in {log}"
+    except OSError as e:
+        where = f"its traceback could not be written to {log}: {e.strerror or e}"
+    return f"the run failed: {one_line(error)} ({where})"
+
+
 def train(trainer, device):
-    """Run the Trainer to the end, then write the report and close the run whatever happened. -> exit status."""
+    """Run the Trainer to the end, then write the report and close the run whatever happened. -> exit status: 0, 1
+    when anything failed unexpectedly (one line; the traceback in out_dir/error.log), 3 when training stopped on a
+    non-finite loss or out of memory, 128 + the signal when one stopped it."""
     cfg = trainer.cfg
     install_stop_handlers(trainer)
     start = time.perf_counter()
@@ -1598,19 +1792,29 @@ def train(trainer, device):
             status = (f"stopped early at epoch {trainer.epoch} of {cfg.num_epochs}: no better val {cfg.best_metric} "
                       f"in {patience} epoch{'s' * (patience != 1)}")
     except TrainingStopped as e:
-        status, exit_code, error = f"failed: {e}", 3, str(e)
+        status, exit_code, error = f"failed: {e}", 3, f"training stopped: {e}"
     except torch.OutOfMemoryError:
         error = (f"{device} ran out of memory at batch_size={cfg.batch_size}, image_size={cfg.image_size}: lower "
                  f"--batch_size (e.g. {max(1, cfg.batch_size // 2)}) or --image_size; {cfg.out_dir}/last.pt "
                  "holds the last saved state")
-        status, exit_code = f"failed: {error}", 3
+        status, exit_code, error = f"failed: {error}", 3, f"training stopped: {error}"
+    except Exception as e:  # anything else (a full disk, a failed checkpoint write, a bug) fails the run
+        status, exit_code, error = f"failed: {one_line(e)}", 1, failure_line(cfg.out_dir, e)
+    except BaseException as e:  # SystemExit, or KeyboardInterrupt without the stop handler: reported, passed on
+        status = f"failed: {one_line(e)}"
+        raise
     finally:
         elapsed = time.perf_counter() - start
-        finish(trainer, device, status)
+        try:
+            finish(trainer, device, status)
+        except Exception as e:  # the report or the closing of the run failed: the run did not end well either
+            line = failure_line(cfg.out_dir, e)  # its traceback is logged even when an earlier error is the one shown
+            if error is None:
+                exit_code, error = 1, line
         if dist.is_initialized():
             dist.destroy_process_group()
     if error:
-        print(f"error: training stopped: {error}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
     else:
         best = trainer.best
         chosen = (f"best.pt: epoch {best.epoch}, val {best.metric} {best.value:.4g}. "
@@ -1653,3 +1857,6 @@ if __name__ == "__main__":
     except (ConfigError, DataError, CheckpointError, LoggerError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except RunFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -78,7 +78,9 @@ def test_no_arguments_give_the_defaults():
     ("--resume=False", "resume", False),
     ("--resume=0", "resume", False),
     ("--track_gradients=False", "track_gradients", False),  # a bool field of WandBConfig
-    ("--log_model=1", "log_model", True),
+    ("--watch_gradients=1", "watch_gradients", True),
+    ("--log_model=best", "log_model", "best"),
+    ("--finish_timeout=60", "finish_timeout", 60.0),
     ("--out_dir=runs/a b", "out_dir", "runs/a b"),
     ("--device=cuda:1", "device", "cuda:1"),
     ("--project=my-project", "project", "my-project"),  # a str field of WandBConfig

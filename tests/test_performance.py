@@ -217,7 +217,7 @@ def build_trainer(items, tmp_path, device, *overrides):
     torch.manual_seed(cfg.seed)
     model = MultimodalModel(train_wandb.model_config(cfg, tokenizer)).to(device)
     logger = RunLogger(wandb.init(mode="disabled"), "disabled")
-    checkpoints = Checkpoints(cfg.out_dir, logger)
+    checkpoints = Checkpoints(cfg.out_dir)
     trainer = train_wandb.Trainer(cfg, wcfg, health, model, tokenizer, train_loader, val_loader, device, logger,
                                   checkpoints=checkpoints)
     batches = list(train_loader)

@@ -190,6 +190,31 @@ def test_config_is_stored_in_the_wandb_run(tiny_run):
         assert field in text, field
 
 
+def test_the_run_config_gains_the_facts_known_once_the_run_is_built(tiny_run):
+    result, tmp, _ = tiny_run
+    (run_dir,) = run_dirs(tmp)
+    config = json.loads(subprocess.run([WANDB_CLI, "leet", "inspect", "--summary", "--json", str(run_dir)],
+                                       capture_output=True, text=True, check=True).stdout)["config"]
+    batches = int(result.stdout.split("Batches per epoch: ")[1].split()[0])
+    assert config["parameters"] == int(result.stdout.split("Total parameters: ")[1].split()[0].replace(",", ""))
+    assert config["vocab_size"] == int(result.stdout.split("Total tokens: ")[1].split()[0])
+    assert (config["world_size"], config["global_batch_size"], config["total_steps"]) == (1, 16, 3 * batches)
+    state = torch.load(tmp / "out" / "last.pt", map_location="cpu", weights_only=True)
+    assert config["data_fingerprint"] == state["config"]["data_fingerprint"]  # the one the resume check compares
+
+
+def test_every_chart_is_plotted_against_global_step_and_the_captions_are_one_table(tiny_run):
+    _, tmp, rows = tiny_run
+    (run_dir,) = run_dirs(tmp)
+    out = subprocess.run([WANDB_CLI, "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    records = [json.loads(line) for line in out.splitlines() if line.strip()]
+    globs = {r["metric"].get("glob_name"): r["metric"].get("step_metric") for r in records if r.get("type") == "metric"}
+    assert globs["*"] == "global_step"  # gradients/, report/ and charts/ too, not W&B's own _step
+    tables = [r for r in rows if "val/captions._type" in r]
+    assert [r["val/captions._type"] for r in tables] == ["incremental-table-file"] * 3  # one table, a part per epoch
+
+
 def test_each_validation_logs_how_many_items_its_shares_are_over(tiny_run, engravings):
     _, _, rows = tiny_run
     val = [row for row in rows if "val/loss_total" in row]
@@ -529,7 +554,7 @@ def test_a_wandb_server_that_accepts_but_never_answers_does_not_hold_up_training
                                  f"--out_dir={tmp_path / 'out'}", *TINY, "--max_steps=2", "--mode=auto"],
                                 cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
-        assert "W&B mode: offline (the W&B server did not answer)" in result.stdout
+        assert f"W&B mode: offline (the W&B server http://127.0.0.1:{port} (WANDB_BASE_URL) did not answer" in result.stdout
         assert "wandb sync" in result.stdout
         assert time.time() - start < 120
         assert "x" * 40 not in result.stdout + result.stderr  # the key is never printed
