@@ -75,7 +75,8 @@ class LatentSpace(Analysis):
             self.check_collapse()
 
     def observe_val(self, values, epoch):
-        self.check_collapse(values)
+        if not (finite(values.get("items")) and values["items"] < 2):  # one image has no spread to measure
+            self.check_collapse(values)
         if epoch is not None and epoch >= self.cfg.latent_judge_epochs and not self.probes():
             found = self.not_growing()
             if found:

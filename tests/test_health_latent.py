@@ -199,3 +199,14 @@ def test_while_the_loss_is_not_moving_the_probe_warning_points_to_the_learning_r
     assert verdict.summary.endswith("the loss is not moving either (training_health/not_learning), the cause to fix "
                                     "first")
     assert verdict.actions == ["raise learning_rate from 1e-06 to 1e-05: the steps are too small to learn"]
+
+
+def test_a_validation_of_one_item_is_no_collapse():
+    rows = history()
+    for row in val_rows(rows):
+        row.update({"val/items": 1.0, "val/latent_batch_std": 0.0, "val/latent_diversity": 0.0})
+    codes = by_code(observe(rows)[1])
+    assert "latent_collapse" not in codes
+    for row in val_rows(rows):
+        row["val/items"] = 64.0
+    assert "latent_collapse" in by_code(observe(rows)[1])
