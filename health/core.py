@@ -44,6 +44,7 @@ class HealthConfig:
     grad_vanish_norm: float = 1e-6  # grad_norm below this = vanishing gradients
     stall_check_fraction: float = 0.2  # judge "not learning" and dominance once this share of the steps is done
     stall_min_drop: float = 0.05  # by then loss_total must have fallen this share of the way to its floor
+    typical_learning_rate: float = 1e-3  # not_learning advises at least this (AdamW's usual 1e-4..3e-3; the default)
     plateau_windows: int = 20  # loss_total must improve within this many windows ...
     plateau_min_drop: float = 0.01  # ... by this share of its distance to the floor, else a plateau ...
     plateau_lr_fraction: float = 0.5  # ... judged only while lr is above this share of its peak (not the cosine tail)

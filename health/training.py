@@ -11,6 +11,9 @@ import numpy as np
 from .core import Analysis, change, finite, fmt, lower_lr
 
 
+STEPS_TOO_LARGE = ("latent_blowup", "loss_diverging", "non_finite")  # findings whose cause is the learning rate
+
+
 def swing(values):
     """Mean back-and-forth move per window, over the mean level: the movement that does not add to the net
     change. A monotone curve, however steep or curved, scores 0; a zig-zag of +-a around c scores a/c."""
@@ -64,8 +67,8 @@ class TrainingHealth(Analysis):
         self.check_recovery()
         if not self.h.warm:
             return
-        self.check_decay()
         self.check_blowup()
+        self.check_decay()
         if finite(values.get("loss_total")):
             self.check_not_learning()
             self.check_divergence()
@@ -130,9 +133,12 @@ class TrainingHealth(Analysis):
     def check_decay(self):
         """AdamW's decoupled weight decay multiplies every weight by (1 - lr x weight_decay) each step: above
         decay_step_max the decay alone drives the weights to 0 within a few hundred steps, and z, the loss
-        and the gradients follow (SageMaker Debugger's WeightUpdateRatio looks at the same ratio)."""
+        and the gradients follow (SageMaker Debugger's WeightUpdateRatio looks at the same ratio). Named only for a
+        weight_decay above 1 (AdamW's usual values are 0.01 to 0.5), and not once the steps are too large."""
         lr, wd = self.h.train["lr"][-1] if self.h.train["lr"] else None, self.run_config.get("weight_decay")
-        if not (finite(lr) and finite(wd)) or lr * wd <= self.cfg.decay_step_max:
+        if not (finite(lr) and finite(wd)) or lr * wd <= self.cfg.decay_step_max or wd <= 1:
+            return  # a weight decay of 1 or less is in AdamW's usual range: then the rate is what is too high
+        if any(f.code in STEPS_TOO_LARGE for f in self.findings()):
             return
         target = self.cfg.decay_step_max / 10 / self.h.peak_lr()  # a tenth of the limit at the peak rate
         self.emit("weight_decay_too_high", "warning",
@@ -176,7 +182,16 @@ class TrainingHealth(Analysis):
             self.emit("not_learning", "warning",
                       f"loss_total {first:.4g} -> {current:.4g} at {at}: {drop:.1%} of the way to its floor "
                       f"{floor:.4g} (needs {cfg.stall_min_drop:.0%}) with lr {fmt(lr)}, still near its peak",
-                      f"{change(self.run_config, 'learning_rate', 10.0)}: the steps are too small to learn")
+                      f"{self.raise_lr()}: the steps are too small to learn")
+
+    def raise_lr(self):
+        """The advice for a loss that does not move: 10x the rate, and at least typical_learning_rate (from a
+        rate far below it, 10x is still too small: 1e-6 -> 1e-5 did not learn in the diagnosis benchmark)."""
+        current = self.run_config.get("learning_rate")
+        if finite(current) and 0 < current and current * 10 < self.cfg.typical_learning_rate:
+            return (f"{change(self.run_config, 'learning_rate', self.cfg.typical_learning_rate / current)} "
+                    f"(typical_learning_rate; 10x, {fmt(current * 10)}, would still be far below it)")
+        return change(self.run_config, "learning_rate", 10.0)
 
     def check_divergence(self):
         losses, cfg = self.h.settled["loss_total"], self.cfg

@@ -68,8 +68,11 @@ def test_a_far_too_low_learning_rate_is_named_early_with_a_higher_value():
     first = findings[0]
     assert first.code == "not_learning" and first.analysis == "training_health"
     assert first.step <= 0.5 * config["total_steps"]
-    assert first.action.startswith("raise learning_rate from 1e-06 to 1e-05")
+    # 10x would still be far below a usual rate (1e-5 did not learn in the diagnosis benchmark): at least 1e-3
+    assert first.action.startswith("raise learning_rate from 1e-06 to 0.001 (typical_learning_rate; 10x, 1e-05")
     assert monitor.verdicts()["training_health"].status == "warning"
+    near = observe(*low_lr_run(lr=5e-4))[1][0]  # a rate within 10x of the typical one: 10x
+    assert near.code == "not_learning" and near.action.startswith("raise learning_rate from 0.0005 to 0.005:")
 
 
 def test_a_learning_run_is_not_called_not_learning():
@@ -213,3 +216,10 @@ def test_a_weight_decay_that_takes_more_than_1_percent_a_step_is_named_with_a_va
     assert "= 0.2 > 0.01" in decay.message and decay.action == "lower weight_decay from 100.0 to 0.5"
     assert "weight_decay_too_high" not in by_code(observe(rows, {**RUN_CONFIG, "learning_rate": 2e-3,
                                                                   "weight_decay": 0.5})[1])  # the quick preset
+
+
+def test_a_rate_too_high_is_blamed_on_the_rate_not_on_an_ordinary_weight_decay():
+    """lr 0.05 x weight_decay 0.5 is over the decay limit too, but 0.5 is an ordinary decay: the rate is the cause."""
+    rows = set_train(history(), "lr", lambda t: 0.05)
+    codes = by_code(observe(rows, {**RUN_CONFIG, "learning_rate": 0.05, "weight_decay": 0.5})[1])
+    assert "weight_decay_too_high" not in codes
