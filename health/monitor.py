@@ -20,7 +20,7 @@ class HealthMonitor:
     """Evaluates the five analyses on every logged row; cheap enough to call once per log window.
 
     observe() returns only new findings: a code is reported once, and again only when it re-occurs
-    alert_interval_minutes (wall time, from `clock`) after it was last reported.
+    alert_interval_minutes (wall time, from `clock`) after it was last reported, or after it was resolved.
     """
 
     def __init__(self, config: HealthConfig | None = None, run_config: dict | None = None,
@@ -62,7 +62,9 @@ class HealthMonitor:
     def emit(self, analysis, code, severity, message, action):
         now = self.clock()
         last = self._last_alert.get(code)
-        if last is not None and now - last < 60 * self.cfg.alert_interval_minutes:
+        earlier = [f for f in self.findings if f.code == code]
+        reopened = bool(earlier) and all(f.resolved for f in earlier)  # it cleared, and now holds again: say so
+        if last is not None and now - last < 60 * self.cfg.alert_interval_minutes and not reopened:
             self.repeats[code] += 1
             return
         self._last_alert[code] = now

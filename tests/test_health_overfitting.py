@@ -120,3 +120,13 @@ def test_a_new_best_after_an_overfitting_warning_resolves_it_and_the_verdict_is_
     assert verdict.status == "healthy"
     assert "resolved: overfitting at step" in verdict.summary
     assert any(e.startswith("val_rising at step") and "resolved at epoch 7" in e for e in verdict.evidence)
+
+
+def test_overfitting_that_returns_after_a_new_best_is_reported_again_within_the_alert_interval():
+    totals = VAL_TOTAL + [2.0, 2.6, 2.9, 3.2]  # epoch 7 a new best, then three epochs above it
+    rows = set_val(history(epochs=10), [t / 3 for t in totals], [t / 3 for t in totals], totals)
+    monitor, findings = observe(rows)  # the clock stands still: only a resolution lets a code through again
+    overfits = [f for f in findings if f.code == "overfitting"]
+    assert len(overfits) == 2 and overfits[0].resolved.startswith("at epoch 7") and not overfits[1].resolved
+    assert overfits[1].message.startswith("epoch 10:")
+    assert monitor.verdicts()["overfitting"].status == "warning"
