@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from health import HealthConfig, replay
 from checkpoints import BestCheckpoint
+from health import HealthConfig, replay
 from report import best_checkpoint_sentence, run_facts, write_report
 from train_wandb import Config, WandBConfig, flat_config, parse_args
 
@@ -176,3 +176,37 @@ def test_the_quick_preset_warns_that_its_alignment_memorises_and_does_not_advise
     assert "no better val loss_total since epoch 16 (2.29); it rose in loss_alignment 0.7525 -> " in warning.message
     assert warning.message.endswith("still fell") and "loss_caption" in warning.message.split("; val ")[-1]
     assert "keep num_epochs" in warning.action and "lower num_epochs" not in warning.action
+
+
+# -- runs of this session's code (tests/runs/README.md): their run config is stored beside them ----------------
+
+def stored_run(name):
+    """(monitor, findings by code) after replaying a stored run with its own stored run config."""
+    import json
+    return replayed(read_rows(f"{name}.csv"), json.loads((RUNS / f"{name}.json").read_text()), HealthConfig())
+
+
+def test_the_readmes_first_command_on_seed_0_ends_with_five_healthy_verdicts_and_no_warning():
+    monitor, codes = stored_run("cpu_quick_preset_seed0")
+    assert {v.status for v in monitor.verdicts().values()} == {"healthy"}
+    assert [f.severity for f in monitor.findings] == ["info"]  # the generalization gap, which is no alert
+    gap = codes["generalization_gap"]
+    assert "within the noise of it" in gap.message  # 1 epoch past its best, by less than the noise
+
+
+def test_a_far_too_low_rate_is_named_first_within_the_first_quarter_with_a_usual_rate():
+    monitor, codes = stored_run("cpu_quick_preset_lr1e-6")
+    first = monitor.findings[0]
+    assert first.code == "not_learning" and first.step <= 0.25 * 1440
+    assert first.action.startswith("raise learning_rate from 1e-06 to 0.001")
+    assert "loss_plateau" not in codes  # one cause, one finding
+    latent = monitor.verdicts()["latent_space"]
+    if latent.status == "warning":  # then it points to the same cause
+        assert latent.actions == [first.action]
+
+
+def test_a_weight_decay_of_100_is_named_first_and_the_collapse_it_causes_is_blamed_on_it():
+    monitor, codes = stored_run("cpu_over_regularised")
+    first = monitor.findings[0]
+    assert first.code == "weight_decay_too_high" and first.action == "lower weight_decay from 100.0 to 0.5"
+    assert codes["latent_collapse"].action.startswith("lower weight_decay from 100.0 to 0.5")
