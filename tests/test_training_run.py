@@ -12,10 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 import torch
-
-from data.engravings import generate
+from PIL import Image
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 # the wandb CLI of the Python running the tests: found whether or not its virtual environment is activated
@@ -38,22 +36,24 @@ BASELINED = {"i2t_r1", "i2t_r5", "i2t_r10", "i2t_median_rank", "t2i_r1", "t2i_r5
              "grounded_technique", "grounded_sky"}
 PROBES = ["probe_word_auc", "probe_kind", "probe_count", "probe_position", "probe_technique", "probe_time"]
 BASELINED |= set(PROBES)  # their chance levels (probes.py)
-TINY = ["--preset=quick", "--image_size=32", "--batch_size=16", "--log_frequency=4", "--mode=offline"]
+# the settings of a small training run: the quick preset at 32 px, logged offline
+TINY_RUN = ["--preset=quick", "--image_size=32", "--batch_size=16", "--log_frequency=4", "--mode=offline"]
 
 
 @pytest.fixture(scope="module")
-def engravings(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("engravings"), num_items=200, image_size=32, seed=0, workers=1,
-                    progress=False)
+def engravings(make_engravings):
+    return make_engravings(200, 32)
+
+
+def environ(tmp_path, **extra):
+    """The environment of a training process: W&B writes into tmp_path and quietly (and, by conftest.py, without
+    the shell's W&B variables)."""
+    return {**os.environ, "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true", **extra}
 
 
 def train(tmp_path, *args, timeout=240):
-    env = {**os.environ, "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
-    for name in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_API_KEY", "WANDB_RUN_ID", "WANDB_RESUME",
-                 "WANDB_SERVICE"):
-        env.pop(name, None)
-    result = subprocess.run([sys.executable, str(REPO_DIR / "train_wandb.py"), *args], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run([sys.executable, str(REPO_DIR / "train_wandb.py"), *args], cwd=tmp_path,
+                            env=environ(tmp_path), capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     return result
@@ -74,12 +74,13 @@ def run_dirs(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(engravings, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
-    result = train(tmp, f"--data_dir={engravings}", f"--out_dir={tmp / 'out'}", "--num_epochs=3", *TINY)
+    result = train(tmp, f"--data_dir={engravings}", f"--out_dir={tmp / 'out'}", "--num_epochs=3", *TINY_RUN)
     (run_dir,) = run_dirs(tmp)
     rows = history(run_dir)
     return result, tmp, rows
 
 
+@pytest.mark.slow
 def test_every_metric_is_logged_finite_under_train_and_val(tiny_run):
     _, _, rows = tiny_run
     train_rows = [r for r in rows if "train/loss_total" in r]
@@ -94,6 +95,7 @@ def test_every_metric_is_logged_finite_under_train_and_val(tiny_run):
     assert all("global_step" in r for r in rows)
 
 
+@pytest.mark.slow
 def test_logged_values_obey_their_definitions(tiny_run):
     _, _, rows = tiny_run
     for prefix in ("train", "val"):
@@ -107,6 +109,7 @@ def test_logged_values_obey_their_definitions(tiny_run):
                 assert 0 <= m["grad_mean"] <= m["grad_max"] <= m["grad_norm"]
 
 
+@pytest.mark.slow
 def test_the_baseline_is_logged_beside_every_validation_and_heads_the_report_table(tiny_run):
     _, tmp, rows = tiny_run
     val_rows = [r for r in rows if "val/loss_total" in r]
@@ -123,6 +126,7 @@ def test_the_baseline_is_logged_beside_every_validation_and_heads_the_report_tab
     assert ">baseline<" in (tmp / "out" / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_step_axis_is_the_optimizer_step_and_never_goes_back(tiny_run):
     result, _, rows = tiny_run
     steps = [r["global_step"] for r in rows if "train/loss_total" in r]
@@ -131,6 +135,7 @@ def test_step_axis_is_the_optimizer_step_and_never_goes_back(tiny_run):
     assert steps[-1] == 3 * batches
 
 
+@pytest.mark.slow
 def test_console_follows_the_seed_and_prints_an_epoch_line_per_epoch(tiny_run):
     result, _, _ = tiny_run
     out = result.stdout
@@ -144,6 +149,7 @@ def test_console_follows_the_seed_and_prints_an_epoch_line_per_epoch(tiny_run):
         assert f"Epoch {epoch} | Train Loss: " in out and "| Val Loss: " in out and "| LR: " in out
 
 
+@pytest.mark.slow
 def test_perf_metrics_are_logged_every_window_and_start_up_in_the_summary(tiny_run):
     result, tmp, rows = tiny_run
     train_rows = [r for r in rows if "train/loss_total" in r]
@@ -161,15 +167,17 @@ def test_perf_metrics_are_logged_every_window_and_start_up_in_the_summary(tiny_r
     assert "First optimizer step issued" in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_a_second_run_loads_the_decoded_images_from_the_cache(tiny_run, engravings):
     first, tmp, _ = tiny_run
     assert "Decoded images saved to the cache" in first.stdout
     second = train(tmp, f"--data_dir={engravings}", f"--out_dir={tmp / 'out2'}", "--max_steps=1", "--mode=disabled",
-                   *TINY[:-1])
+                   *TINY_RUN[:-1])
     assert "Decoded images loaded from the cache" in second.stdout
     assert "Decoding images" not in second.stderr  # the progress bar of decoding never started
 
 
+@pytest.mark.slow
 def test_checkpoints_hold_model_config_and_tokenizer_and_load_with_weights_only(tiny_run):
     _, tmp, _ = tiny_run
     for name in ("last.pt", "best.pt"):
@@ -180,6 +188,7 @@ def test_checkpoints_hold_model_config_and_tokenizer_and_load_with_weights_only(
     assert torch.load(tmp / "out" / "last.pt", weights_only=True)["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_config_is_stored_in_the_wandb_run(tiny_run):
     _, tmp, _ = tiny_run
     (run_dir,) = run_dirs(tmp)
@@ -190,6 +199,7 @@ def test_config_is_stored_in_the_wandb_run(tiny_run):
         assert field in text, field
 
 
+@pytest.mark.slow
 def test_the_run_config_gains_the_facts_known_once_the_run_is_built(tiny_run):
     result, tmp, _ = tiny_run
     (run_dir,) = run_dirs(tmp)
@@ -203,6 +213,7 @@ def test_the_run_config_gains_the_facts_known_once_the_run_is_built(tiny_run):
     assert config["data_fingerprint"] == state["config"]["data_fingerprint"]  # the one the resume check compares
 
 
+@pytest.mark.slow
 def test_every_chart_is_plotted_against_global_step_and_the_captions_are_one_table(tiny_run):
     _, tmp, rows = tiny_run
     (run_dir,) = run_dirs(tmp)
@@ -215,6 +226,7 @@ def test_every_chart_is_plotted_against_global_step_and_the_captions_are_one_tab
     assert [r["val/captions._type"] for r in tables] == ["incremental-table-file"] * 3  # one table, a part per epoch
 
 
+@pytest.mark.slow
 def test_each_validation_logs_how_many_items_its_shares_are_over(tiny_run, engravings):
     _, _, rows = tiny_run
     val = [row for row in rows if "val/loss_total" in row]
@@ -223,6 +235,7 @@ def test_each_validation_logs_how_many_items_its_shares_are_over(tiny_run, engra
     assert [row["val/grounded_items"] for row in val] == [n_val] * 3  # the generator's items all have a truth
 
 
+@pytest.mark.slow
 def test_each_validation_logs_the_linear_probes_on_z_and_the_report_tables_and_judges_them(tiny_run):
     _, tmp, rows = tiny_run
     val = [row for row in rows if "val/loss_total" in row]
@@ -249,6 +262,7 @@ def test_each_validation_logs_the_linear_probes_on_z_and_the_report_tables_and_j
     assert "linear probes" in verdict["rule"] and "latent_std grew" not in verdict["summary"]
 
 
+@pytest.mark.slow
 def test_the_wandb_summary_keeps_each_measures_best_in_its_direction_and_its_last(tiny_run):
     _, tmp, rows = tiny_run
     (run_dir,) = run_dirs(tmp)
@@ -263,16 +277,18 @@ def test_the_wandb_summary_keeps_each_measures_best_in_its_direction_and_its_las
     assert summary["status"] == "finished"  # how the run ended, as report.md says it
 
 
+@pytest.mark.slow
 def test_max_steps_stops_early_but_still_validates_and_finishes(engravings, tmp_path):
-    result = train(tmp_path, f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", "--max_steps=5", *TINY)
+    result = train(tmp_path, f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", "--max_steps=5", *TINY_RUN)
     rows = history(run_dirs(tmp_path)[0])
     assert max(r["global_step"] for r in rows) == 5
     assert any("val/loss_total" in r for r in rows)
     assert "Epoch 1 | Train Loss:" in result.stdout and "Epoch 2 |" not in result.stdout
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_run_and_step_axis(engravings, tmp_path):
-    common = [f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", *TINY]
+    common = [f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", *TINY_RUN]
     train(tmp_path, *common, "--num_epochs=1")
     first = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
     first_id, first_step = first["wandb_run_id"], first["step"]
@@ -292,9 +308,10 @@ def test_resume_continues_the_same_run_and_step_axis(engravings, tmp_path):
     assert min(steps) <= first_step < max(steps) == 2 * first_step
 
 
+@pytest.mark.slow
 def test_best_metric_makes_best_pt_the_epoch_of_the_highest_val_measure(engravings, tmp_path):
     train(tmp_path, f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", "--num_epochs=4",
-          "--best_metric=i2t_r1", *TINY)
+          "--best_metric=i2t_r1", *TINY_RUN)
     (run_dir,) = run_dirs(tmp_path)
     r1 = [(row["val/epoch"], row["val/i2t_r1"]) for row in history(run_dir) if "val/i2t_r1" in row]
     assert len(r1) == 4
@@ -308,8 +325,9 @@ def test_best_metric_makes_best_pt_the_epoch_of_the_highest_val_measure(engravin
     assert summary["best_val_loss"] == pytest.approx(min(loss))  # still the lowest val loss_total, by its name
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_the_run_after_patience_epochs_without_a_better_val_loss(engravings, tmp_path):
-    common = [f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", *TINY, "--mode=disabled",
+    common = [f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", *TINY_RUN, "--mode=disabled",
               "--num_epochs=8"]
     result = train(tmp_path, *common, "--early_stopping_patience=1")
     with open(tmp_path / "out" / "metrics.csv", newline="") as f:
@@ -337,7 +355,7 @@ def test_best_metric_grounded_on_data_without_ground_truth_is_a_one_line_error(t
     for i in range(4):
         Image.new("RGB", (32, 32), (60 * i, 0, 0)).save(folder / f"{i}.png")
         (folder / f"{i}.txt").write_text(f"a red square number {i}")
-    result = subprocess.run([sys.executable, str(REPO_DIR / "train_wandb.py"), f"--data_dir={folder}", *TINY,
+    result = subprocess.run([sys.executable, str(REPO_DIR / "train_wandb.py"), f"--data_dir={folder}", *TINY_RUN,
                              "--mode=disabled", "--best_metric=grounded_object", f"--out_dir={tmp_path / 'out'}"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -353,8 +371,9 @@ def test_resume_without_a_checkpoint_is_a_one_line_error(tmp_path):
     assert result.stderr.startswith("error: --resume=True: no checkpoint") and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_quick_preset_learns_on_the_engravings(engravings, tmp_path):
-    train(tmp_path, f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", *TINY, "--num_epochs=8",
+    train(tmp_path, f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", *TINY_RUN, "--num_epochs=8",
           "--learning_rate=3e-3", "--log_frequency=5")
     rows = [r for r in history(run_dirs(tmp_path)[0]) if "train/loss_total" in r]
     first, last = rows[0], rows[-1]
@@ -363,6 +382,7 @@ def test_quick_preset_learns_on_the_engravings(engravings, tmp_path):
     assert last["train/caption_accuracy"] > first["train/caption_accuracy"] + 0.2
 
 
+@pytest.mark.slow
 def test_default_config_prints_the_seed_console_with_the_full_model(engravings, tmp_path):
     result = train(tmp_path, f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", "--max_steps=2",
                    "--device=cpu", "--mode=disabled", "--max_items=24", "--batch_size=4", timeout=600)
@@ -384,6 +404,7 @@ def records(run_dir):
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_every_run_writes_a_report_csv_and_plots_and_logs_media(tiny_run):
     _, tmp, rows = tiny_run
     out = tmp / "out"
@@ -397,17 +418,16 @@ def test_every_run_writes_a_report_csv_and_plots_and_logs_media(tiny_run):
     assert len(list(out.glob("*.png"))) >= 2
     media = {k: v for r in rows for k, v in r.items() if k.endswith("._type")}  # media are flattened in the log
     assert media["val/reconstructions._type"] == "image-file"
-    assert media["val/captions._type"] == "table-file"
+    assert media["val/captions._type"] == "incremental-table-file"  # one table for the run, a part per epoch
     assert media["val/latent_histogram._type"] == "histogram"
     assert any(k.startswith("report/") for k in media)  # the report's plots
 
 
+@pytest.mark.slow
 def test_a_learning_rate_far_too_high_raises_alerts_and_stops_without_a_traceback(engravings, tmp_path):
-    env = {**os.environ, "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
-    env.pop("WANDB_MODE", None)
-    env.pop("WANDB_SERVICE", None)  # see test_kill_9_then_resume_continues_the_same_run
+    env = environ(tmp_path)
     result = subprocess.run([sys.executable, str(REPO_DIR / "train_wandb.py"), f"--data_dir={engravings}",
-                             f"--out_dir={tmp_path / 'out'}", *TINY, "--learning_rate=300", "--warmup_fraction=0",
+                             f"--out_dir={tmp_path / 'out'}", *TINY_RUN, "--learning_rate=300", "--warmup_fraction=0",
                              "--max_steps=80"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert "Traceback" not in result.stderr
@@ -420,18 +440,17 @@ def test_a_learning_rate_far_too_high_raises_alerts_and_stops_without_a_tracebac
     # on a CPU the run is deterministic: the gradient turns NaN within a few steps (at learning rate 30 the losses
     # only reach the thousands) and training stops, one line, status 3
     assert result.returncode == 3, result.stderr[-2000:]
-    (line,) = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    (line,) = [text for text in result.stderr.splitlines() if text.startswith("error:")]
     assert "became non-finite first" in line and "lower learning_rate from 300.0" in line
 
 
 # -- stopping and resuming ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_saves_a_checkpoint_and_report_and_resume_finishes_the_same_run(engravings, tmp_path):
-    common = [f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", *TINY, "--log_frequency=1"]
-    env = {**os.environ, "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
-    env.pop("WANDB_MODE", None)
-    env.pop("WANDB_SERVICE", None)  # see test_kill_9_then_resume_continues_the_same_run
+    common = [f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", *TINY_RUN, "--log_frequency=1"]
+    env = environ(tmp_path)
     proc = subprocess.Popen([sys.executable, str(REPO_DIR / "train_wandb.py"), *common, "--num_epochs=200"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
@@ -457,13 +476,12 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_and_report_and_resume_finishes_the
     assert "Resumed from epoch" in result.stdout
 
 
+@pytest.mark.slow
 def test_torchrun_with_two_processes_writes_exactly_one_wandb_run(engravings, tmp_path):
-    env = {**os.environ, "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
-    env.pop("WANDB_MODE", None)
-    env.pop("WANDB_SERVICE", None)  # see test_kill_9_then_resume_continues_the_same_run
+    env = environ(tmp_path, OMP_NUM_THREADS="1")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                              str(REPO_DIR / "train_wandb.py"), f"--data_dir={engravings}",
-                             f"--out_dir={tmp_path / 'out'}", *TINY, "--batch_size=8", "--num_epochs=2",
+                             f"--out_dir={tmp_path / 'out'}", *TINY_RUN, "--batch_size=8", "--num_epochs=2",
                              "--early_stopping_patience=5"],  # the ranks agree on it before each epoch: no hang
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -485,21 +503,20 @@ def free_port():
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_nodes_rendezvous_on_localhost_and_write_one_run_with_the_gathered_loss(engravings, tmp_path):
     """Two launchers of one process each, as on two machines (c10d rendezvous), train one run together."""
-    env = {**os.environ, "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
-    for name in ("WANDB_MODE", "WANDB_SERVICE"):
-        env.pop(name, None)
+    env = environ(tmp_path, OMP_NUM_THREADS="1")
     endpoint = f"127.0.0.1:{free_port()}"
     nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={rank}",
                                "--nproc_per_node=1", "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}",
                                "--rdzv_id=two-nodes", str(REPO_DIR / "train_wandb.py"), f"--data_dir={engravings}",
-                               f"--out_dir={tmp_path / 'out'}", *TINY, "--batch_size=8", "--num_epochs=1",
+                               f"--out_dir={tmp_path / 'out'}", *TINY_RUN, "--batch_size=8", "--num_epochs=1",
                                "--log_frequency=1"],
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for rank in (0, 1)]
     outputs = [node.communicate(timeout=300) for node in nodes]
-    for node, (out, err) in zip(nodes, outputs):
+    for node, (_, err) in zip(nodes, outputs):
         assert node.returncode == 0, err[-3000:]
     console = "".join(out for out, _ in outputs)
     assert "Distributed: 2 processes (gloo), batch_size 8 per process, 16 per optimizer step" in console
@@ -510,11 +527,10 @@ def test_two_nodes_rendezvous_on_localhost_and_write_one_run_with_the_gathered_l
     assert abs(first["train/loss_alignment"] - math.log(16)) < abs(first["train/loss_alignment"] - math.log(8))
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_continues_the_same_run(engravings, tmp_path):
-    common = [f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", *TINY]
-    env = {**os.environ, "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
-    env.pop("WANDB_MODE", None)
-    env.pop("WANDB_SERVICE", None)  # see test_kill_9_then_resume_continues_the_same_run
+    common = [f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", *TINY_RUN]
+    env = environ(tmp_path)
     proc = subprocess.Popen([sys.executable, str(REPO_DIR / "train_wandb.py"), *common, "--num_epochs=200"],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -531,7 +547,7 @@ def test_kill_9_then_resume_continues_the_same_run(engravings, tmp_path):
     # The same W&B run. What once held the id after a kill: WANDB_SERVICE, which wandb sets in the environment of
     # a process that starts its service (here pytest itself, after an in-process wandb test); a child that inherits
     # it logs through that service, which outlives the killed child and keeps its run id open. The tests start
-    # training without it, as a shell does.
+    # training without it, as a shell does (conftest.py removes it after every test).
     assert final["wandb_run_id"] == saved["wandb_run_id"], result.stderr[-2000:]
     assert "is still held by the stopped process" not in result.stderr
     assert final["epoch"] == saved["epoch"] + 1 and final["step"] > saved["step"]
@@ -541,20 +557,20 @@ def test_kill_9_then_resume_continues_the_same_run(engravings, tmp_path):
     assert "Resumed from epoch" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_wandb_server_that_accepts_but_never_answers_does_not_hold_up_training(engravings, tmp_path):
     server = socket.create_server(("127.0.0.1", 0))  # accepts connections (backlog) and never replies
     port = server.getsockname()[1]
     try:
         env = {**os.environ, "WANDB_DIR": str(tmp_path), "WANDB_BASE_URL": f"http://127.0.0.1:{port}",
                "WANDB_API_KEY": "x" * 40}
-        env.pop("WANDB_MODE", None)
-        env.pop("WANDB_SERVICE", None)
         start = time.time()
         result = subprocess.run([sys.executable, str(REPO_DIR / "train_wandb.py"), f"--data_dir={engravings}",
-                                 f"--out_dir={tmp_path / 'out'}", *TINY, "--max_steps=2", "--mode=auto"],
+                                 f"--out_dir={tmp_path / 'out'}", *TINY_RUN, "--max_steps=2", "--mode=auto"],
                                 cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
-        assert f"W&B mode: offline (the W&B server http://127.0.0.1:{port} (WANDB_BASE_URL) did not answer" in result.stdout
+        assert (f"W&B mode: offline (the W&B server http://127.0.0.1:{port} (WANDB_BASE_URL) did not answer"
+                in result.stdout)
         assert "wandb sync" in result.stdout
         assert time.time() - start < 120
         assert "x" * 40 not in result.stdout + result.stderr  # the key is never printed
@@ -563,6 +579,7 @@ def test_a_wandb_server_that_accepts_but_never_answers_does_not_hold_up_training
         server.close()
 
 
+@pytest.mark.slow
 def test_a_collection_full_of_bad_items_trains_on_the_good_ones_and_names_every_bad_one(engravings, tmp_path):
     from PIL import Image
     data = tmp_path / "data"
@@ -583,9 +600,9 @@ def test_a_collection_full_of_bad_items_trains_on_the_good_ones_and_names_every_
     good_odd = [{"file_name": "images/cmyk.jpg", "text": "an engraving in cmyk"},
                 {"file_name": "images/one_pixel.png", "text": "an engraving of one pixel"}]
     lines = [json.dumps(r) for r in rows[2:] + good_odd + bad] + ["{not json"]
-    (data / "metadata.jsonl").write_bytes("\n".join(lines).encode() + b"\n" +
-                                          b'{"file_name": "' + rows[0]["file_name"].encode() + b'", "text": "caf\xe9"}\n')
-    result = train(tmp_path, f"--data_dir={data}", f"--out_dir={tmp_path / 'out'}", *TINY, "--max_steps=2",
+    latin1_row = b'{"file_name": "' + rows[0]["file_name"].encode() + b'", "text": "caf\xe9"}\n'  # not UTF-8
+    (data / "metadata.jsonl").write_bytes("\n".join(lines).encode() + b"\n" + latin1_row)
+    result = train(tmp_path, f"--data_dir={data}", f"--out_dir={tmp_path / 'out'}", *TINY_RUN, "--max_steps=2",
                    "--batch_size=8")
     err = result.stderr
     for name in ("zero.png", "truncated.png", "text.png", "missing.png", rows[1]["file_name"], "metadata.jsonl:"):
@@ -600,7 +617,8 @@ def test_a_collection_full_of_bad_items_trains_on_the_good_ones_and_names_every_
 
 # -- exactness of a resume ----------------------------------------------------------------------------------
 
-EXACT = [*TINY, "--mode=disabled", "--log_frequency=1", "--num_epochs=2", "--dropout=0.1", "--checkpoint_every=0.002"]
+EXACT = [*TINY_RUN, "--mode=disabled", "--log_frequency=1", "--num_epochs=2", "--dropout=0.1",
+         "--checkpoint_every=0.002"]
 LOSSES = ("loss_total", "loss_image", "loss_caption", "loss_alignment", "grad_norm")
 
 
@@ -625,6 +643,7 @@ def stop_midway(command, out, how, cwd):
     proc.communicate(timeout=120)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
 def test_a_stopped_and_resumed_run_equals_one_never_stopped(engravings, tmp_path, how):
     """Bit for bit on a CPU: the parameters and every logged loss (dropout on, so the RNG state must carry over)."""
@@ -645,11 +664,13 @@ def test_a_stopped_and_resumed_run_equals_one_never_stopped(engravings, tmp_path
     assert losses(a) == losses(b)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change, field", [("--batch_size=8", "batch_size"), ("--seed=7", "seed"),
                                            ("--learning_rate=0.01", "learning_rate"),
                                            ("--best_metric=i2t_r1", "best_metric")])
 def test_a_resume_with_other_settings_stops_with_one_line_naming_the_field(engravings, tmp_path, change, field):
-    common = [f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", *TINY, "--mode=disabled", "--max_steps=2"]
+    common = [f"--data_dir={engravings}", f"--out_dir={tmp_path / 'out'}", *TINY_RUN, "--mode=disabled",
+              "--max_steps=2"]
     train(tmp_path, *common)
     result = subprocess.run([sys.executable, str(REPO_DIR / "train_wandb.py"), *common, "--resume=True", change],
                             cwd=tmp_path, capture_output=True, text=True, timeout=240)
