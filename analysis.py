@@ -29,8 +29,19 @@ from pathlib import Path
 
 from health import ANALYSES, Finding, HealthConfig, HealthMonitor, Verdict, replay
 from health.core import finite, fmt, fmt_config
-from report import (VAL_MEASURES, _md_table, _save, _style, attempt, fmt_duration, pyplot, quietly,
-                    read_metrics_csv, series, write_report)
+from report import (
+    VAL_MEASURES,
+    _md_table,
+    _save,
+    _style,
+    attempt,
+    fmt_duration,
+    pyplot,
+    quietly,
+    read_metrics_csv,
+    series,
+    write_report,
+)
 from report_html import render_comparison_html, write_html
 
 __all__ = ["ANALYSES", "Finding", "HealthConfig", "HealthMonitor", "Verdict", "replay", "write_report", "compare_runs",
@@ -119,7 +130,7 @@ def best_run_line(labels, summaries, fields):
         return "No run has a validation loss, so none can be called best."
     scored.sort(key=lambda t: t[0])
     loss, label, s = scored[0]
-    others = ", ".join(f"{other} {fmt(l)}" for l, other, _ in scored[1:])
+    others = ", ".join(f"{other} {fmt(value)}" for value, other, _ in scored[1:])
     setting = ", ".join(f"{k}={fmt_config((s.get('config') or {})[k])}" for k in fields if k in (s.get("config") or {}))
     why = f"lowest best val loss {fmt(loss)}" + (f" at epoch {s['best_epoch']}" if s.get("best_epoch") else "")
     return (f"Best: **{label}** — {why}" + (f" (vs {others})" if others else "") +

@@ -3,7 +3,7 @@
     python benchmark.py --preset=quick                       # the CPU preset (2-core CPU: a few minutes)
     python benchmark.py --preset=quick --rounds=5 --max-rounds=10  # more turns; skip disturbed ones
     python benchmark.py --device=cuda                        # the default ~84M config on a GPU
-    python benchmark.py --data=bundled --batch_size=128      # the bundled engravings; any --field=value of train_wandb.py
+    python benchmark.py --data=bundled --batch_size=128      # bundled engravings; any --field=value of train_wandb.py
 
 Each round builds four variants with train_wandb's builders (build_model, create_logger, build_trainer), each
 on a fresh model (same seed, same data):
@@ -67,10 +67,9 @@ from pathlib import Path
 
 import psutil
 import torch
-from tqdm import tqdm
-from torch.optim.optimizer import register_optimizer_step_post_hook
-
 import wandb
+from torch.optim.optimizer import register_optimizer_step_post_hook
+from tqdm import tqdm
 
 REPO_DIR = Path(__file__).resolve().parent
 
@@ -218,7 +217,8 @@ def source_state():
     """Which train_wandb.py was measured: the commit, whether the tree differs, and the file's hash."""
     def git(*cmd):
         try:
-            return subprocess.run(["git", *cmd], cwd=REPO_DIR, capture_output=True, text=True, timeout=10).stdout.strip()
+            result = subprocess.run(["git", *cmd], cwd=REPO_DIR, capture_output=True, text=True, timeout=10)
+            return result.stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
     return {

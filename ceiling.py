@@ -111,7 +111,8 @@ def main(argv=None):
     opt = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.learning_rate, total_steps=steps)
     majority = torch.bincount(main_kind[train], minlength=len(KINDS)).argmax()
-    print(f"{args.model}{' with conv_stem' * args.conv_stem} at {args.image_size} px, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M "
+    params = sum(p.numel() for p in model.parameters())
+    print(f"{args.model}{' with conv_stem' * args.conv_stem} at {args.image_size} px, {params / 1e6:.2f}M "
           f"parameters; {len(train)} train / {len(val)} val items; majority share on val "
           f"{(main_kind[val] == majority).float().mean():.3f}", flush=True)
     g = torch.Generator().manual_seed(args.seed)

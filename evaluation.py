@@ -21,7 +21,6 @@ from collections import Counter
 import torch
 import torch.nn.functional as F
 
-
 MEASURE_PACKAGES = ("torchmetrics", "sacrebleu")  # imported only when a measure runs: they cost start-up time
 
 

@@ -17,7 +17,6 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-
 # ----------------------------------------------------------------------------
 # building blocks
 
@@ -33,7 +32,8 @@ class Attention(nn.Module):
     def forward(self, x, causal=False, key_mask=None, cache=None):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        hs = C // self.num_heads
+        q, k, v = (t.view(B, T, self.num_heads, hs).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         if cache is not None:  # incremental decoding: the keys and values of earlier positions are kept
             if "k" in cache:
                 assert T == 1, "with a filled cache, decode one position at a time"

@@ -124,7 +124,9 @@ def last_text(rows, keys):
     """{name: the text of the last row that has it under key} for keys {name: key}; {} when no row has text."""
     texts = {}
     for name, key in keys.items():
-        texts.update({name: row[key] for row in rows if isinstance(row.get(key), str)})
+        found = [row[key] for row in rows if isinstance(row.get(key), str)]
+        if found:
+            texts[name] = found[-1]
     return texts
 
 

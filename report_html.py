@@ -20,8 +20,19 @@ from string import Template
 
 from durable import write_text_atomic
 from health.core import ANALYSES, STATUS_BY_SEVERITY, fmt, fmt_config
-from report import (KEY_CONFIG, PLOTS, PROBE_MEASURES, PROBES_TEXT, VAL_MEASURES, baseline_sentence,
-                    best_checkpoint_sentence, best_pt_fact, fmt_duration, probe_words_sentence, summary_paragraph)
+from report import (
+    KEY_CONFIG,
+    PLOTS,
+    PROBE_MEASURES,
+    PROBES_TEXT,
+    VAL_MEASURES,
+    baseline_sentence,
+    best_checkpoint_sentence,
+    best_pt_fact,
+    fmt_duration,
+    probe_words_sentence,
+    summary_paragraph,
+)
 
 CORE_METRICS = ("loss_total", "loss_image", "loss_caption", "loss_alignment", "caption_accuracy",
                 "caption_perplexity", "image_mse", "latent_std")
@@ -51,7 +62,8 @@ a { color: inherit; }
 code { font: 13px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; overflow-wrap: anywhere; }
 .muted { color: var(--muted); font-size: 13px; }
 .facts { display: flex; flex-wrap: wrap; gap: 10px; }
-.fact { flex: 1 0 auto; min-width: 120px; max-width: 100%; background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 10px 14px; }
+.fact { flex: 1 0 auto; min-width: 120px; max-width: 100%; background: #fff; border: 1px solid var(--line);
+        border-radius: 8px; padding: 10px 14px; }
 .fact span { display: block; color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
 .fact b { font-size: 19px; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
 .overview { display: flex; flex-wrap: wrap; gap: 8px; margin: 16px 0 0; }
@@ -284,7 +296,8 @@ def render_comparison_html(labels, summaries, fields, plots) -> str:
     from analysis import best_run_line, comparison_table, measures_table  # here: analysis.py imports this module
     best = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", esc(best_run_line(labels, summaries, fields)))  # markdown bold
     differ = esc(", ".join(fields)) if fields else "none"
-    body = [f"<h1>Comparison of {len(labels)} runs</h1>", f"<p>{best}</p>", table(comparison_table(labels, summaries, fields)),
+    body = [f"<h1>Comparison of {len(labels)} runs</h1>", f"<p>{best}</p>",
+            table(comparison_table(labels, summaries, fields)),
             f'<p class="muted">Config fields that differ: {differ}.</p>']
     measures = measures_table(labels, summaries)
     if measures:

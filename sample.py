@@ -30,9 +30,17 @@ from checkpoints import saved_best
 from evaluation import baseline_split, evaluate_split, missing_packages
 from model_architecture_large import ModelConfig, MultimodalModel
 from report import lower_is_better
-from train_wandb import (IMAGE_EXTENSIONS, CaptionTokenizer, ConfigError, DataError, find_items, format_warning,
-                         load_image, read_truths, resolve_device)
-
+from train_wandb import (
+    IMAGE_EXTENSIONS,
+    CaptionTokenizer,
+    ConfigError,
+    DataError,
+    find_items,
+    format_warning,
+    load_image,
+    read_truths,
+    resolve_device,
+)
 
 # ----------------------------------------------------------------------------
 # arguments

@@ -37,7 +37,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, get_type_hints
+from typing import get_type_hints
 
 import numpy as np
 import psutil
@@ -47,10 +47,17 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from analysis import HealthConfig, HealthMonitor, replay
-from checkpoints import (SAME_OPTIMISATION, BestCheckpoint, CheckpointError, Checkpoints, check_model_config,
-                         check_resume, load_checkpoint, save_atomic)
-from evaluation import (SSIM_WINDOW, baseline_split, batch_standard_error, evaluate_split, mean_image,
-                        missing_packages)
+from checkpoints import (
+    SAME_OPTIMISATION,
+    BestCheckpoint,
+    CheckpointError,
+    Checkpoints,
+    check_model_config,
+    check_resume,
+    load_checkpoint,
+    save_atomic,
+)
+from evaluation import SSIM_WINDOW, baseline_split, batch_standard_error, evaluate_split, mean_image, missing_packages
 from logger import LoggerError, create_logger
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
 from probes import FIELDS, PROBE_SAMPLE, LatentProbe, image_latents, untrained_levels
@@ -117,8 +124,8 @@ class Config:
 @dataclass
 class WandBConfig:
     project: str = "multimodal-engravings"  # W&B project (WANDB_PROJECT overrides the default)
-    entity: Optional[str] = None  # W&B user or team (WANDB_ENTITY overrides the default)
-    run_name: Optional[str] = None  # display name of the run (None = W&B picks one)
+    entity: str | None = None  # W&B user or team (WANDB_ENTITY overrides the default)
+    run_name: str | None = None  # display name of the run (None = W&B picks one)
     mode: str = "auto"  # 'auto' (asks wandb's settings: online if logged in and reachable, else offline), 'online', 'offline', 'disabled'
     log_frequency: int = 10  # log the mean of every metric over this many batches
     track_gradients: bool = True  # log grad_norm, grad_mean, grad_max
@@ -170,7 +177,7 @@ def config_fields():
 
 def parse_value(name, raw, typ):
     """Turn the text of `--name=raw` into a value of the field's type, or raise ConfigError."""
-    optional = typ == Optional[str]
+    optional = typ == str | None
     if optional and raw in ("None", "none", ""):
         return None
     if typ is str or optional:
@@ -752,7 +759,8 @@ def model_metrics(out, images, captions_pad_id, weights):
 
 
 def total_loss(out, weights):
-    """loss_total = image_loss_weight * loss_image + caption_loss_weight * loss_caption + alignment_loss_weight * loss_alignment."""
+    """loss_total = image_loss_weight * loss_image + caption_loss_weight * loss_caption
+    + alignment_loss_weight * loss_alignment."""
     return (weights["image"] * out["loss_image"] + weights["caption"] * out["loss_caption"]
             + weights["alignment"] * out["loss_alignment"])
 
@@ -806,13 +814,14 @@ def throughput_stats(samples_per_second, flops_per_sample, peak=None):
 
 
 def _gputil_device(device):
-    """GPUtil's view of the device, as a fallback; GPUtil is optional (it needs distutils and nvidia-smi)."""
+    """GPUtil's view of the device, as a fallback where torch cannot read the memory, or None. GPUtil is optional
+    (`pip install GPUtil`); it imports distutils, which Python 3.12 removed, and runs nvidia-smi."""
     try:
-        import GPUtil
-        gpus = GPUtil.getGPUs()
-        return gpus[device.index or 0] if len(gpus) > (device.index or 0) else None
-    except Exception:
+        import GPUtil  # ImportError where it is not installed, and from its own `import distutils` on Python 3.12+
+        gpus = GPUtil.getGPUs()  # runs nvidia-smi
+    except Exception:  # any of these: no fallback, silently
         return None
+    return gpus[device.index or 0] if len(gpus) > (device.index or 0) else None
 
 
 # The window statistics that keep the extremes: logged name -> the per-step metric whose largest value over the
@@ -1338,7 +1347,8 @@ class Trainer:
             "best_val_loss": self.best_val_loss,
             **self.best.state_dict(),  # best_metric, best_value, best_epoch
             "batches_done": self.batches_done,  # position inside `epoch` (0: the epoch is complete)
-            "loader_rng": self.train_loader.epoch_rng_state if self.batches_done else self.train_loader.generator.get_state(),
+            "loader_rng": (self.train_loader.epoch_rng_state if self.batches_done
+                           else self.train_loader.generator.get_state()),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "history": self.history,  # every logged row: a resumed run's report and metrics.csv cover the whole run
@@ -1496,8 +1506,8 @@ class Data:
     train_loader: BatchLoader
     val_loader: BatchLoader
     skipped: int  # items of the collection that could not be used
-    val_truths: Optional[list] = None  # the generator's ground truth of each validation item (None where unknown)
-    train_truths: Optional[list] = None  # ... and of each training item (the probes are fit on a sample of them)
+    val_truths: list | None = None  # the generator's ground truth of each validation item (None where unknown)
+    train_truths: list | None = None  # ... and of each training item (the probes are fit on a sample of them)
     fingerprint: str = ""  # see fingerprint()
 
 

@@ -45,8 +45,8 @@ import random
 import re
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from PIL import Image, ImageDraw
 
@@ -406,8 +406,8 @@ class PlacedObject:
     size: str  # "small" | "large"
     position: str  # "left" | "center" | "right"
     count: int = 1  # 1..3, drawn side by side in the slot
-    material: Optional[str] = None  # "stone" | "brick" | "wooden" where the kind has one
-    state: Optional[str] = None  # "ruined" | "anchored" | "bare" where the kind has one
+    material: str | None = None  # "stone" | "brick" | "wooden" where the kind has one
+    state: str | None = None  # "ruined" | "anchored" | "bare" where the kind has one
     detail: object = None  # kind-specific: masts / arches / bands (int), roof or top style (str)
 
     @property
@@ -424,15 +424,15 @@ class Scene:
     """Everything the caption talks about; the renderer draws exactly this."""
 
     objects: tuple  # tuple[PlacedObject, ...], ordered left to right
-    backdrop: Optional[str] = None  # one of BACKDROPS or None
+    backdrop: str | None = None  # one of BACKDROPS or None
     birds: int = 0  # number of birds drawn (0 = none)
-    sky: Optional[str] = None  # one of SKIES or None
+    sky: str | None = None  # one of SKIES or None
     time: str = "day"  # one of TIMES
-    season: Optional[str] = None  # one of SEASONS or None
-    weather: Optional[str] = None  # one of WEATHERS or None
+    season: str | None = None  # one of SEASONS or None
+    weather: str | None = None  # one of WEATHERS or None
     technique: str = "engraving"  # one of TECHNIQUES
     main: int = 0  # index in objects of the group the caption names first
-    sky_slot: Optional[int] = None  # slot the sun or moon stands over
+    sky_slot: int | None = None  # slot the sun or moon stands over
     phrasing: int = 0  # seed of the caption's sentence form and synonyms
 
     @property
@@ -486,7 +486,7 @@ def _size_word(obj: PlacedObject, r: random.Random) -> str:
     return r.choice(words)
 
 
-def _detail_adjective(obj: PlacedObject) -> Optional[str]:
+def _detail_adjective(obj: PlacedObject) -> str | None:
     if obj.kind == "ship":
         return "single-masted" if obj.detail == 1 else f"{_NUMBER_WORDS[obj.detail]}-masted"
     if obj.kind == "bridge" and obj.detail:
@@ -497,7 +497,7 @@ def _detail_adjective(obj: PlacedObject) -> Optional[str]:
     return None
 
 
-def _detail_suffix(obj: PlacedObject, r: random.Random) -> Optional[str]:
+def _detail_suffix(obj: PlacedObject, r: random.Random) -> str | None:
     d = obj.detail
     if obj.kind == "ship":
         return "with one mast" if d == 1 else f"with {_NUMBER_WORDS[d]} masts"
@@ -590,7 +590,7 @@ def _birds_phrase(n: int, r: random.Random) -> str:
                      f"{num} gliding birds", f"{num} birds winging by"))
 
 
-def _light_phrase(scene: Scene, r: random.Random) -> Optional[str]:
+def _light_phrase(scene: Scene, r: random.Random) -> str | None:
     """Which side the sun or moon lights from, when it stands over a side slot (shadows fall away from it)."""
     if scene.sky not in ("sun", "crescent moon", "full moon") or scene.sky_slot not in (0, 2):
         return None
@@ -725,7 +725,7 @@ def _max_count(kind: str, size: str) -> int:
     return 3 if fits[3] else 2 if fits[2] else 1
 
 
-def _random_object(rng: random.Random, position: str, season: Optional[str], size: str) -> PlacedObject:
+def _random_object(rng: random.Random, position: str, season: str | None, size: str) -> PlacedObject:
     kind = rng.choice(KINDS)
     count = rng.choices((1, 2, 3), weights=(5, 3, 2))[0]
     count = min(count, _max_count(kind, size))
@@ -751,7 +751,7 @@ def _sky_slot(objects: Sequence[PlacedObject], time_of_day: str, rng: random.Ran
     return min(range(3), key=lambda s: (height[s], rng.random()))
 
 
-def _random_weather(rng: random.Random, time_of_day: str, season: Optional[str]) -> Optional[str]:
+def _random_weather(rng: random.Random, time_of_day: str, season: str | None) -> str | None:
     choices = [None] * 6 + ["mist"]
     if time_of_day == "day" and season != "winter":
         choices += ["rain", "storm"]
@@ -760,7 +760,7 @@ def _random_weather(rng: random.Random, time_of_day: str, season: Optional[str])
     return rng.choice(choices)
 
 
-def _random_sky(rng: random.Random, time_of_day: str, weather: Optional[str]) -> Optional[str]:
+def _random_sky(rng: random.Random, time_of_day: str, weather: str | None) -> str | None:
     if time_of_day == "night":
         return rng.choice(("crescent moon", "full moon", "stars"))
     if time_of_day in ("dawn", "dusk"):
@@ -870,12 +870,12 @@ _BOUNDARY_RE = re.compile(r"[,;:.()]")
 _SENTENCE_RE = re.compile(r"[;:.()]")
 
 
-def _stated_count(before: str) -> Optional[int]:
+def _stated_count(before: str) -> int | None:
     m = _COUNT_RE.search(before.rstrip())
     return _COUNTS[m.group(1)] if m else None
 
 
-def _stated_position(text: str, noun: re.Match, count_start: int) -> Optional[str]:
+def _stated_position(text: str, noun: re.Match, count_start: int) -> str | None:
     """The position phrase right after the noun (up to a comma or the next object), else right before it."""
     after = text[noun.end():]
     cut = [m.start() for m in (_BOUNDARY_RE.search(after), _NOUN_RE.search(after)) if m]
@@ -1202,7 +1202,7 @@ def _draw_ship(cv, x, b, w, h, rng, sd, obj):
         r = max(0.6, 0.018 * w)
         cv.d.rectangle([px - r, y_band - r, px + r, y_band + r], fill=cv.ink)
     # water at the waterline
-    for k in range(3):
+    for _ in range(3):
         wx = x + rng.uniform(-0.45, 0.3) * w
         ww = rng.uniform(0.12, 0.2) * w
         cv.d.arc([wx, b - 0.02 * h, wx + ww, b + 0.05 * h + 2], 200, 340, fill=cv.ink, width=cv.hw)
@@ -2153,7 +2153,7 @@ def supersampling(image_size: int) -> int:
     return max(2, -(-128 // max(1, image_size)))
 
 
-def draw_scene(scene: Scene, image_size: int, rng: random.Random, supersample: Optional[int] = None) -> Image.Image:
+def draw_scene(scene: Scene, image_size: int, rng: random.Random, supersample: int | None = None) -> Image.Image:
     """Draw ``scene`` as a grayscale ("L") engraving of ``image_size`` pixels."""
     ss = supersampling(image_size) if supersample is None else max(1, int(supersample))
     if ss > 1:
@@ -2457,7 +2457,7 @@ def generate(
     num_items: int = DEFAULT_NUM_ITEMS,
     image_size: int = DEFAULT_IMAGE_SIZE,
     seed: int = 0,
-    workers: Optional[int] = None,
+    workers: int | None = None,
     progress: bool = True,
 ) -> Path:
     """Write ``num_items`` engravings and ``metadata.jsonl`` into ``out_dir``."""
@@ -2503,7 +2503,7 @@ def generate(
     return out
 
 
-def _written_version(out: Path) -> Optional[int]:
+def _written_version(out: Path) -> int | None:
     try:
         return json.loads((out / VERSION_FILE).read_text(encoding="utf-8"))["version"]
     except (OSError, ValueError, KeyError, TypeError):

@@ -4,8 +4,8 @@ What z knows is read from the linear probes of the last validation (probes.py, l
 levels as baseline/probe_*, their scores on the untrained model's z as baseline/probe_*_untrained): a linear map fit
 on the z of training items predicts the words of the captions and, on the bundled set, the generator's ground truth
 of validation items. "Nothing learned" is judged against chance; whether training taught z the main object, also
-against the untrained z, whose random features already read much of a large object. A probe is above chance when it beats its
-chance level by more than latent_probe_errors standard errors: for the word AUC the one the run logs
+against the untrained z, whose random features already read much of a large object. A probe is above chance when it
+beats its chance level by more than latent_probe_errors standard errors: for the word AUC the one the run logs
 (val/probe_word_auc_se), for a field's accuracy that of a share of the validation items at its majority rate.
 
 Collapse is measured between images: latent_batch_std (std of z across the batch, averaged over the latent
@@ -186,7 +186,8 @@ class LatentSpace(Analysis):
                            collapse, rule=self.rule())
         kind = probes.get("probe_kind")
         untrained = self.h.last_baseline.get("probe_kind" + UNTRAINED)  # the probe on the untrained model's z
-        if kind and "probe_kind" in above and finite(untrained) and not self.above_chance((kind[0], untrained, kind[2])):
+        if (kind and "probe_kind" in above and finite(untrained)
+                and not self.above_chance((kind[0], untrained, kind[2]))):
             return Verdict("warning", f"{knows}, but no better than the untrained model's z reads the main object "
                            f"({kind[0]:.2f}, untrained {untrained:.2f}): training has not taught z the objects",
                            evidence + [f"probe_kind untrained {fmt(untrained, 3)}: random features already read "

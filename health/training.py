@@ -10,7 +10,6 @@ import numpy as np
 
 from .core import Analysis, change, finite, fmt, lower_lr
 
-
 STEPS_TOO_LARGE = ("latent_blowup", "loss_diverging", "non_finite")  # findings whose cause is the learning rate
 
 

@@ -1,4 +1,49 @@
+"""What the tests share: the project's folder on sys.path, a W&B environment free of the shell's settings, and the
+small engraving collections they train on."""
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the tests import its modules
+
+# W&B variables that choose a run's mode, server, login, project or run: the tests set the ones they need
+WANDB_ENV = ("WANDB_MODE", "WANDB_BASE_URL", "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_PROJECT",
+             "WANDB_ENTITY", "WANDB_RUN_ID", "WANDB_RESUME", "WANDB_SERVICE")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_wandb_env_from_the_shell():
+    """No test, and no process a test starts, sees the WANDB_ENV variables of the shell that runs pytest."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name in WANDB_ENV:
+            monkeypatch.delenv(name, raising=False)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def no_wandb_env_left_behind():
+    """Nor the ones an earlier test left. wandb sets WANDB_SERVICE in the environment of a process that starts its
+    service (pytest itself, after an in-process W&B test); a training subprocess that inherited it would log through
+    that service, which outlives the child and, after a kill, keeps its run id open."""
+    yield
+    for name in WANDB_ENV:
+        os.environ.pop(name, None)
+
+
+@pytest.fixture(scope="session")
+def make_engravings(tmp_path_factory):
+    """make_engravings(num_items, image_size) -> a folder of the generator's collection (seed 0) at that size, written
+    once a session and shared by every test that asks for the same size: read it, write nothing into it."""
+    from data.engravings import generate
+
+    made = {}
+
+    def make(num_items, image_size):
+        if (num_items, image_size) not in made:
+            folder = tmp_path_factory.mktemp(f"engravings_{num_items}_{image_size}px")
+            made[num_items, image_size] = generate(folder, num_items=num_items, image_size=image_size, seed=0,
+                                                   workers=1, progress=False)
+        return made[num_items, image_size]
+
+    return make

@@ -10,8 +10,8 @@ import typing
 from pathlib import Path
 
 import pytest
-from PIL import Image
 import yaml
+from PIL import Image
 
 from analysis import ANALYSES, HealthConfig, HealthMonitor, compare_runs, main, write_report
 from health_rows import EPOCHS, RUN_CONFIG, WINDOWS, history, observe, set_train, train_rows, val_rows
@@ -282,6 +282,7 @@ def test_report_md_tables_the_probes_by_epoch_apart_with_their_chance_first_and_
 def test_the_measures_plot_draws_each_logged_measure_with_its_baseline_and_only_when_there_are_measures(
         tmp_path, monkeypatch):
     import matplotlib.axes
+
     from report import plot_measures
     drawn = []  # the label of every line and the y of every dashed baseline, in drawing order
     real_plot, real_axhline = matplotlib.axes.Axes.plot, matplotlib.axes.Axes.axhline

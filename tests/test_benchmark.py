@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import train_wandb
-from data.engravings import generate
 
-TINY = ["--preset=quick", "--image_size=32", "--batch_size=8", "--log_frequency=2", "--steps=2", "--warmup=2",
-        "--rounds=1", "--max-other-cores=100", "--device=cpu"]
+# the settings of a small benchmark: one round of 2 warm-up and 2 measured steps of each variant
+TINY_BENCHMARK = ["--preset=quick", "--image_size=32", "--batch_size=8", "--log_frequency=2", "--steps=2",
+                  "--warmup=2", "--rounds=1", "--max-other-cores=100", "--device=cpu"]
 
 
 @pytest.fixture(autouse=True)
@@ -27,13 +27,12 @@ def one_thread():
 @pytest.fixture(autouse=True)
 def wandb_offline_in_tmp(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    for name in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
 
 
+@pytest.mark.slow
 def test_benchmark_runs_every_variant_and_ends_with_one_json_line(capsys):
     import benchmark
-    assert benchmark.main(TINY) == 0
+    assert benchmark.main(TINY_BENCHMARK) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(lines[-1])
     assert summary["device"].startswith("CPU") and summary["device_type"] == "cpu"
@@ -52,15 +51,15 @@ def test_benchmark_runs_every_variant_and_ends_with_one_json_line(capsys):
 
 
 @pytest.fixture(scope="module")
-def engravings(tmp_path_factory):
+def engravings(make_engravings):
     """40 engravings at 32 px: 36 for training, 4 batches of 8 per epoch."""
-    return generate(tmp_path_factory.mktemp("engravings"), num_items=40, image_size=32, seed=0, workers=1,
-                    progress=False)
+    return make_engravings(40, 32)
 
 
 def test_benchmark_runs_on_a_data_folder_and_uses_the_decoded_image_cache(capsys, tmp_path, engravings):
     import benchmark
-    args = [*TINY, "--variants=ab", "--data=bundled", f"--data_dir={engravings}", f"--cache_dir={tmp_path / 'cache'}"]
+    args = [*TINY_BENCHMARK, "--variants=ab", "--data=bundled", f"--data_dir={engravings}",
+            f"--cache_dir={tmp_path / 'cache'}"]
     assert benchmark.main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["data"] == f"{engravings} (40 items)"
@@ -68,6 +67,7 @@ def test_benchmark_runs_on_a_data_folder_and_uses_the_decoded_image_cache(capsys
     assert len(list((tmp_path / "cache").glob("decoded-32px-40-*.pt"))) == 1
 
 
+@pytest.mark.slow
 def test_benchmark_times_the_trainers_own_step_and_keeps_the_console_quiet(capsys, monkeypatch):
     """A change to Trainer.train_step (here: counted and 100 ms slower) shows up in the benchmark without
     editing benchmark.py; health findings (forced by --grad_vanish_norm) are summed up, not printed."""
@@ -80,7 +80,7 @@ def test_benchmark_times_the_trainers_own_step_and_keeps_the_console_quiet(capsy
         return train_step(self, images_u8, captions)
 
     monkeypatch.setattr(train_wandb.Trainer, "train_step", slower_step)
-    assert benchmark.main([*TINY, "--grad_vanish_norm=1e9"]) == 0
+    assert benchmark.main([*TINY_BENCHMARK, "--grad_vanish_norm=1e9"]) == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip().splitlines()[-1])
     rounds = summary["rounds"][0]
@@ -96,11 +96,12 @@ def test_benchmark_times_the_trainers_own_step_and_keeps_the_console_quiet(capsy
     assert len([line for line in captured.out.splitlines()[:-1] if "grad_vanishing" in line]) == 1  # the summary
 
 
+@pytest.mark.slow
 def test_benchmark_leaves_out_the_windows_in_which_an_epoch_ended(capsys, tmp_path, engravings):
     """Steps 3..8 of 4-batch epochs: the epoch end (validation, visuals, checkpoint) runs inside steps() in
     window 2 (steps 5-6), which is left out, and said so."""
     import benchmark
-    args = [*TINY, "--steps=6", "--variants=ab", "--data=bundled", f"--data_dir={engravings}",
+    args = [*TINY_BENCHMARK, "--steps=6", "--variants=ab", "--data=bundled", f"--data_dir={engravings}",
             f"--cache_dir={tmp_path / 'cache'}"]
     assert benchmark.main(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()

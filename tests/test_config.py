@@ -5,26 +5,26 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import pytest
 import torch
 
 import train_wandb
 from analysis import HealthConfig
-from train_wandb import (PRESETS, Config, ConfigError, WandBConfig, config_fields, main, parse_args, parse_value,
-                         validate)
 from logger import resolve_wandb_mode
+from train_wandb import (
+    PRESETS,
+    Config,
+    ConfigError,
+    WandBConfig,
+    config_fields,
+    main,
+    parse_args,
+    parse_value,
+    validate,
+)
 
 REPO_DIR = Path(train_wandb.__file__).resolve().parent
-WANDB_VARS = ("WANDB_PROJECT", "WANDB_ENTITY", "WANDB_MODE")
-
-
-@pytest.fixture(autouse=True)
-def no_wandb_env(monkeypatch):
-    """Every test starts without WANDB_PROJECT / WANDB_ENTITY / WANDB_MODE, whatever the outer shell has."""
-    for var in WANDB_VARS:
-        monkeypatch.delenv(var, raising=False)
 
 
 def field(cfgs, name):
@@ -54,8 +54,8 @@ def test_config_fields_report_resolved_types():
     assert fields["compile"][1] is bool
     assert fields["track_gradients"][1] is bool
     assert fields["data_dir"][1] is str
-    assert fields["entity"][1] == Optional[str]
-    assert fields["run_name"][1] == Optional[str]
+    assert fields["entity"][1] == str | None
+    assert fields["run_name"][1] == str | None
 
 
 # -- parse_value / parse_args: one override per field type --------------------------
@@ -113,9 +113,9 @@ def test_parse_value_int_literal_becomes_float_for_float_field():
 
 
 def test_parse_value_optional_str_none_spellings():
-    assert parse_value("entity", "None", Optional[str]) is None
-    assert parse_value("entity", "none", Optional[str]) is None
-    assert parse_value("entity", "team", Optional[str]) == "team"
+    assert parse_value("entity", "None", str | None) is None
+    assert parse_value("entity", "none", str | None) is None
+    assert parse_value("entity", "team", str | None) == "team"
 
 
 @pytest.mark.parametrize("raw", ["yes", "on", "TRUE", "1"])
@@ -334,7 +334,7 @@ def test_preset_result_is_validated(monkeypatch):
         parse_args(["--preset=broken"])
 
 
-# -- WANDB_* environment variables --------------------------------------------------------
+# -- WANDB_* environment variables (each test starts without them: conftest.py) -----------------
 
 def test_env_vars_replace_the_defaults(monkeypatch):
     monkeypatch.setenv("WANDB_PROJECT", "env-project")
@@ -433,8 +433,7 @@ else:  # with CUDA present, an index past the last device is the equivalent erro
 @pytest.fixture(scope="module")
 def cli_runs():
     """Start every CLI case at once (each pays the torch import), then collect them."""
-    env = {k: v for k, v in os.environ.items() if k not in WANDB_VARS}
-    env["WANDB_MODE"] = "disabled"  # should any case get past validation, never reach the network
+    env = {**os.environ, "WANDB_MODE": "disabled"}  # should any case get past validation, never reach the network
     cases = {key: argv for key, (argv, _) in CLI_ERROR_CASES.items()}
     cases["help"] = ["--help"]
     procs = {key: subprocess.Popen([sys.executable, "train_wandb.py", *argv], cwd=REPO_DIR, env=env, text=True,

@@ -102,6 +102,7 @@ def ranks(tmp_path_factory):
     return [torch.load(out_dir / f"rank{rank}.pt") for rank in range(WORLD_SIZE)]
 
 
+@pytest.mark.slow
 def test_global_negatives_match_one_process_on_the_concatenated_batch(ranks):
     expected = loss_and_gradients(SharedHead(), *global_batch(), negatives="local")  # one process, whole batch
 
@@ -123,6 +124,7 @@ def test_global_negatives_match_one_process_on_the_concatenated_batch(ranks):
     assert abs(SharedHead()(image_emb, caption_emb, distinct, "local").item() - expected["loss"].item()) > 0.1
 
 
+@pytest.mark.slow
 def test_local_negatives_give_each_ranks_own_loss(ranks):
     batch = global_batch()
     for rank, results in enumerate(ranks):

@@ -9,8 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
-from train_wandb import (CaptionTokenizer, DataError, DataWarning, EngravingDataset, _read_metadata, check_shards,
-                         find_items)
+from train_wandb import (
+    CaptionTokenizer,
+    DataError,
+    DataWarning,
+    EngravingDataset,
+    _read_metadata,
+    check_shards,
+    find_items,
+)
 
 
 def image(path, color=(0, 0, 0)):

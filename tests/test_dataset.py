@@ -8,8 +8,16 @@ import pytest
 import torch
 from PIL import Image
 
-from train_wandb import (BatchLoader, CaptionTokenizer, DataError, DataWarning, EngravingDataset, find_items,
-                         load_image, split_indices)
+from train_wandb import (
+    BatchLoader,
+    CaptionTokenizer,
+    DataError,
+    DataWarning,
+    EngravingDataset,
+    find_items,
+    load_image,
+    split_indices,
+)
 
 S = 16  # image side used throughout
 
@@ -482,7 +490,9 @@ def test_loader_without_shuffle_follows_the_given_indices():
 
 
 def test_shuffle_with_the_same_seed_gives_the_same_order():
-    make = lambda seed: BatchLoader(fake_dataset(20), torch.arange(20), 5, shuffle=True, drop_last=False, seed=seed)
+    def make(seed):
+        return BatchLoader(fake_dataset(20), torch.arange(20), 5, shuffle=True, drop_last=False, seed=seed)
+
     a, b, c = make(1), make(1), make(2)
     first_a, first_b, first_c = epoch(a), epoch(b), epoch(c)
     assert first_a == first_b

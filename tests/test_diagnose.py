@@ -7,6 +7,7 @@ SCALE = 0.3  # 600 items: 24-32 steps a run, ~25 s on a quiet 2-core CPU
 SHORT = ["--log_frequency=2"]  # windows of 2 steps, so the checks still see enough of them
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["healthy", "low_lr", "latent_collapse"])
 def test_the_scenario_gets_the_expected_verdicts(name, tmp_path):
     scenario = diagnose.SCENARIOS[name]

@@ -4,8 +4,18 @@ import math
 import pytest
 import torch
 
-from evaluation import (baseline_split, batch_standard_error, bleu4, caption_quality, cider_d, evaluate_split, grounded_accuracy,
-                        mean_image, reconstruction_quality, retrieval_metrics)
+from evaluation import (
+    baseline_split,
+    batch_standard_error,
+    bleu4,
+    caption_quality,
+    cider_d,
+    evaluate_split,
+    grounded_accuracy,
+    mean_image,
+    reconstruction_quality,
+    retrieval_metrics,
+)
 from model_architecture_large import ModelConfig, MultimodalModel
 from train_wandb import CaptionTokenizer
 

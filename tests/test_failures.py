@@ -16,27 +16,32 @@ import checkpoints
 import durable
 import report
 import train_wandb
-from data.engravings import generate
 from durable import write_atomic
 from logger import RunLogger
-from train_wandb import (CacheWarning, CaptionTokenizer, ConfigError, EngravingDataset, RunFailed, check_out_dir,
-                         main, parse_args)
+from train_wandb import (
+    CacheWarning,
+    CaptionTokenizer,
+    ConfigError,
+    EngravingDataset,
+    RunFailed,
+    check_out_dir,
+    main,
+    parse_args,
+)
 
 FULL_DISK = "[Errno 28] No space left on device"
 
 
 @pytest.fixture(scope="module")
-def engravings(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("engravings"), num_items=24, image_size=16, seed=0, workers=1,
-                    progress=False)
+def engravings(make_engravings):
+    """24 engravings at 16 px: one epoch of a tiny model takes seconds."""
+    return make_engravings(24, 16)
 
 
 @pytest.fixture
 def run(engravings, tmp_path, monkeypatch):
     """run(*args) -> (exit status, stderr, out_dir): main() in this process, one epoch of a tiny model with W&B
     disabled; every W&B call the logger makes is recorded in run.calls as (name, kwargs)."""
-    for name in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_API_KEY", "WANDB_RUN_ID", "WANDB_RESUME"):
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main() sets its own

@@ -1,7 +1,6 @@
 """health/overfitting.py: the gap between validation and training loss, epoch by epoch."""
 from health_rows import RUN_CONFIG, by_code, history, observe, val_rows
 
-
 VAL_TOTAL = [3.0, 2.5, 2.3, 2.5, 2.7, 2.9]  # falls to epoch 3, then rises 3 epochs in a row
 
 

@@ -3,7 +3,7 @@ import math
 
 from health import HealthConfig, HealthMonitor
 from health.training import swing
-from health_rows import (RUN_CONFIG, by_code, history, observe, set_train, train_row, train_rows)
+from health_rows import RUN_CONFIG, by_code, history, observe, set_train, train_row, train_rows
 
 
 def test_a_one_step_spike_inside_a_window_is_seen_through_grad_norm_max():

@@ -30,6 +30,7 @@ def free_port():
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_every_rank_logs_the_global_mean_and_the_global_maxima(tmp_path):
     mp.start_processes(worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, start_method="spawn")
     rows = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD_SIZE)]

@@ -1,13 +1,25 @@
 """Each logged metric's definition, checked on tensors whose answer is known by hand."""
 import math
+import sys
 import time
 
 import psutil
 import pytest
 import torch
 
-from train_wandb import (MetricWindow, caption_perplexity, caption_stats, gradient_stats, hardware_stats,
-                         image_errors, latent_diversity, latent_stats, peak_flops, throughput_stats, total_loss)
+from train_wandb import (
+    MetricWindow,
+    caption_perplexity,
+    caption_stats,
+    gradient_stats,
+    hardware_stats,
+    image_errors,
+    latent_diversity,
+    latent_stats,
+    peak_flops,
+    throughput_stats,
+    total_loss,
+)
 
 
 def test_latent_stats_on_known_latents():
@@ -94,6 +106,22 @@ def test_hardware_stats_without_a_gpu():
     assert 100 / psutil.cpu_count() * 0.8 <= stats["cpu_percent"] <= 100
 
 
+def test_a_gpu_memory_torch_cannot_read_and_gputil_cannot_import_is_0_not_a_crash(monkeypatch, tmp_path):
+    """GPUtil, the optional fallback, imports distutils, which Python 3.12 removed: no fallback then, silently."""
+    def unreadable(device):
+        raise RuntimeError("CUDA driver error")
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", unreadable)
+    (tmp_path / "GPUtil.py").write_text("import pathlib\n"
+                                        "pathlib.Path(__file__).with_name('imported').touch()\n"
+                                        "raise ModuleNotFoundError('distutils', name='distutils')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "GPUtil", raising=False)
+    stats = hardware_stats(torch.device("cuda", 0))
+    assert (tmp_path / "imported").exists()  # the fallback was tried
+    assert stats["gpu_memory_used"] == 0 and stats["gpu_memory_percent"] == 0
+
+
 def test_throughput_stats_on_known_numbers():
     # 1,000 samples/s at 3 GFLOP per training sample = 3 TFLOP/s; against a 10 TFLOP/s peak, 30% MFU
     stats = throughput_stats(1000.0, 3e9, peak=10e12)
@@ -138,7 +166,8 @@ def test_to_pil_maps_0_1_floats_to_0_255_pixels_in_height_width_order():
 def test_a_log_window_keeps_the_largest_gradient_of_its_steps_not_their_mean():
     window = MetricWindow()
     for norm, largest in ((1.0, 0.1), (20.0, 3.0), (1.0, 0.2)):  # one spiking step among three
-        window.add({"grad_norm": torch.tensor(norm), "grad_max": torch.tensor(largest), "loss_caption": torch.tensor(1.0)})
+        window.add({"grad_norm": torch.tensor(norm), "grad_max": torch.tensor(largest),
+                    "loss_caption": torch.tensor(1.0)})
     row = window.means()
     assert row["grad_norm"] == pytest.approx(22.0 / 3)  # the mean, as before
     assert row["grad_norm_max"] == 20.0  # the spike itself, for the spike check

@@ -7,15 +7,14 @@ import traceback
 import pytest
 import torch
 import wandb
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 import checkpoints as checkpoints_module
 import train_wandb
 from analysis import HealthConfig
 from checkpoints import Checkpoints
 from logger import RunLogger
-from data.engravings import generate
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
 
 aten = torch.ops.aten
@@ -196,10 +195,8 @@ class SyncCounter(TorchDispatchMode):
 
 
 @pytest.fixture(scope="module")
-def engraving_items(tmp_path_factory):
-    data_dir = generate(tmp_path_factory.mktemp("engravings"), num_items=40, image_size=32, workers=1,
-                        progress=False)
-    return train_wandb.find_items(data_dir)
+def engraving_items(make_engravings):
+    return train_wandb.find_items(make_engravings(40, 32))
 
 
 def build_trainer(items, tmp_path, device, *overrides):

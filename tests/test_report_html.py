@@ -57,7 +57,7 @@ def assert_self_contained(text):
     assert "://" not in "".join(v or "" for _, attrs in page.tags for v in attrs.values())  # no http(s), file
     assert not [tag for tag, _ in page.tags if tag in ("script", "link", "iframe", "object", "embed")]
     sizes = []
-    for tag, attrs in page.tags:
+    for _, attrs in page.tags:
         if "href" in attrs:
             assert attrs["href"].startswith("#"), attrs["href"]  # a jump within the page
         if "src" in attrs:

@@ -132,6 +132,7 @@ def test_evaluate_prints_a_table_and_writes_every_measure_to_json(workspace):
     assert any(line.split()[0] == "cider_d" for line in lines)
 
 
+@pytest.mark.slow  # three more --evaluate runs of several seconds each; the one above stays in the fast loop
 @pytest.mark.parametrize("saved, header", [
     ({"epoch": 8, "step": 576, "best_metric": "i2t_r1", "best_value": 0.3677, "best_epoch": 8},
      "(epoch 8 of training; best.pt is chosen by the best val i2t_r1 (0.3677 at epoch 8))"),
@@ -239,7 +240,9 @@ def test_beam_search_of_size_one_is_the_models_greedy_decoding(workspace):
 
 def test_sampling_follows_the_probabilities_and_the_seed():
     model, z = TableDecoderModel(), torch.zeros(2000, 1)
-    draw = lambda seed, t: sample_captions(model, z, BOS, EOS, t, torch.Generator().manual_seed(seed))
+    def draw(seed, t):
+        return sample_captions(model, z, BOS, EOS, t, torch.Generator().manual_seed(seed))
+
     first = draw(0, 1.0)[:, 1]
     assert (first == B).float().mean().item() == pytest.approx(0.4, abs=0.04)
     assert torch.equal(draw(0, 1.0), draw(0, 1.0))

@@ -10,7 +10,8 @@ import yaml
 import sweep
 
 REPO_DIR = Path(__file__).resolve().parents[1]
-TINY = ["--max_items=200", "--num_epochs=1", "--log_frequency=2", "--device=cpu", "--mode=disabled", "--cache_dir="]
+TINY_TRIAL = ["--max_items=200", "--num_epochs=1", "--log_frequency=2", "--device=cpu", "--mode=disabled",
+              "--cache_dir="]  # every trial's overrides: one short epoch on the CPU
 
 
 def write_sweep(path, parameters, method="grid", **extra):
@@ -100,10 +101,11 @@ def test_the_metric_val_loss_total_is_the_runs_lowest_as_in_the_wandb_summary():
 # -- end to end ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_sweep_of_three_trials_ranks_the_finished_ones_and_lists_the_failed_one_last(tmp_path):
     path = write_sweep(tmp_path / "sweep.yaml", {"batch_size": {"values": [16, 32, -1]}})  # -1: rejected
     result = subprocess.run([sys.executable, "sweep.py", str(path), "--count=3", f"--out={tmp_path}", "--id=t",
-                             *TINY], cwd=REPO_DIR, capture_output=True, text=True, timeout=300)
+                             *TINY_TRIAL], cwd=REPO_DIR, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     progress = [line for line in result.stdout.splitlines() if line.startswith("trial ")]
     assert [line.split()[1] for line in progress] == ["1/3", "2/3", "3/3"]
@@ -120,9 +122,10 @@ def test_a_sweep_of_three_trials_ranks_the_finished_ones_and_lists_the_failed_on
     assert (sweep_dir / "comparison.html").is_file()
 
 
+@pytest.mark.slow
 def test_a_sweep_in_which_every_trial_fails_exits_1(tmp_path):
     path = write_sweep(tmp_path / "sweep.yaml", {"batch_size": {"values": [-1]}})
-    result = subprocess.run([sys.executable, "sweep.py", str(path), f"--out={tmp_path}", "--id=t", *TINY],
+    result = subprocess.run([sys.executable, "sweep.py", str(path), f"--out={tmp_path}", "--id=t", *TINY_TRIAL],
                             cwd=REPO_DIR, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "failed" in (tmp_path / "sweep-t" / "ranking.md").read_text()

@@ -3,7 +3,6 @@ variables) and names where its answer came from; --log_model uploads lean weight
 
 Nothing here touches the network: the stand-in server https://wandb.example.com is never contacted (the
 reachability probe is replaced), and the real probe is tried only on a closed port of this machine."""
-import os
 import socket
 import time
 
@@ -14,7 +13,6 @@ import wandb
 import logger
 import train_wandb
 from checkpoints import Checkpoints
-from data.engravings import generate
 from logger import RunLogger
 from model_architecture_large import MultimodalModel
 
@@ -34,9 +32,8 @@ def one_thread():
 @pytest.fixture
 def wandb_home(tmp_path, monkeypatch):
     """A home of its own for wandb: global settings in config/, the workspace settings in work/wandb/, a netrc,
-    and no W&B variables from the environment. -> (global settings file, workspace settings file, netrc)."""
-    for name in ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_SERVICE"):
-        monkeypatch.delenv(name, raising=False)
+    and no W&B variables from the environment (conftest.py). -> (global settings file, workspace settings file,
+    netrc)."""
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "work"))
@@ -47,7 +44,6 @@ def wandb_home(tmp_path, monkeypatch):
     wandb.teardown()  # wandb reads its settings once per process: start from a fresh singleton, and end with one
     yield tmp_path / "config" / "settings", tmp_path / "work" / "wandb" / "settings", tmp_path / "netrc"
     wandb.teardown()
-    os.environ.pop("WANDB_SERVICE", None)  # set by wandb.setup(); a training subprocess must not inherit it
 
 
 @pytest.fixture
@@ -197,10 +193,8 @@ def test_derived_facts_go_to_the_run_config_and_may_change_on_resume():
 # -- --log_model: what each mode uploads ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def engraving_items(tmp_path_factory):
-    data_dir = generate(tmp_path_factory.mktemp("engravings"), num_items=30, image_size=32, workers=1,
-                        progress=False)
-    return train_wandb.find_items(data_dir)
+def engraving_items(make_engravings):
+    return train_wandb.find_items(make_engravings(30, 32))
 
 
 def fit_with(items, out_dir, log_model, best_epochs, monkeypatch):
