@@ -32,7 +32,7 @@ REPO_DIR = Path(__file__).absolute().parent
 OUT_DIR = REPO_DIR / "out" / "diagnose"
 HEALTHY = dict.fromkeys(ANALYSES, "healthy")
 # a healthy run of a few epochs: its latent may not hold the objects beyond what the untrained z reads yet, which the
-# latent analysis rightly says as a warning (BENCHMARKS.md, issue 24); a problem would be a false alarm
+# latent analysis rightly says as a warning (docs/LOG.md, issue 24); a problem would be a false alarm
 SHORT_HEALTHY = {**HEALTHY, "latent_space": "healthy|warning"}
 ANY = "any"  # a verdict not judged by the scenario (a side effect that is right either way)
 

@@ -110,7 +110,7 @@ class ImageEncoder(nn.Module):
     z is made from every patch token in order, each first squeezed to latent_patch_dim numbers, so that
     where things stand in the image reaches z; with latent_patch_dim=0, from the mean of the patch tokens
     (as in CLIP-style pooling), which averages positions away: with it the quick preset's autoencoder cannot
-    pass on even which of five patches is black (BENCHMARKS.md)."""
+    pass on even which of five patches is black (docs/LOG.md, 2026-11-30)."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -279,7 +279,7 @@ class ModelConfig:
     latent_dim: int = 1024  # the shared latent space
     latent_patch_dim: int = 8  # z from every patch token, each squeezed to this many numbers (0 = their mean)
     conv_stem: bool = False  # embed patches with 3x3 convolutions (patch_size a power of 2), not one linear map:
-    # measured on the quick preset, not adopted (BENCHMARKS.md)
+    # measured on the quick preset, not adopted (docs/LOG.md, 2026-12-01)
     dropout: float = 0.0
     max_logit_scale: float = 100.0  # upper bound on exp(logit_scale), the inverse temperature (clamp_logit_scale_)
     contrastive_negatives: str = "global"  # under torchrun: "global", every rank's batch; "local", this rank's only

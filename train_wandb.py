@@ -146,7 +146,7 @@ PRESETS = {
     # minutes. The objects are what takes epochs: the grounded measures climb only after epoch 8, so the preset buys
     # epochs with 16-pixel patches (16 tokens an image: half the step time of 8-pixel ones) and no dropout (a
     # quarter of the step time on a CPU); weight decay 0.5 in its place keeps val loss improving over the 20
-    # epochs, and a 10% warm-up keeps short runs on fewer items from collapsing z (BENCHMARKS.md, issue 12)
+    # epochs, and a 10% warm-up keeps short runs on fewer items from collapsing z (docs/LOG.md, issue 12)
     "quick": dict(**{name: getattr(ModelConfig.small(), name) for name in MODEL_FIELDS
                      if getattr(ModelConfig.small(), name) != getattr(ModelConfig(), name)},
                   image_size=64, patch_size=16, batch_size=64, num_epochs=20, learning_rate=2e-3,

@@ -16,7 +16,7 @@ class Overfitting(Analysis):
     A wide gap is overfitting only once validation has stopped improving (no better val loss_total for
     overfit_epochs epochs): while val loss_total still reaches new bests, the gap is a generalization gap
     (an info finding), and regularising would cost the run what it is still learning. The quick preset,
-    which has no dropout, ends its 20 epochs 50-70% above train (BENCHMARKS.md).
+    which has no dropout, ended its 20 epochs 57-69% above train (docs/LOG.md, 2026-12-01).
 
     A rise of val loss_total (overfitting: since its best epoch; val_rising: over the rising epochs) is split
     into its components: when one rises (the default config's caption decoder memorising its captions, the quick
