@@ -91,7 +91,7 @@ def conv_stem(in_channels, width, patch_size):
     """Image -> (B, width, H / patch_size, W / patch_size) through 3x3 stride-2 convolutions with GELU and a 1x1
     projection (Xiao et al. 2021, "Early convolutions help transformers see better"): where a patch embedding
     sees each patch alone, the stem's overlapping windows follow a line across patches. No normalisation
-    between them (GroupNorm cost the quick preset its technique measure, BENCHMARKS.md); He init keeps their
+    between them (GroupNorm cost the quick preset its technique measure, docs/LOG.md 2026-12-01); He init keeps their
     scale, and MultimodalModel._init_weights leaves it (keep_init)."""
     *convs, last = stem_channels(in_channels, width, patch_size)
     layers = []
