@@ -47,3 +47,15 @@ def make_engravings(tmp_path_factory):
         return made[num_items, image_size]
 
     return make
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: on a shared 2-core machine a second busy process stalls two-thread OpenMP
+    regions (use with pytestmark = pytest.mark.usefixtures("one_thread"))."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

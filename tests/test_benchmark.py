@@ -6,7 +6,6 @@ import re
 import time
 
 import pytest
-import torch
 
 import train_wandb
 
@@ -15,13 +14,7 @@ TINY_BENCHMARK = ["--preset=quick", "--image_size=32", "--batch_size=8", "--log_
                   "--warmup=2", "--rounds=1", "--max-other-cores=100", "--device=cpu"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine a second busy process stalls two-thread OpenMP regions."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(autouse=True)

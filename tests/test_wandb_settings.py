@@ -20,13 +20,7 @@ HOST = "https://wandb.example.com"
 KEY = "k" * 40  # a well-formed stand-in API key
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture
