@@ -114,6 +114,11 @@ SCENARIOS = {
         "alignment_loss_weight=30", ["--num_epochs=3", "--log_frequency=4", "--alignment_loss_weight=30.0"],
         {**HEALTHY, "dominant_loss": "warning", "training_health": ANY, "latent_space": ANY},
         first_action=("dominant_loss", "lower alignment_loss_weight")),
+    "tiny_batch": Scenario(
+        "a contrastive batch of 2: one negative per pair, and steps as noisy as two samples make them",
+        ["--num_epochs=3", "--log_frequency=8", "--batch_size=2"],
+        {**HEALTHY, "training_health": "warning|problem", "dominant_loss": ANY, "latent_space": ANY},
+        first_action=("training_health", "batch_size")),
     "grad_spikes": Scenario(
         "every 20th step's loss x100 before backward (fault injection)",
         ["--num_epochs=3", "--log_frequency=4", "--fault_grad_spike_every=20"],

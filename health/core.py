@@ -55,6 +55,8 @@ class HealthConfig:
     divergence_min_rise: float = 0.1  # ... and rising by this share of (start - floor) above its best = diverging
     decay_step_max: float = 0.01  # learning_rate x weight_decay above this: AdamW's decay alone takes more than 1%
     # of every weight each step (the quick preset's is 0.001, the default config's 0.00005) = over-regularised
+    min_contrastive_batch: int = 8  # a global batch below this gives the contrastive loss too few negatives (and
+    # steps too noisy) to learn from: batch_size x world size
     latent_rms_max: float = 5.0  # latent_norm / sqrt(latent_dim) above this = z blown up (healthy runs stay near 1)
     memory_creep_percent: float = 10.0  # gpu_memory_percent rising this many points over its first post-warm-up value
     # dominant loss

@@ -48,6 +48,7 @@ class TrainingHealth(Analysis):
         return (f"worst finding still open at the end: NaN/inf; a window's max grad norm > {c.grad_spike_factor:g}x "
                 f"the running median (resolved once loss_total is back at its level); "
                 f"z's RMS per dimension > {c.latent_rms_max:g}; learning_rate x weight_decay > {c.decay_step_max:g}; "
+                f"a global batch < {c.min_contrastive_batch}; "
                 f"loss_total < {c.stall_min_drop:.0%} of the way to its floor at {c.stall_check_fraction:.0%} "
                 f"of the run; no {c.plateau_min_drop:.0%} gain in {c.plateau_windows} windows while lr > "
                 f"{c.plateau_lr_fraction:.0%} of peak; swings > {c.oscillation_swing:.0%} (neither judged once "
@@ -68,6 +69,7 @@ class TrainingHealth(Analysis):
             return
         self.check_blowup()
         self.check_decay()
+        self.check_batch()
         if finite(values.get("loss_total")):
             self.check_not_learning()
             self.check_divergence()
@@ -144,6 +146,17 @@ class TrainingHealth(Analysis):
                   f"learning_rate {fmt(lr)} x weight_decay {fmt(wd)} = {lr * wd:.3g} > {self.cfg.decay_step_max:g}: "
                   f"the decay alone takes {lr * wd:.1%} of every weight each step",
                   change(self.run_config, "weight_decay", target / wd))
+
+    def check_batch(self):
+        """A contrastive loss over a batch of B pairs tells each pair from B - 1 others (chance is ln B): with a
+        global batch of a handful the alignment has almost nothing to learn from and every step is as noisy as a
+        few samples make it. Judged from the config, once, after the warm-up."""
+        size = self.run_config.get("global_batch_size", self.run_config.get("batch_size"))
+        if finite(size) and 0 < size < self.cfg.min_contrastive_batch:
+            self.emit("batch_too_small", "warning",
+                      f"a global batch of {int(size)} gives the contrastive loss {int(size) - 1} negative(s) per pair "
+                      f"(limit {self.cfg.min_contrastive_batch}) and steps as noisy as {int(size)} samples",
+                      change(self.run_config, "batch_size", max(2.0, 32 / size)))
 
     # -- the loss curve ---------------------------------------------------------------
 

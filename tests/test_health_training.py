@@ -223,3 +223,13 @@ def test_a_rate_too_high_is_blamed_on_the_rate_not_on_an_ordinary_weight_decay()
     rows = set_train(history(), "lr", lambda t: 0.05)
     codes = by_code(observe(rows, {**RUN_CONFIG, "learning_rate": 0.05, "weight_decay": 0.5})[1])
     assert "weight_decay_too_high" not in codes
+
+
+def test_a_batch_of_two_is_named_with_a_batch_size_that_gives_the_contrastive_loss_negatives():
+    codes = by_code(observe(history(), {**RUN_CONFIG, "batch_size": 2})[1])
+    small = codes["batch_too_small"]
+    assert "1 negative(s) per pair" in small.message and small.action == "raise batch_size from 2 to 32"
+    assert "batch_too_small" not in by_code(observe(history(), {**RUN_CONFIG, "batch_size": 16})[1])
+    # under torchrun the global batch counts: 4 processes of 4 are 16
+    assert "batch_too_small" not in by_code(observe(history(), {**RUN_CONFIG, "batch_size": 4,
+                                                                "global_batch_size": 16})[1])
