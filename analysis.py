@@ -11,8 +11,9 @@ From Python (train_wandb.py does this for every run):
     write_report("out/run", rows, monitor, info)           # metrics.csv, report.md, summary.json, PNG plots
 
 The checks live in the health package (one module per analysis: training_health, dominant_loss,
-latent_space, overfitting, hardware), the report in report.py; this file is the compare command and
-re-exports what train_wandb.py imports.
+latent_space, overfitting, hardware), the report in report.py; this file holds the commands over finished
+runs (compare, follow) and re-exports the health and report API above for scripts; nothing of the project
+imports it at module level, so it sits above them all.
 """
 
 from __future__ import annotations
@@ -157,6 +158,13 @@ def plot_comparison(labels, runs, metric, path, title):
     return True
 
 
+def comparison_parts(labels, summaries, fields):
+    """What comparison.md and comparison.html both show, computed once: the number of runs, the best-run line,
+    the runs' table and the last epoch's measures (empty when no run logged any)."""
+    return {"runs": len(labels), "best": best_run_line(labels, summaries, fields),
+            "table": comparison_table(labels, summaries, fields), "measures": measures_table(labels, summaries)}
+
+
 def compare_runs(out_dirs, dest) -> Path:
     """Write dest/comparison.md and the overlay plots for the given out_dirs; return comparison.md's path."""
     loaded = [load_run(d) for d in out_dirs]
@@ -171,18 +179,17 @@ def compare_runs(out_dirs, dest) -> Path:
                                  "caption_accuracy of every run (train line, val dashed)")):
         if attempt(file, quietly, plot_comparison, labels, runs, metric, dest / file, title):
             plots.append(file)
-    lines = [f"# Comparison of {len(labels)} runs", ""]
-    lines += _md_table(comparison_table(labels, summaries, fields)) + [""]
-    lines += ["Config fields that differ: " + (", ".join(fields) if fields else "none") + ".", "",
-              best_run_line(labels, summaries, fields), ""]
-    measures = measures_table(labels, summaries)
-    if measures:
-        lines += ["Validation measures of the last epoch:", ""] + _md_table(measures) + [""]
+    parts = comparison_parts(labels, summaries, fields)
+    lines = [f"# Comparison of {parts['runs']} runs", ""]
+    lines += _md_table(parts["table"]) + [""]
+    lines += ["Config fields that differ: " + (", ".join(fields) if fields else "none") + ".", "", parts["best"], ""]
+    if parts["measures"]:
+        lines += ["Validation measures of the last epoch:", ""] + _md_table(parts["measures"]) + [""]
     lines += [f"![{file}]({file})" for file in plots]
     path = dest / "comparison.md"
     path.write_text("\n".join(lines) + "\n")
     attempt("comparison.html", lambda: write_html(dest / "comparison.html", render_comparison_html(
-        labels, summaries, fields, {file: dest / file for file in plots})))
+        parts, fields, {file: dest / file for file in plots})))
     return path
 
 

@@ -30,8 +30,7 @@ from tqdm import tqdm
 from wandb.errors import AuthenticationError
 from wandb.sdk.lib import wbauth  # wandb's own credential lookup, the one wandb.init and `wandb login` use
 
-from analysis import write_report
-from report import VAL_MEASURES, lower_is_better
+from report import VAL_MEASURES, lower_is_better, write_report
 
 
 class LoggerError(Exception):

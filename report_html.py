@@ -3,10 +3,10 @@ base64 data: URI, no scripts and no links out, so the file opens offline in any 
 
     text = render_report_html(facts, verdicts, findings, plots, samples)   # facts: report.run_facts(...)
     write_html(out / "report.html", text)
-    write_html(dest / "comparison.html", render_comparison_html(labels, summaries, fields, plots))
+    write_html(dest / "comparison.html", render_comparison_html(parts, fields, plots))  # analysis.comparison_parts
 
 write_report (report.py) and compare_runs (analysis.py) call it last. This module imports report at the
-top, so report.py imports it inside write_report; analysis is imported inside render_comparison_html.
+top, so report.py imports it inside write_report; it imports nothing above it.
 """
 
 from __future__ import annotations
@@ -290,20 +290,20 @@ def render_report_html(facts, verdicts, findings, plots, samples=(), probes=()) 
 # ----------------------------------------------------------------------------
 # the comparison of runs
 
-def render_comparison_html(labels, summaries, fields, plots) -> str:
+def render_comparison_html(parts, fields, plots) -> str:
     """compare_runs' page: what differs between the runs and how each did, the best run, the overlay plots.
-    labels, summaries, fields: as in analysis.comparison_table; plots {name: png path}."""
-    from analysis import best_run_line, comparison_table, measures_table  # here: analysis.py imports this module
-    best = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", esc(best_run_line(labels, summaries, fields)))  # markdown bold
+    parts: analysis.comparison_parts (runs, best, table, measures), the same the markdown is written from;
+    fields: the config fields that differ; plots {name: png path}."""
+    best = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", esc(parts["best"]))  # markdown bold
     differ = esc(", ".join(fields)) if fields else "none"
-    body = [f"<h1>Comparison of {len(labels)} runs</h1>", f"<p>{best}</p>",
-            table(comparison_table(labels, summaries, fields)),
+    runs = parts["runs"]
+    body = [f"<h1>Comparison of {runs} runs</h1>", f"<p>{best}</p>", table(parts["table"]),
             f'<p class="muted">Config fields that differ: {differ}.</p>']
-    measures = measures_table(labels, summaries)
+    measures = parts["measures"]
     if measures:
         body += ["<h2>Validation measures (last epoch)</h2>", table(measures)]
     body += ["<h2>Plots</h2>", figures(plots)]
-    return PAGE.substitute(title=esc(f"Comparison of {len(labels)} runs"), body="\n".join(body))
+    return PAGE.substitute(title=esc(f"Comparison of {runs} runs"), body="\n".join(body))
 
 
 def write_html(path, text) -> Path:

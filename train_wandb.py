@@ -12,7 +12,8 @@ Sections, top to bottom: configuration, caption tokenizer, engraving dataset, me
 the log window, the Trainer, the builders (data, model, logger, trainer) and main(), which reads as
 STEP 1..6. Beside this file: logger.py (every W&B call), checkpoints.py (save, load, resume checks), durable.py
 (the temporary file, fsync and rename behind every file that must survive a crash),
-analysis.py (health checks, report, compare), evaluation.py and probes.py (what validation measures) and
+health/ (the five analyses), report.py and report_html.py (the report), analysis.py (compare and follow
+finished runs), evaluation.py and probes.py (what validation measures) and
 model_architecture_large.py (the model).
 """
 
@@ -46,7 +47,6 @@ import torch.distributed as dist
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from analysis import HealthConfig, HealthMonitor, replay
 from checkpoints import (
     SAME_OPTIMISATION,
     BestCheckpoint,
@@ -58,6 +58,7 @@ from checkpoints import (
     save_atomic,
 )
 from evaluation import SSIM_WINDOW, baseline_split, batch_standard_error, evaluate_split, mean_image, missing_packages
+from health import HealthConfig, HealthMonitor, replay
 from logger import LoggerError, create_logger
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
 from probes import FIELDS, PROBE_SAMPLE, LatentProbe, image_latents, untrained_levels
@@ -159,7 +160,7 @@ RENAMED = {"log_checkpoints": "--log_model=all (weights only)"}  # fields that a
 WANDB_ENV = {"WANDB_PROJECT": "project", "WANDB_ENTITY": "entity", "WANDB_MODE": "mode"}  # env var -> field
 
 
-CONFIG_CLASSES = (Config, WandBConfig, HealthConfig)  # HealthConfig: the health checks' thresholds (analysis.py)
+CONFIG_CLASSES = (Config, WandBConfig, HealthConfig)  # HealthConfig: the health checks' thresholds (health/core.py)
 
 
 class ConfigError(Exception):

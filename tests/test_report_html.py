@@ -6,6 +6,7 @@ from html.parser import HTMLParser
 import pytest
 from PIL import Image
 
+from analysis import comparison_parts
 from health import ANALYSES, Finding, Verdict
 from report import pyplot, run_facts
 from report_html import render_comparison_html, render_report_html, write_html
@@ -164,8 +165,8 @@ def test_the_comparison_shows_what_differs_how_each_run_did_and_embeds_the_overl
                   "training_time_s": 90.0},
                  {"config": {"learning_rate": 0.0005, "batch_size": 64}, "best_val_loss": 1.2, "best_epoch": 7,
                   "final_train": {"loss_total": 1.1}, "status": SCRIPT}]
-    text = render_comparison_html(["run_a", "run_b"], summaries, ["learning_rate"],
-                                  {"loss_total of every run": plot})
+    parts = comparison_parts(["run_a", "run_b"], summaries, ["learning_rate"])
+    text = render_comparison_html(parts, ["learning_rate"], {"loss_total of every run": plot})
     shown = " ".join(Page(text).text)
     for expected in ("Comparison of 2 runs", "run_a", "run_b", "learning_rate", "0.001", "0.0005", "1 min 30 s",
                      "loss_total of every run", SCRIPT):
