@@ -12,6 +12,7 @@ from data.engravings import (
     Scene,
     caption_for,
     caption_tokens,
+    dataset,
     draw_scene,
     ensure_sample,
     generate,
@@ -110,8 +111,8 @@ def test_metadata_captions_match_render(small_set):
 
 
 def test_file_names_widen_beyond_five_digits():
-    assert eng._file_name(3, 100) == "images/00003.png"
-    assert eng._file_name(3, 1_000_001) == "images/0000003.png"
+    assert dataset._file_name(3, 100) == "images/00003.png"
+    assert dataset._file_name(3, 1_000_001) == "images/0000003.png"
 
 
 def test_generate_returns_out_dir_as_path(tmp_path):
@@ -124,7 +125,7 @@ def test_interrupted_generation_leaves_no_metadata(tmp_path, monkeypatch):
     out = tmp_path / "s"
     generate(out, num_items=4, image_size=32, workers=1, progress=False)
     calls = {"n": 0}
-    real = eng._render_task
+    real = dataset._render_task
 
     def flaky(task):
         calls["n"] += 1
@@ -132,7 +133,7 @@ def test_interrupted_generation_leaves_no_metadata(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(task)
 
-    monkeypatch.setattr(eng, "_render_task", flaky)
+    monkeypatch.setattr(dataset, "_render_task", flaky)
     with pytest.raises(KeyboardInterrupt):
         generate(out, num_items=4, image_size=32, seed=9, workers=1, progress=False)
     assert not (out / "metadata.jsonl").exists()
