@@ -10,6 +10,7 @@ from .dataset import DEFAULT_IMAGE_SIZE, DEFAULT_NUM_ITEMS, generate
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
+        prog="python -m data.engravings",
         description="Generate the procedural engraving dataset (PNG images + metadata.jsonl captions)."
     )
     parser.add_argument("--out", required=True, help="output directory (images/ and metadata.jsonl go here)")

@@ -18,6 +18,9 @@ DEFAULT_IMAGE_SIZE = 128
 GENERATOR_VERSION = 3  # bump when captions or drawings change: ensure_sample then regenerates the set
 METADATA = "metadata.jsonl"
 VERSION_FILE = "generator.json"  # the generator version that wrote the set
+# Before the generator became this package, the bundled set was written into this folder (data/engravings/); it
+# now lives in data/bundled/ (train_wandb.BUNDLED_DATA_DIR), and ensure_sample moves an old set found here.
+OLD_HOME = Path(__file__).resolve().parent
 
 
 def _draw_rng(index: int, seed: int) -> random.Random:
@@ -102,6 +105,23 @@ def _written_version(out: Path) -> int | None:
         return None  # sets written before version 2 have no version file
 
 
+def _move_old_set(out: Path) -> None:
+    """Move a bundled set generated before the generator became a package from data/engravings/ to ``out``,
+    data/bundled/, unless ``out`` exists: a rename, where generating again would take a minute or more."""
+    if out.exists() or out.resolve() != OLD_HOME.parent / "bundled" or not (OLD_HOME / METADATA).exists():
+        return
+    try:
+        out.mkdir(parents=True)
+        for name in ("images", VERSION_FILE, METADATA):  # metadata.jsonl last: it marks a complete set
+            if (OLD_HOME / name).exists():
+                os.replace(OLD_HOME / name, out / name)
+    except OSError as e:
+        print(f"Could not move the bundled set from {OLD_HOME} to {out} ({e}); delete images/, {METADATA} and "
+              f"{VERSION_FILE} from {OLD_HOME} by hand.", flush=True)
+        return
+    print(f"Moved the bundled set from {OLD_HOME}, where earlier versions wrote it, to {out}.", flush=True)
+
+
 def ensure_sample(
     out_dir,
     num_items: int = DEFAULT_NUM_ITEMS,
@@ -110,6 +130,7 @@ def ensure_sample(
 ) -> Path:
     """Generate the bundled sample into ``out_dir`` unless it is complete and from this generator version."""
     out = Path(out_dir)
+    _move_old_set(out)
     if (out / METADATA).exists() and _written_version(out) == GENERATOR_VERSION:
         return out
     print(
