@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from durable import write_atomic
+from evaluation import better
 from model_architecture_large import ModelConfig
-from report import better
 
 
 class CheckpointError(Exception):

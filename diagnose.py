@@ -288,7 +288,7 @@ def follow_up(name, scenario, outcome, scale, out_dir):
     """(the advice's field changes as text, fixed?) after running the scenario again with its advice applied:
     fixed when the analysis it is about is healthy and no analysis says problem. None when the advice changes
     no Config field."""
-    from analysis import advised_changes
+    from compare import advised_changes
 
     advice = advised_changes(outcome.summary)
     if advice is None:

@@ -30,7 +30,8 @@ from tqdm import tqdm
 from wandb.errors import AuthenticationError
 from wandb.sdk.lib import wbauth  # wandb's own credential lookup, the one wandb.init and `wandb login` use
 
-from report import VAL_MEASURES, lower_is_better, write_report
+from evaluation import VAL_MEASURES, lower_is_better
+from report import write_report
 
 
 class LoggerError(Exception):

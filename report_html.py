@@ -19,13 +19,13 @@ from pathlib import Path
 from string import Template
 
 from durable import write_text_atomic
+from evaluation import PROBE_MEASURES, VAL_MEASURES
 from health.core import ANALYSES, STATUS_BY_SEVERITY, fmt, fmt_config
 from report import (
+    FINAL_METRICS,
     KEY_CONFIG,
     PLOTS,
-    PROBE_MEASURES,
     PROBES_TEXT,
-    VAL_MEASURES,
     baseline_sentence,
     best_checkpoint_sentence,
     best_pt_fact,
@@ -33,9 +33,6 @@ from report import (
     probe_words_sentence,
     summary_paragraph,
 )
-
-CORE_METRICS = ("loss_total", "loss_image", "loss_caption", "loss_alignment", "caption_accuracy",
-                "caption_perplexity", "image_mse", "latent_std")
 
 FOLDED_ROWS = 15  # a table longer than this (a verdict's, the probes': one row an epoch of a long run) starts folded
 
@@ -185,13 +182,13 @@ def metrics_section(facts, probes=()) -> str:
     train, val = facts.get("final_train") or {}, facts.get("final_val") or {}
     parts = []
     core = [["metric", "train (last window)", "val (last epoch)"]]
-    core += [[m, fmt(train.get(m)), fmt(val.get(m))] for m in CORE_METRICS if m in train or m in val]
+    core += [[m, fmt(train.get(m)), fmt(val.get(m))] for m in FINAL_METRICS if m in train or m in val]
     if len(core) > 1:
         parts.append(table(core))
     baseline = facts.get("baseline") or {}  # what each measure gives for a model that learned nothing
     measures = [["measure", "val (last epoch)", *(["baseline"] if baseline else []), "what it measures"]]
-    measures += [[m, fmt(val[m]), *([fmt(baseline.get(m))] if baseline else []), meaning]
-                 for m, meaning in VAL_MEASURES.items() if m in val and m not in PROBE_MEASURES]
+    measures += [[m, fmt(val[m]), *([fmt(baseline.get(m))] if baseline else []), measure.meaning]
+                 for m, measure in VAL_MEASURES.items() if m in val and m not in PROBE_MEASURES]
     if len(measures) > 1:
         parts += ["<h4>Validation measures</h4>", table(measures)]
         parts += [f"<p>{esc(sentence)}</p>" for sentence in (baseline_sentence(facts), best_checkpoint_sentence(facts))

@@ -27,9 +27,8 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from checkpoints import saved_best
-from evaluation import baseline_split, evaluate_split, missing_packages
+from evaluation import baseline_split, evaluate_split, lower_is_better, missing_packages
 from model_architecture_large import ModelConfig, MultimodalModel
-from report import lower_is_better
 from train_wandb import (
     IMAGE_EXTENSIONS,
     CaptionTokenizer,

@@ -12,7 +12,7 @@ Sections, top to bottom: configuration, caption tokenizer, engraving dataset, me
 the log window, the Trainer, the builders (data, model, logger, trainer) and main(), which reads as
 STEP 1..6. Beside this file: logger.py (every W&B call), checkpoints.py (save, load, resume checks), durable.py
 (the temporary file, fsync and rename behind every file that must survive a crash),
-health/ (the five analyses), report.py and report_html.py (the report), analysis.py (compare and follow
+health/ (the five analyses), report.py and report_html.py (the report), compare.py (compare and follow
 finished runs), evaluation.py and probes.py (what validation measures) and
 model_architecture_large.py (the model).
 """
@@ -57,12 +57,20 @@ from checkpoints import (
     load_checkpoint,
     save_atomic,
 )
-from evaluation import SSIM_WINDOW, baseline_split, batch_standard_error, evaluate_split, mean_image, missing_packages
+from evaluation import (
+    BEST_METRICS,
+    LOSSES,
+    SSIM_WINDOW,
+    baseline_split,
+    batch_standard_error,
+    evaluate_split,
+    mean_image,
+    missing_packages,
+)
 from health import HealthConfig, HealthMonitor, replay
 from logger import LoggerError, create_logger
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
 from probes import FIELDS, PROBE_SAMPLE, LatentProbe, image_latents, untrained_levels
-from report import BEST_METRICS, LOSSES
 
 REPO_DIR = Path(__file__).resolve().parent
 BUNDLED_DATA_DIR = "data/engravings"  # the default data_dir: generated on first use, relative to this file
@@ -1046,7 +1054,7 @@ class Validator:
         fit = image_latents(self.model, self.train_images[self.probe_items], autocast=self.autocast)
         probes = self.probe.score(fit, torch.cat(latents))  # a host sync
         self.probe_s = time.perf_counter() - started
-        # how many items each share is over (report.SHARE_ITEMS): its standard error follows from it
+        # how many items each share is over (evaluation.Measure.share_of): its standard error follows from it
         counts = {"items": float(len(captions))}
         if self.truths and any(t is not None for t in self.truths):
             counts["grounded_items"] = float(sum(t is not None for t in self.truths))

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from checkpoints import BestCheckpoint, CheckpointError, check_resume
-from report import BEST_METRICS, LOSSES, VAL_MEASURES, better
+from evaluation import BEST_METRICS, LOSSES, VAL_MEASURES, better
 
 
 def offer_all(metric, values):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import train_wandb
-from analysis import HealthConfig
+from health import HealthConfig
 from logger import resolve_wandb_mode
 from train_wandb import (
     PRESETS,

@@ -12,8 +12,8 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 import checkpoints as checkpoints_module
 import train_wandb
-from analysis import HealthConfig
 from checkpoints import Checkpoints
+from health import HealthConfig
 from logger import RunLogger
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
 

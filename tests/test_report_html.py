@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 import pytest
 from PIL import Image
 
-from analysis import comparison_parts
+from compare import comparison_parts
 from health import ANALYSES, Finding, Verdict
 from report import pyplot, run_facts
 from report_html import render_comparison_html, render_report_html, write_html
