@@ -77,7 +77,7 @@ SAME_DATA = ("data_dir", "max_items", "val_fraction", "seed", "batch_size", "ima
 # unless named in --resume_changes, which continues with the new value from the current step on.
 SAME_OPTIMISATION = ("num_epochs", "max_steps", "early_stopping_patience", "learning_rate", "weight_decay",
                      "warmup_fraction", "min_lr_fraction", "grad_clip", "image_loss_weight", "caption_loss_weight",
-                     "alignment_loss_weight", "precision", "contrastive_negatives", "fault_grad_spike_every")
+                     "alignment_loss_weight", "precision", "contrastive_negatives")
 
 
 def check_resume(state, config, allowed=()):
@@ -112,15 +112,19 @@ def parameters_finite(model):
 
 
 class BestCheckpoint:
-    """Which epoch best.pt holds: the one with the best validation value of `metric` so far (a val loss, lowest
-    best, or a measure: report.better says which way each improves)."""
+    """The run's one record of its best validation results: which epoch best.pt holds, the one with the best value
+    of `metric` so far (a val loss, lowest best, or a measure: evaluation.better says which way each improves), and
+    the lowest val loss_total so far (lowest_loss: the run's best_val_loss, whatever metric chooses best.pt)."""
 
     def __init__(self, metric="loss_total"):
         self.metric, self.value, self.epoch = metric, None, 0  # epoch 0: no best yet
+        self.lowest_loss = math.inf
 
     def offer(self, epoch, val):
         """An epoch's validation results {name: value}. -> whether best.pt should now hold this epoch (a value
         that is missing or not finite never is)."""
+        if val.get("loss_total", math.inf) < self.lowest_loss:
+            self.lowest_loss = val["loss_total"]
         value = val.get(self.metric)
         if value is None or not math.isfinite(value):
             return False
@@ -138,10 +142,12 @@ class BestCheckpoint:
         """The run summary's keys (and the checkpoint's): best_epoch is the epoch best.pt holds."""
         return {"best_metric": self.metric, "best_value": self.value, "best_epoch": self.epoch}
 
-    state_dict = summary
+    def state_dict(self):
+        return {**self.summary(), "best_val_loss": self.lowest_loss}
 
     def load_state_dict(self, state):
         """From a checkpoint (see saved_best)."""
+        self.lowest_loss = state["best_val_loss"]
         saved = saved_best(state)
         self.epoch, value = saved["best_epoch"], saved["best_value"]
         self.value = float(value) if value is not None and math.isfinite(value) else None

@@ -91,3 +91,24 @@ def config_annotations():
     return {node.target.id: ast.unparse(node.annotation)
             for cls in tree.body if isinstance(cls, ast.ClassDef) and cls.name in ("Config", "WandBConfig")
             for node in cls.body if isinstance(node, ast.AnnAssign)}
+
+
+@pytest.fixture(scope="session")
+def assemble_trainer(make_engravings):
+    """assemble_trainer(out_dir, logger, *overrides, device="cpu") -> a Trainer on the 40-item collection at 32 px,
+    built by main()'s own builders (quick preset, batch 8, no decode cache)."""
+    import torch
+
+    import train_wandb
+
+    def assemble(out_dir, logger, *overrides, device="cpu"):
+        cfg, wcfg, health = train_wandb.parse_args(
+            ["--preset=quick", "--image_size=32", "--batch_size=8", f"--data_dir={make_engravings(40, 32)}",
+             "--cache_dir=", f"--out_dir={out_dir}", *overrides])
+        device = torch.device(device)
+        torch.manual_seed(cfg.seed)
+        data = train_wandb.build_data(cfg, device)
+        model = train_wandb.build_model(cfg, data.tokenizer, device)
+        return train_wandb.build_trainer(cfg, wcfg, health, model, data, device, logger)
+
+    return assemble
