@@ -22,7 +22,8 @@ import torch
 
 from durable import write_atomic
 from evaluation import better
-from model_architecture_large import ModelConfig
+from model_architecture_large import ModelConfig, MultimodalModel
+from tokenizer import CaptionTokenizer
 
 
 class CheckpointError(Exception):
@@ -58,6 +59,33 @@ def load_checkpoint(path):
     if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
         raise CheckpointError(f"{path}: not a checkpoint of this model (no model or model_config)")
     return state
+
+
+def load_model(path, device="cpu"):
+    """-> (the model of a train_wandb.py checkpoint, in eval mode on device; its tokenizer; what the weights are:
+    {epoch, step, best_metric, best_value, best_epoch}, each None where the checkpoint does not say), or a
+    CheckpointError that names the file and what is wrong with it. Reads a last.pt, a best.pt or a model Artifact's
+    model.pt alike."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # not a torch file, truncated, or holding objects weights_only refuses to unpickle
+        raise CheckpointError(f"{path}: not a checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or not {"model", "model_config", "tokenizer"} <= ckpt.keys():
+        raise CheckpointError(f"{path}: not a checkpoint of this model (no model, model_config, tokenizer)")
+    try:
+        model = MultimodalModel(ModelConfig.from_saved(ckpt["model_config"]))
+        tokenizer = CaptionTokenizer.from_state_dict(ckpt["tokenizer"])
+        model.load_state_dict(ckpt["model"])
+    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:
+        # load_state_dict lists every mismatched tensor over many lines: the first says enough
+        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        raise CheckpointError(f"{path}: its weights do not fit its model_config ({detail[:200]})") from None
+    if len(tokenizer) != model.cfg.vocab_size:
+        raise CheckpointError(f"{path}: its tokenizer has {len(tokenizer)} tokens, the model {model.cfg.vocab_size}")
+    trained = {"epoch": ckpt.get("epoch"), "step": ckpt.get("step"), **saved_best(ckpt)}
+    return model.to(device).eval(), tokenizer, trained
 
 
 def check_model_config(state, model_config):

@@ -166,7 +166,8 @@ def write_collection(dest, entries):
 def same_picture_copy(dest, items):
     """dest: a copy of the bundled collection's first `items` items in which every image is the first picture."""
     from data.engravings import ensure_sample
-    from train_wandb import BUNDLED_DATA_DIR, find_items  # here: torch loads only when this scenario runs
+    from data.imagefolder import find_items  # here: torch loads only when this scenario runs
+    from train_wandb import BUNDLED_DATA_DIR
 
     pairs = find_items(ensure_sample(REPO_DIR / BUNDLED_DATA_DIR))[:items]
     picture = Path(pairs[0][0])
@@ -178,10 +179,11 @@ def shuffled_pairs_copy(dest, items, seed=0):
     """dest: a copy of the bundled collection's first `items` items in which each image has the caption and ground
     truth of another item (a seeded shuffle of the rows' captions and truths; the images keep their order)."""
     from data.engravings import ensure_sample
-    from train_wandb import BUNDLED_DATA_DIR, _read_metadata  # here: torch loads only when this scenario runs
+    from data.imagefolder import read_metadata  # here: torch loads only when this scenario runs
+    from train_wandb import BUNDLED_DATA_DIR
 
     source = ensure_sample(REPO_DIR / BUNDLED_DATA_DIR)
-    rows = _read_metadata(source / "metadata.jsonl")[:items]
+    rows = read_metadata(source / "metadata.jsonl")[:items]
     described = [(text, truth) for _, text, truth in rows]
     random.Random(seed).shuffle(described)
     return write_collection(dest, [(source / file_name, file_name, text, truth)

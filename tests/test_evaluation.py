@@ -17,7 +17,7 @@ from evaluation import (
     retrieval_metrics,
 )
 from model_architecture_large import ModelConfig, MultimodalModel
-from train_wandb import CaptionTokenizer
+from tokenizer import CaptionTokenizer
 
 
 def distinct_captions(n):

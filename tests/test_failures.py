@@ -16,11 +16,11 @@ import checkpoints
 import durable
 import report
 import train_wandb
+from data.imagefolder import CacheWarning
 from durable import write_atomic
 from logger import RunLogger
+from tokenizer import CaptionTokenizer
 from train_wandb import (
-    CacheWarning,
-    CaptionTokenizer,
     ConfigError,
     EngravingDataset,
     RunFailed,

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from probes import RIDGE_FACTORS, LatentProbe, Ridge, content_words, untrained_levels, word_aucs
-from train_wandb import CaptionTokenizer
+from tokenizer import CaptionTokenizer
 
 COLOURS = ("red", "blue", "green", "grey", "black")
 KINDS = ("tent", "ship", "palm", "house", "bridge")

@@ -5,8 +5,10 @@ import inspect
 import pytest
 from PIL import Image
 
+from data.imagefolder import DataWarning
 from logger import NullLogger, RunLogger
-from train_wandb import CaptionTokenizer, DataWarning, EngravingDataset
+from tokenizer import CaptionTokenizer
+from train_wandb import EngravingDataset
 
 
 class FlakyRun:
