@@ -18,6 +18,7 @@ from durable import write_atomic, write_text_atomic
 from evaluation import PROBE_MEASURES, VAL_MEASURES, better
 from health import ANALYSES, COMPONENTS, HealthMonitor, replay
 from health.core import UNTRAINED, finite, fmt, fmt_config, is_number, loss_weights, share_error
+from report_html import render_report_html, write_html
 
 # the training metrics of the report's first table, their last train window beside the last validation
 FINAL_METRICS = ("loss_total", "loss_image", "loss_caption", "loss_alignment", "caption_accuracy", "caption_perplexity",
@@ -549,23 +550,52 @@ def best_pt_fact(facts):
     return f"epoch {facts['best_epoch']}, {best_pt_choice(facts)}"
 
 
-def report_markdown(facts, verdicts, monitor, plots, measures=(), probes=()):
-    train, val, chosen = facts["final_train"], facts["final_val"], best_pt_fact(facts)
+def report_parts(facts, verdicts, findings, plots, probes=()):
+    """What report.md and report.html both show, computed once: the run's facts and headline values, the summary
+    paragraph, the final metrics, the key configuration, the last epoch's measures beside their baseline with their
+    meaning, the sentences on the baseline and on best.pt, the probes' table and sentence, the verdicts, the
+    findings and the plots ({caption: path}). facts: run_facts(...) (a "summary" key overrides the paragraph);
+    plots {PLOTS name: path}; probes: probes_by_epoch's table. report_html renders it without importing this
+    module."""
+    train, val = facts.get("final_train") or {}, facts.get("final_val") or {}
+    config, baseline = facts.get("config") or {}, facts.get("baseline") or {}
+    measures = [["measure", "val (last epoch)", *(["baseline"] if baseline else []), "what it measures"]]
+    measures += [[m, fmt(val[m]), *([fmt(baseline.get(m))] if baseline else []), measure.meaning]
+                 for m, measure in VAL_MEASURES.items() if m in val and m not in PROBE_MEASURES]
+    return {
+        "facts": facts,
+        "best_pt": best_pt_fact(facts),
+        "training_time": fmt_duration(facts.get("training_time_s")),
+        "summary": facts.get("summary") or summary_paragraph(facts),
+        "final": [["metric", "train (last window)", "val (last epoch)"]] + [
+            [m, fmt(train.get(m)), fmt(val.get(m))] for m in FINAL_METRICS if m in train or m in val],
+        "key_config": [f"{k}={fmt_config(config[k])}" for k in KEY_CONFIG if k in config],
+        "measures": measures if len(measures) > 1 else [],
+        "sentences": [s for s in (baseline_sentence(facts), best_checkpoint_sentence(facts)) if s],
+        "probes": list(probes),
+        "probes_text": PROBES_TEXT,
+        "probe_sentence": probe_words_sentence(facts),
+        "verdicts": verdicts,
+        "analyses": {a: ANALYSES.get(a, a) for a in verdicts},
+        "findings": findings,
+        "plots": {PLOTS[name][2] if name in PLOTS else name: path for name, path in plots.items()},
+    }
+
+
+def report_markdown(parts, monitor, plots, measures=()):
+    """report.md from report_parts; plots: the PLOTS names drawn; measures: measures_by_epoch's table."""
+    facts, chosen = parts["facts"], parts["best_pt"]
     lines = [f"# Run report: {facts['run']}", "",
              f"**Status:** {facts['status']} · **Best val loss:** {fmt(facts['best_val_loss'])}"
              f" (epoch {fmt(facts.get('best_loss_epoch'))})" + (f" · **best.pt:** {chosen}" if chosen else "") +
-             f" · **Training time:** {fmt_duration(facts['training_time_s'])}"
+             f" · **Training time:** {parts['training_time']}"
              f" · **Device:** {facts['device'] or '—'} · **Steps:** {facts['steps']}", "",
-             "## Summary", "", summary_paragraph(facts), ""]
-    final = [["metric", "train (last window)", "val (last epoch)"]]
-    for metric in FINAL_METRICS:
-        if metric in train or metric in val:
-            final.append([metric, fmt(train.get(metric)), fmt(val.get(metric))])
-    if len(final) > 1:
-        lines += md_table(final) + [""]
-    key_config = [f"{k}={fmt_config(facts['config'][k])}" for k in KEY_CONFIG if k in facts["config"]]
-    if key_config:
-        lines += ["Configuration: " + ", ".join(key_config) + " (all fields in summary.json).", ""]
+             "## Summary", "", parts["summary"], ""]
+    if len(parts["final"]) > 1:
+        lines += md_table(parts["final"]) + [""]
+    if parts["key_config"]:
+        lines += ["Configuration: " + ", ".join(parts["key_config"]) + " (all fields in summary.json).", ""]
+    probes = parts["probes"]
     if measures or probes:
         lines += ["## What the model learned", ""]
     if measures:
@@ -574,17 +604,17 @@ def report_markdown(facts, verdicts, monitor, plots, measures=(), probes=()):
                   "images: chance retrieval, the training split's mean image as every reconstruction, and for each "
                   "image the caption of another.", ""]
         lines += md_table(measures) + [""]
-        for sentence in (baseline_sentence(facts), best_checkpoint_sentence(facts)):
-            lines += [sentence, ""] if sentence else []
+        for sentence in parts["sentences"]:
+            lines += [sentence, ""]
     if probes:
-        lines += ["### Linear probes on z", "", PROBES_TEXT, ""] + md_table(probes) + [""]
-        sentence = probe_words_sentence(facts)
-        lines += [sentence, ""] if sentence else []
+        lines += ["### Linear probes on z", "", parts["probes_text"], ""] + md_table(probes) + [""]
+        lines += [parts["probe_sentence"], ""] if parts["probe_sentence"] else []
     lines += ["## Analyses", ""]
+    verdicts = parts["verdicts"]
     lines += md_table([["analysis", "verdict", "summary"]] +
-                       [[ANALYSES[a], v.status, v.summary] for a, v in verdicts.items()]) + [""]
+                      [[parts["analyses"][a], v.status, v.summary] for a, v in verdicts.items()]) + [""]
     for i, (analysis, verdict) in enumerate(verdicts.items(), 1):
-        lines += [f"### {i}. {ANALYSES[analysis]}: {verdict.status}", "", verdict.summary, ""]
+        lines += [f"### {i}. {parts['analyses'][analysis]}: {verdict.status}", "", verdict.summary, ""]
         if verdict.rule:
             lines += [f"*How it decides:* {verdict.rule}.", ""]
         if verdict.evidence:
@@ -594,10 +624,10 @@ def report_markdown(facts, verdicts, monitor, plots, measures=(), probes=()):
         if verdict.actions:
             lines += ["Actions:", ""] + [f"- {a}" for a in verdict.actions] + [""]
     lines += ["## Findings", ""]
-    if monitor.findings:
+    if parts["findings"]:
         lines += md_table([["step", "severity", "analysis", "code", "message", "action", "resolved"]] +
-                           [[f.step, f.severity, f.analysis, f.code, f.message, f.action, f.resolved or "—"]
-                            for f in monitor.findings])
+                          [[f.step, f.severity, f.analysis, f.code, f.message, f.action, f.resolved or "—"]
+                           for f in parts["findings"]])
     else:
         lines.append("None.")
     repeats = [f"{code} ×{n}" for code, n in monitor.repeats.items() if n]
@@ -650,13 +680,12 @@ def write_report(out_dir, rows, monitor=None, info=None, samples=()) -> dict[str
                lambda: json.dumps(json_safe(summary_json(facts, info, verdicts, monitor)), indent=2)):
         paths["summary"] = out / "summary.json"
     probes = attempt("probe table", probes_by_epoch, rows, facts["baseline"]) or []
-    if attempt("report.md", _write_text, out / "report.md",
-               lambda: report_markdown(facts, verdicts, monitor, plots, measures_by_epoch(rows, facts["baseline"]),
-                                       probes)):
+    parts = attempt("report parts", report_parts, facts, verdicts, monitor.findings,
+                    {name: paths[name] for name in plots}, probes)
+    if parts and attempt("report.md", _write_text, out / "report.md",
+                         lambda: report_markdown(parts, monitor, plots, measures_by_epoch(rows, facts["baseline"]))):
         paths["report"] = out / "report.md"
-    from report_html import render_report_html, write_html  # here, not at the top: report_html imports this module
-    if attempt("report.html", lambda: write_html(out / "report.html", render_report_html(
-            facts, verdicts, monitor.findings, {name: paths[name] for name in plots}, samples, probes))):
+    if parts and attempt("report.html", lambda: write_html(out / "report.html", render_report_html(parts, samples))):
         paths["html"] = out / "report.html"
     return paths
 
