@@ -63,3 +63,26 @@ def test_the_first_finding_is_right_only_in_the_scenarios_analysis_with_its_acti
     assert diagnose.target(data_fault) == "latent_space"
     assert diagnose.right_first(data_fault, diagnose.Outcome("x", {"findings": []}))
     assert not diagnose.right_first(data_fault, diagnose.Outcome("x", {"findings": [decay]}))
+
+
+def test_grad_spikes_multiply_every_nth_steps_gradients_by_100_through_the_prepare_hook():
+    import types
+
+    import torch
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    trainer = types.SimpleNamespace(step=0, params=[weight])  # what the hook reads of the Trainer
+    diagnose.grad_spikes(2)(trainer)
+    grads = []
+    for step in range(4):  # trainer.step counts the steps before the one in progress
+        trainer.step, weight.grad = step, None
+        weight.sum().backward()
+        grads.append(weight.grad[0].item())
+    assert grads == [1.0, 100.0, 1.0, 100.0]
+
+
+def test_the_grad_spikes_scenario_trains_through_diagnose_and_the_others_through_train_wandb(tmp_path):
+    spiked = diagnose.SCENARIOS["grad_spikes"].command(tmp_path / "out", 0.3)
+    assert spiked[1:3] == [str(diagnose.REPO_DIR / "diagnose.py"), "--train-with-grad-spikes=20"]
+    healthy = diagnose.SCENARIOS["healthy"].command(tmp_path / "out", 0.3)
+    assert healthy[1] == str(diagnose.REPO_DIR / "train_wandb.py") and diagnose.SPIKED_TRAINING not in " ".join(healthy)

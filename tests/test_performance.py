@@ -10,7 +10,6 @@ import wandb
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-import checkpoints as checkpoints_module
 import train_wandb
 from logger import RunLogger
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
@@ -271,26 +270,3 @@ def test_training_steps_pass_cuda_sync_debug_mode(assemble_trainer, tmp_path):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert window.means()["loss_total"] > 0
-
-
-@pytest.mark.parametrize("links", [True, False], ids=["hard-link", "no-links-copy"])
-def test_best_checkpoint_is_not_serialised_twice_and_keeps_its_epoch(assemble_trainer, tmp_path, monkeypatch, links):
-    trainer, batches = build_trainer(assemble_trainer, tmp_path, torch.device("cpu"))
-    if not links:  # a file system without hard links: best.pt is a copy
-        monkeypatch.setattr(checkpoints_module.os, "link", lambda *a: (_ for _ in ()).throw(OSError("not supported")))
-    saves = []
-    real_save = torch.save
-    monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: (saves.append(f), real_save(obj, f, *a, **k)))
-    trainer.epoch = 1
-    trainer.save_checkpoint()
-    trainer.checkpoints.mark_best()
-    assert len(saves) == 1  # best.pt is the same file, not a second serialisation of ~1 GB on the full model
-    trainer.train_step(*batches[0])
-    trainer.epoch = 2
-    trainer.save_checkpoint()  # a later, worse epoch: best.pt must keep epoch 1
-    trainer.checkpoints.wait()
-    load = lambda name: torch.load(tmp_path / name, map_location="cpu", weights_only=True)  # noqa: E731
-    best, last = load("best.pt"), load("last.pt")
-    assert (best["epoch"], last["epoch"]) == (1, 2)
-    assert best["step"] == last["step"] - 1
-    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
