@@ -8,13 +8,14 @@
 Exit status: 0 done; 1 failed (one line, the traceback in out_dir/error.log); 2 a bad setting, data folder, out_dir
 or checkpoint; 3 stopped on a non-finite loss or out of memory; 130 / 143 stopped by Ctrl-C / SIGTERM.
 
-Sections, top to bottom: configuration, caption tokenizer, engraving dataset, metric definitions,
-the log window, the Trainer, the builders (data, model, logger, trainer) and main(), which reads as
-STEP 1..6. Beside this file: logger.py (every W&B call), checkpoints.py (save, load, resume checks), durable.py
-(the temporary file, fsync and rename behind every file that must survive a crash),
-health/ (the five analyses), report.py and report_html.py (the report), compare.py (compare and follow
-finished runs), evaluation.py and probes.py (what validation measures) and
-model_architecture_large.py (the model).
+Sections, top to bottom: configuration, engraving dataset, metric definitions, the log window, the Trainer, the
+builders (data, model, logger, trainer) and main(), which reads as STEP 1..6 and is the one place that decides
+which process is the master (master_process) and prints the STEP banners. Beside this file: tokenizer.py (the
+caption tokenizer), data/imagefolder.py (reading an image folder), devices.py (--device), logger.py (every W&B
+call), checkpoints.py (save, load, resume checks), durable.py (the temporary file, fsync and rename behind every
+file that must survive a crash), health/ (the five analyses), report.py and report_html.py (the report, which
+finish() writes), compare.py (compare and follow finished runs), evaluation.py (what validation measures, and the
+registry of those measures) and probes.py, and model_architecture_large.py (the model).
 """
 
 import ast
