@@ -673,7 +673,7 @@ def summary(bench, variants, all_windows, used, round_info, breakdown, peak_memo
         "breakdown_ms_per_step": {VARIANTS[v][0]: breakdown[v] for v in variants},
         "breakdown_phases": "data: batch wait; step: forward+backward+optimizer with the Trainer's metrics; "
                             "logging: log windows (metric means, hardware, W&B, health checks); other: the rest "
-                            "of the loop (LogWindow.seconds; total - the three)",
+                            "of the loop (PhaseClock.seconds; total - the three)",
         "startup": startup(bench, variants, round_info),
         "health_findings": health_findings(variants, round_info),
         "rounds": [{VARIANTS[v][0]: info[v] for v in variants} for info in round_info],
@@ -752,7 +752,7 @@ def print_breakdown_and_startup(variants, s):
     for v in variants:
         b = s["breakdown_ms_per_step"][VARIANTS[v][0]]
         print(f"{v} {VARIANTS[v][0]:<38} {b['data']:8.2f} {b['step']:8.2f} {b['logging']:8.2f} {b['other']:8.2f}")
-    print("  (the Trainer's LogWindow.seconds. step: forward+backward+optimizer, with the Trainer's metrics and "
+    print("  (PhaseClock on the Trainer's calls. step: forward+backward+optimizer, with the Trainer's metrics and "
           "gradient statistics; logging: the log windows; other: the rest of the loop)")
     print(f"W&B background processes (wandb-core, system monitor): {100 * s['wandb_background_cpu_cores']:.2f}% of "
           "one core while measured")

@@ -28,7 +28,7 @@ PROBE_WORDS = 64  # caption words the word probe predicts: the content words in 
 RIDGE_FACTORS = (1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3)  # the ridge penalty's grid, times the number of items fit
 HOLDOUT_FRACTION = 0.2  # share of the training sample held out to choose the penalty, before the refit on all of it
 WORDS_SHOWN_MIN = 10  # the words named best and worst are in and out of at least this many validation captions
-FIELDS = {  # probe name -> the path to its value in a truth dict (data/engravings.py's truth_for)
+FIELDS = {  # probe name -> the path to its value in a truth dict (data/engravings/scene.py's truth_for)
     "kind": ("main", "kind"), "count": ("main", "count"), "position": ("main", "position"),
     "technique": ("technique",), "time": ("time",),
 }

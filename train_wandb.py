@@ -81,7 +81,7 @@ from report import write_report
 from tokenizer import CaptionTokenizer
 
 REPO_DIR = Path(__file__).resolve().parent
-BUNDLED_DATA_DIR = "data/engravings"  # the default data_dir: generated on first use, relative to this file
+BUNDLED_DATA_DIR = "data/bundled"  # the default data_dir: generated on first use, relative to this file
 
 
 # ----------------------------------------------------------------------------
