@@ -27,10 +27,10 @@ overheads b/c - 1 and b/d - 1 and the harness ratio b/a (each paired within a wi
 aim >= 0.95), MFU against the GPU's bf16 dense peak (on a CPU: n/a, and a measured fp32 matmul rate for
 reference), the step-time breakdown and the time from process start to the first optimizer step.
 
-The breakdown comes from the Trainer's own timers, LogWindow.seconds: data (waiting for the batch), step
-(forward, backward and optimizer, with the Trainer's metrics), logging (the log windows: metric means,
-hardware, W&B, health checks) and other (the rest of the loop: total - the three). On a GPU it is taken in
-one more pass per variant, run alone, with LogWindow.instrument on (each phase boundary synchronises).
+The breakdown comes from PhaseClock, which times the Trainer's own calls: data (waiting for the batch), step
+(Trainer.train_step: forward, backward and optimizer, with the Trainer's metrics), logging (Trainer.log_window:
+metric means, hardware, W&B, health checks) and other (the rest of the loop: total - the three). On a GPU it is
+taken in one more pass per variant, run alone, with PhaseClock.instrument on (each phase boundary synchronises).
 The Trainers' console is kept quiet (QuietLogger: no progress bars; health findings are collected and
 summed up in one line at the end). The last line of stdout is one JSON object with every number.
 
@@ -248,7 +248,7 @@ class QuietLogger:
         return tqdm(iterable, disable=True, **kwargs)
 
     def write(self, line):
-        pass  # the Trainer's first-step line: the benchmark reports start-up itself
+        pass  # the Trainer's console lines (first step, epoch ends): the benchmark reports them itself
 
     def alert(self, finding, interval_minutes):
         self.findings.append(finding)
@@ -318,15 +318,13 @@ class Bench:
                                    run_name=f"benchmark-{label}-{name}")
         if variant == "d":
             wcfg = dataclasses.replace(wcfg, log_frequency=1, track_gradients=True)
-        printed = io.StringIO()  # the builders' console lines
         start = time.time()
         torch.manual_seed(cfg.seed)
-        with contextlib.redirect_stdout(printed):
-            model = tw.build_model(cfg, self.tokenizer, self.device)
+        model = tw.build_model(cfg, self.tokenizer, self.device)
         train_loader, val_loader = tw.build_loaders(self.dataset, self.train_idx, self.val_idx, cfg, self.device)
         data = tw.Data(self.tokenizer, self.dataset, train_loader, val_loader, skipped=0)
         built = time.time()
-        with contextlib.redirect_stdout(printed):
+        with contextlib.redirect_stdout(io.StringIO()):  # create_logger's W&B set-up lines
             logger = QuietLogger(create_logger(wcfg, tw.flat_config(cfg, wcfg, self.health), model, rank=0))
         logged = time.time()
         trainer = tw.build_trainer(cfg, wcfg, self.health, model, data, self.device, logger, rank=0, world_size=1)
@@ -334,30 +332,72 @@ class Bench:
         return Runner(variant, trainer, logger, timings)
 
 
+class PhaseClock:
+    """The seconds a training loop spends in its three phases, summed over the run: data (waiting for a batch),
+    step and log. With `instrument` each phase boundary synchronises the device first, for an exact per-phase
+    breakdown on a GPU (a synchronisation per step would stall training, so the Trainer itself times nothing but
+    its data wait)."""
+
+    def __init__(self, device):
+        self.device, self.instrument = device, False
+        self.seconds = {"data": 0.0, "step": 0.0, "log": 0.0}
+
+    def now(self):
+        if self.instrument:
+            sync(self.device)
+        return time.perf_counter()
+
+    def timed(self, batches):
+        """Yields the batches, adding the time spent waiting for each one to data."""
+        for batch, waited in tw.waits(batches, self.now):
+            self.seconds["data"] += waited
+            yield batch
+
+    @contextlib.contextmanager
+    def timing(self, phase):
+        start = self.now()
+        yield
+        self.seconds[phase] += self.now() - start
+
+    def attach(self, trainer):
+        """Time the Trainer's own calls, as they are: its batches, train_step and log_window."""
+        def timed_call(phase, call):
+            def timed(*args, **kwargs):
+                with self.timing(phase):
+                    return call(*args, **kwargs)
+            return timed
+
+        trainer.train_step = timed_call("step", trainer.train_step)
+        trainer.log_window = timed_call("log", trainer.log_window)
+        window_timed = trainer.window.timed
+        trainer.window.timed = lambda batches: window_timed(self.timed(batches))
+        return self
+
+
 class Runner:
     """One variant in motion, advanced a few optimizer steps per turn with next(): b, c and d through the
     Trainer's own loop, Trainer.steps(); a through bare_steps() over the same Trainer's model, optimizer and
-    batches. Both time their phases with a train_wandb.LogWindow: the Trainer's own, and one for a."""
+    batches. Both time their phases with a PhaseClock."""
 
     def __init__(self, variant, trainer, logger, timings):
         self.variant, self.trainer, self.logger, self.timings = variant, trainer, logger, timings
         self.device = trainer.device
+        self.clock = PhaseClock(self.device)
         if variant == "a":
-            self.window = tw.LogWindow(trainer.wcfg.log_frequency, 1, self.device)
             self.loop = self.bare_steps()
         else:
-            self.window = trainer.window
+            self.clock.attach(trainer)
             self.loop = trainer.steps()
 
     def bare_steps(self):
         """What a training step costs with nothing around it: the Trainer's forward (compiled and autocast as
         configured), its fused/foreach AdamW and batches; no metrics, no logging, no scheduler. Yields after
         every optimizer step, like Trainer.steps()."""
-        trainer, window, clip = self.trainer, self.window, self.trainer.cfg.grad_clip
+        trainer, clock, clip = self.trainer, self.clock, self.trainer.cfg.grad_clip
         trainer.model.train()
         while True:  # epoch after epoch of the Trainer's loader
-            for images_u8, captions in window.timed(trainer.train_loader):
-                with window.timing("step"):
+            for images_u8, captions in clock.timed(trainer.train_loader):
+                with clock.timing("step"):
                     images = images_u8.float().div_(255)
                     with trainer.autocast:
                         loss = tw.total_loss(trainer.forward(images, captions), trainer.weights)
@@ -369,23 +409,22 @@ class Runner:
                 yield
 
     def advance(self, steps):
-        """Run `steps` optimizer steps -> the turn: seconds in all ("s") and per LogWindow phase (data, step,
+        """Run `steps` optimizer steps -> the turn: seconds in all ("s") and per PhaseClock phase (data, step,
         log), W&B's background CPU seconds, other processes' CPU seconds, steps, log windows logged, and
         epoch_ends (1 when a Trainer ended an epoch in this turn: validation, visuals, checkpoint)."""
-        before, epoch, rows = dict(self.window.seconds), self.trainer.epoch, len(self.logger.history)
-        with contextlib.redirect_stdout(io.StringIO()):  # steps() prints a line at each epoch end
-            sync(self.device)
-            background, others = background_cpu_s(), other_cpu_s()
-            start = time.perf_counter()
-            for _ in range(steps):
-                next(self.loop)
-            sync(self.device)
-            elapsed = time.perf_counter() - start
-            background, others = background_cpu_s() - background, other_cpu_s() - others
+        before, epoch, rows = dict(self.clock.seconds), self.trainer.epoch, len(self.logger.history)
+        sync(self.device)
+        background, others = background_cpu_s(), other_cpu_s()
+        start = time.perf_counter()
+        for _ in range(steps):
+            next(self.loop)
+        sync(self.device)
+        elapsed = time.perf_counter() - start
+        background, others = background_cpu_s() - background, other_cpu_s() - others
         epoch_end = 0 < epoch < self.trainer.epoch  # 0 -> 1 is the loop's start, not an epoch end
         if epoch_end:  # the epoch's checkpoint is written in the background: not into the next turns
             self.trainer.checkpoints.wait()
-        return {"s": elapsed, **{k: v - before[k] for k, v in self.window.seconds.items()},
+        return {"s": elapsed, **{k: v - before[k] for k, v in self.clock.seconds.items()},
                 "background_cpu_s": max(0.0, background), "other_cpu_s": max(0.0, others), "steps": steps,
                 "log_windows": sum("train/loss_total" in row for row in self.logger.history[rows:]),
                 "epoch_ends": int(epoch_end)}
@@ -488,7 +527,7 @@ def ms_per_step(windows, v):
 
 
 def breakdown_pass(bench, variants):
-    """On a GPU: one more build per variant, run alone with LogWindow.instrument on (each phase boundary
+    """On a GPU: one more build per variant, run alone with PhaseClock.instrument on (each phase boundary
     synchronises the device), so that each phase holds its own GPU work. -> (breakdown, peak memory in GB)"""
     breakdown, peak_memory = {}, {}
     for v in variants:
@@ -496,7 +535,7 @@ def breakdown_pass(bench, variants):
         torch.cuda.reset_peak_memory_stats(bench.device)
         runner = bench.build(v, "breakdown")
         runner.advance(bench.warmup)
-        runner.window.instrument = True
+        runner.clock.instrument = True
         turns = [runner.advance(bench.turn) for _ in range(bench.windows * bench.window // bench.turn)]
         breakdown[v] = ms_per_step([{v: t} for t in turns if not t["epoch_ends"]], v)
         logged = [row["perf/peak_memory_allocated_mb"] / 1e3 for row in runner.logger.history
@@ -634,7 +673,7 @@ def summary(bench, variants, all_windows, used, round_info, breakdown, peak_memo
         "breakdown_ms_per_step": {VARIANTS[v][0]: breakdown[v] for v in variants},
         "breakdown_phases": "data: batch wait; step: forward+backward+optimizer with the Trainer's metrics; "
                             "logging: log windows (metric means, hardware, W&B, health checks); other: the rest "
-                            "of the loop (LogWindow.seconds; total - the three)",
+                            "of the loop (PhaseClock.seconds; total - the three)",
         "startup": startup(bench, variants, round_info),
         "health_findings": health_findings(variants, round_info),
         "rounds": [{VARIANTS[v][0]: info[v] for v in variants} for info in round_info],
@@ -713,7 +752,7 @@ def print_breakdown_and_startup(variants, s):
     for v in variants:
         b = s["breakdown_ms_per_step"][VARIANTS[v][0]]
         print(f"{v} {VARIANTS[v][0]:<38} {b['data']:8.2f} {b['step']:8.2f} {b['logging']:8.2f} {b['other']:8.2f}")
-    print("  (the Trainer's LogWindow.seconds. step: forward+backward+optimizer, with the Trainer's metrics and "
+    print("  (PhaseClock on the Trainer's calls. step: forward+backward+optimizer, with the Trainer's metrics and "
           "gradient statistics; logging: the log windows; other: the rest of the loop)")
     print(f"W&B background processes (wandb-core, system monitor): {100 * s['wandb_background_cpu_cores']:.2f}% of "
           "one core while measured")

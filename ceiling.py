@@ -23,8 +23,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from data.engravings import KINDS, ensure_sample
+from data.imagefolder import decode_images, read_metadata
 from model_architecture_large import ImageEncoder, ModelConfig
-from train_wandb import BUNDLED_DATA_DIR, _read_metadata, decode_images, split_indices
+from train_wandb import BUNDLED_DATA_DIR, split_indices
 
 REPO_DIR = Path(__file__).absolute().parent
 
@@ -32,7 +33,7 @@ REPO_DIR = Path(__file__).absolute().parent
 def load(data_dir, image_size):
     """-> (uint8 images (N, 3, S, S), main-kind ids (N,), kinds-present (N, K) floats) of the bundled set."""
     data_dir = Path(data_dir)
-    rows = _read_metadata(data_dir / "metadata.jsonl")
+    rows = read_metadata(data_dir / "metadata.jsonl")
     images, kept, failed, _, _ = decode_images([data_dir / name for name, _, _ in rows], image_size,
                                                cache_dir=str(REPO_DIR / ".cache"))
     if failed or any(rows[i][2] is None for i in kept):

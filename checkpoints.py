@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 
 from durable import write_atomic
-from model_architecture_large import ModelConfig
-from report import better
+from evaluation import better
+from model_architecture_large import ModelConfig, MultimodalModel
+from tokenizer import CaptionTokenizer
 
 
 class CheckpointError(Exception):
@@ -60,6 +61,33 @@ def load_checkpoint(path):
     return state
 
 
+def load_model(path, device="cpu"):
+    """-> (the model of a train_wandb.py checkpoint, in eval mode on device; its tokenizer; what the weights are:
+    {epoch, step, best_metric, best_value, best_epoch}, each None where the checkpoint does not say), or a
+    CheckpointError that names the file and what is wrong with it. Reads a last.pt, a best.pt or a model Artifact's
+    model.pt alike."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # not a torch file, truncated, or holding objects weights_only refuses to unpickle
+        raise CheckpointError(f"{path}: not a checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or not {"model", "model_config", "tokenizer"} <= ckpt.keys():
+        raise CheckpointError(f"{path}: not a checkpoint of this model (no model, model_config, tokenizer)")
+    try:
+        model = MultimodalModel(ModelConfig.from_saved(ckpt["model_config"]))
+        tokenizer = CaptionTokenizer.from_state_dict(ckpt["tokenizer"])
+        model.load_state_dict(ckpt["model"])
+    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:
+        # load_state_dict lists every mismatched tensor over many lines: the first says enough
+        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        raise CheckpointError(f"{path}: its weights do not fit its model_config ({detail[:200]})") from None
+    if len(tokenizer) != model.cfg.vocab_size:
+        raise CheckpointError(f"{path}: its tokenizer has {len(tokenizer)} tokens, the model {model.cfg.vocab_size}")
+    trained = {"epoch": ckpt.get("epoch"), "step": ckpt.get("step"), **saved_best(ckpt)}
+    return model.to(device).eval(), tokenizer, trained
+
+
 def check_model_config(state, model_config):
     """A resume must build the same model: raise CheckpointError naming the fields that differ."""
     saved = ModelConfig.saved_fields(state["model_config"])  # a checkpoint from before a field existed
@@ -77,7 +105,7 @@ SAME_DATA = ("data_dir", "max_items", "val_fraction", "seed", "batch_size", "ima
 # unless named in --resume_changes, which continues with the new value from the current step on.
 SAME_OPTIMISATION = ("num_epochs", "max_steps", "early_stopping_patience", "learning_rate", "weight_decay",
                      "warmup_fraction", "min_lr_fraction", "grad_clip", "image_loss_weight", "caption_loss_weight",
-                     "alignment_loss_weight", "precision", "contrastive_negatives", "fault_grad_spike_every")
+                     "alignment_loss_weight", "precision", "contrastive_negatives")
 
 
 def check_resume(state, config, allowed=()):
@@ -112,15 +140,19 @@ def parameters_finite(model):
 
 
 class BestCheckpoint:
-    """Which epoch best.pt holds: the one with the best validation value of `metric` so far (a val loss, lowest
-    best, or a measure: report.better says which way each improves)."""
+    """The run's one record of its best validation results: which epoch best.pt holds, the one with the best value
+    of `metric` so far (a val loss, lowest best, or a measure: evaluation.better says which way each improves), and
+    the lowest val loss_total so far (lowest_loss: the run's best_val_loss, whatever metric chooses best.pt)."""
 
     def __init__(self, metric="loss_total"):
         self.metric, self.value, self.epoch = metric, None, 0  # epoch 0: no best yet
+        self.lowest_loss = math.inf
 
     def offer(self, epoch, val):
         """An epoch's validation results {name: value}. -> whether best.pt should now hold this epoch (a value
         that is missing or not finite never is)."""
+        if val.get("loss_total", math.inf) < self.lowest_loss:
+            self.lowest_loss = val["loss_total"]
         value = val.get(self.metric)
         if value is None or not math.isfinite(value):
             return False
@@ -138,10 +170,12 @@ class BestCheckpoint:
         """The run summary's keys (and the checkpoint's): best_epoch is the epoch best.pt holds."""
         return {"best_metric": self.metric, "best_value": self.value, "best_epoch": self.epoch}
 
-    state_dict = summary
+    def state_dict(self):
+        return {**self.summary(), "best_val_loss": self.lowest_loss}
 
     def load_state_dict(self, state):
         """From a checkpoint (see saved_best)."""
+        self.lowest_loss = state["best_val_loss"]
         saved = saved_best(state)
         self.epoch, value = saved["best_epoch"], saved["best_value"]
         self.value = float(value) if value is not None and math.isfinite(value) else None

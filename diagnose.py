@@ -47,6 +47,7 @@ class Scenario:
     within: float | None = None  # that finding must fire within this share of the run's steps
     same_picture: bool = False  # train on a copy of the collection where every image is the first one
     shuffled_pairs: bool = False  # train on a copy of the collection where each image has another's caption
+    grad_spike_every: int = 0  # every N-th step's gradients 100x (fault injection, see grad_spikes; 0 = off)
 
     def command(self, out, scale, extra=()):
         """The train_wandb.py command line writing to the folder `out`; `extra` overrides come last and win."""
@@ -54,7 +55,9 @@ class Scenario:
         copy = same_picture_copy if self.same_picture else shuffled_pairs_copy if self.shuffled_pairs else None
         data = [f"--data_dir={copy(out.with_name(out.name + '_data'), items)}",
                 "--cache_dir="] if copy else []  # fresh files each time: caching them is waste
-        return [sys.executable, str(REPO_DIR / "train_wandb.py"), "--preset=quick", "--mode=disabled",
+        program = ([str(REPO_DIR / "diagnose.py"), f"{SPIKED_TRAINING}={self.grad_spike_every}"]
+                   if self.grad_spike_every else [str(REPO_DIR / "train_wandb.py")])
+        return [sys.executable, *program, "--preset=quick", "--mode=disabled",
                 "--device=cpu", f"--out_dir={out}", f"--max_items={items}", *data, *self.args, *extra]
 
 
@@ -120,11 +123,30 @@ SCENARIOS = {
         {**HEALTHY, "training_health": "warning|problem", "dominant_loss": ANY, "latent_space": ANY},
         first_action=("training_health", "batch_size")),
     "grad_spikes": Scenario(
-        "every 20th step's loss x100 before backward (fault injection)",
-        ["--num_epochs=3", "--log_frequency=4", "--fault_grad_spike_every=20"],
+        "every 20th step's gradients x100, as if its loss were x100 before backward (fault injection)",
+        ["--num_epochs=3", "--log_frequency=4"],
         {**HEALTHY, "training_health": "warning|problem", "dominant_loss": ANY, "latent_space": ANY},
-        first_action=("training_health", "learning_rate")),
+        first_action=("training_health", "learning_rate"), grad_spike_every=20),
 }
+
+
+# ----------------------------------------------------------------------------
+# fault injection: through train_wandb.main's prepare hook, so that the Trainer carries none of it
+
+SPIKED_TRAINING = "--train-with-grad-spikes"  # `diagnose.py --train-with-grad-spikes=N ARGS`: train_wandb.py ARGS
+
+
+def grad_spikes(every):
+    """prepare(trainer) for train_wandb.main: the gradients of every `every`-th optimizer step are 100x, as if
+    that step's loss were multiplied by 100 before backward (a hook on each parameter's gradient)."""
+    def prepare(trainer):
+        def spike(grad):
+            return grad * 100.0 if (trainer.step + 1) % every == 0 else grad  # trainer.step: the steps before
+
+        for p in trainer.params:
+            p.register_hook(spike)
+
+    return prepare
 
 
 def write_collection(dest, entries):
@@ -144,7 +166,8 @@ def write_collection(dest, entries):
 def same_picture_copy(dest, items):
     """dest: a copy of the bundled collection's first `items` items in which every image is the first picture."""
     from data.engravings import ensure_sample
-    from train_wandb import BUNDLED_DATA_DIR, find_items  # here: torch loads only when this scenario runs
+    from data.imagefolder import find_items  # here: torch loads only when this scenario runs
+    from train_wandb import BUNDLED_DATA_DIR
 
     pairs = find_items(ensure_sample(REPO_DIR / BUNDLED_DATA_DIR))[:items]
     picture = Path(pairs[0][0])
@@ -156,10 +179,11 @@ def shuffled_pairs_copy(dest, items, seed=0):
     """dest: a copy of the bundled collection's first `items` items in which each image has the caption and ground
     truth of another item (a seeded shuffle of the rows' captions and truths; the images keep their order)."""
     from data.engravings import ensure_sample
-    from train_wandb import BUNDLED_DATA_DIR, _read_metadata  # here: torch loads only when this scenario runs
+    from data.imagefolder import read_metadata  # here: torch loads only when this scenario runs
+    from train_wandb import BUNDLED_DATA_DIR
 
     source = ensure_sample(REPO_DIR / BUNDLED_DATA_DIR)
-    rows = _read_metadata(source / "metadata.jsonl")[:items]
+    rows = read_metadata(source / "metadata.jsonl")[:items]
     described = [(text, truth) for _, text, truth in rows]
     random.Random(seed).shuffle(described)
     return write_collection(dest, [(source / file_name, file_name, text, truth)
@@ -288,7 +312,7 @@ def follow_up(name, scenario, outcome, scale, out_dir):
     """(the advice's field changes as text, fixed?) after running the scenario again with its advice applied:
     fixed when the analysis it is about is healthy and no analysis says problem. None when the advice changes
     no Config field."""
-    from analysis import advised_changes
+    from compare import advised_changes
 
     advice = advised_changes(outcome.summary)
     if advice is None:
@@ -364,6 +388,11 @@ def run_population(args):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0].startswith(SPIKED_TRAINING + "="):
+        import train_wandb  # here: the other commands need no torch
+
+        return train_wandb.cli(argv[1:], prepare=grad_spikes(int(argv[0].split("=", 1)[1])))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help=f"comma-separated scenarios (of: {', '.join(SCENARIOS)})")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply each scenario's items (at least 200)")

@@ -3,7 +3,8 @@
     write_atomic(path, lambda tmp: tmp.write_bytes(data))    # write(tmp) fills the temporary file
     write_text_atomic(path, text)                             # report.md, summary.json, report.html (UTF-8)
 
-checkpoints.save_atomic writes checkpoints and the decoded-image cache through write_atomic.
+checkpoints.save_atomic writes checkpoints and the decoded-image cache through write_atomic. When a write fails
+anyway, one_line(error) says so in one line; format_warning puts a warning on one console line.
 """
 
 import contextlib
@@ -58,3 +59,14 @@ def fsync_folder(folder):
         pass
     finally:
         os.close(fd)
+
+
+def one_line(error):
+    """An exception as one line: its type and the first line of its message (torch's can run to many)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def format_warning(message, category, filename, lineno, line=None):
+    """A warning as one console line, `warning (DataWarning): ...` (set as warnings.formatwarning)."""
+    return f"warning ({category.__name__}): {message}\n"

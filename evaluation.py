@@ -17,6 +17,7 @@ import math
 import statistics
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,65 @@ def missing_packages():
     if missing:
         return f"{', '.join(missing)} not installed (the evaluation measures need it): pip install -r requirements.txt"
     return None
+
+
+# ----------------------------------------------------------------------------
+# the registry: every validation measure, declared once
+
+@dataclass(frozen=True)
+class Measure:
+    meaning: str  # what it measures, as the report and WANDB_GUIDE.md say it
+    lower_is_better: bool = False  # which way it improves
+    share_of: str = ""  # a share of this many items (the name of the count logged beside it), else ""
+    error: str = ""  # the name of its standard error at chance, logged beside it, else ""
+
+
+RETRIEVAL, GROUNDED, PROBED = "items", "grounded_items", "grounded_items"  # the counts a share is over
+
+# logged once per epoch by evaluate_split (below) and probes.py; the report, the logger, the checkpoints and the
+# health checks read them from here
+VAL_MEASURES = {
+    "i2t_r1": Measure("image→text: share of images whose true caption ranks 1st", share_of=RETRIEVAL),
+    "i2t_r5": Measure("image→text: … in the top 5", share_of=RETRIEVAL),
+    "i2t_r10": Measure("image→text: … in the top 10", share_of=RETRIEVAL),
+    "i2t_median_rank": Measure("image→text: median rank of the true caption (1 = best)", lower_is_better=True),
+    "t2i_r1": Measure("text→image: share of captions whose image ranks 1st", share_of=RETRIEVAL),
+    "t2i_r5": Measure("text→image: … in the top 5", share_of=RETRIEVAL),
+    "t2i_r10": Measure("text→image: … in the top 10", share_of=RETRIEVAL),
+    "t2i_median_rank": Measure("text→image: median rank of the true image (1 = best)", lower_is_better=True),
+    "bleu4": Measure("generated vs true caption: BLEU-4 (0–1)"),
+    "cider_d": Measure("generated vs true caption: CIDEr-D (0–10)"),
+    "psnr": Measure("reconstruction: peak signal-to-noise ratio (dB, higher is better)"),
+    "ssim": Measure("reconstruction: structural similarity (0–1)"),
+    "grounded_object": Measure("captions naming the main object correctly (share)", share_of=GROUNDED),
+    "grounded_count": Measure("captions giving its count correctly (share)", share_of=GROUNDED),
+    "grounded_position": Measure("captions giving its position correctly (share)", share_of=GROUNDED),
+    "grounded_technique": Measure("captions naming the print technique correctly (share)", share_of=GROUNDED),
+    "grounded_sky": Measure("captions naming the sky and time of day correctly (share)", share_of=GROUNDED),
+    # the linear probes on z (probes.py): what a linear map from z predicts on the validation items
+    "probe_word_auc": Measure("linear probe on z: mean ROC AUC of the caption's most frequent content words "
+                              "(0.5 = chance)", error="probe_word_auc_se"),
+    "probe_kind": Measure("linear probe on z: accuracy on the main object's kind (share)", share_of=PROBED),
+    "probe_count": Measure("linear probe on z: … on its count (share)", share_of=PROBED),
+    "probe_position": Measure("linear probe on z: … on its position (share)", share_of=PROBED),
+    "probe_technique": Measure("linear probe on z: … on the print technique (share)", share_of=PROBED),
+    "probe_time": Measure("linear probe on z: … on the time of day (share)", share_of=PROBED),
+}
+PROBE_MEASURES = tuple(m for m in VAL_MEASURES if m.startswith("probe_"))  # tabled apart from the others
+LOSSES = ("loss_total", "loss_image", "loss_caption", "loss_alignment")  # the val losses, all better lower
+BEST_METRICS = LOSSES + tuple(VAL_MEASURES)  # what --best_metric can choose best.pt by
+
+
+def lower_is_better(name):
+    """Is this validation loss or VAL_MEASURES measure better lower? The one definition of which way a measure
+    improves: better(), and through it the report's sentences, the logger's summaries and the Trainer's choice of
+    best.pt (--best_metric), use it."""
+    return name in LOSSES or (name in VAL_MEASURES and VAL_MEASURES[name].lower_is_better)
+
+
+def better(name, value, other):
+    """Is value of this validation loss or VAL_MEASURES measure better than other?"""
+    return value < other if lower_is_better(name) else value > other
 
 
 # ----------------------------------------------------------------------------

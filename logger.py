@@ -30,15 +30,11 @@ from tqdm import tqdm
 from wandb.errors import AuthenticationError
 from wandb.sdk.lib import wbauth  # wandb's own credential lookup, the one wandb.init and `wandb login` use
 
-from report import VAL_MEASURES, lower_is_better, write_report
+from evaluation import VAL_MEASURES, lower_is_better
 
 
 class LoggerError(Exception):
     """W&B cannot start in the requested mode: reported in one line, exit status 2."""
-
-
-class ReportError(Exception):
-    """report.md or summary.json could not be written: the run ends as failed (exit status 1)."""
 
 
 # ----------------------------------------------------------------------------
@@ -302,20 +298,11 @@ class RunLogger:
 
         self._guarded("log_artifact", log)
 
-    def finish(self, out_dir, monitor, info, weights, step, ok):
-        """Write report.md, metrics.csv, summary.json and the plots to out_dir, attach them (plots, charts,
-        a report Artifact) and the verdicts to the run, and close it, with exit code 0 when ok, else 1. -> the files
-        written. Whatever fails on the way, the run is closed (as failed); when report.md or summary.json could not be
-        written (the warnings before say why), ReportError is raised after."""
-        status, exit_code = info["status"], 0 if ok else 1
+    def finish(self, paths, status, verdicts, weights, step, exit_code):
+        """Attach the report's files (paths: {name: path}, written by train_wandb.finish; the plots also as images,
+        beside the custom charts), the status and the verdicts ({analysis: status}) to the run, and close it with
+        exit_code. Whatever fails on the way, the run is closed (as failed)."""
         try:
-            paths = write_report(out_dir, self.history, monitor, {**info, "wandb_run": self.location},
-                                 samples=self.last_samples)
-            missing = [name for key, name in (("summary", "summary.json"), ("report", "report.md")) if key not in paths]
-            if missing:  # the run failed, if it had not already
-                exit_code = 1
-                status = status if not ok else f"failed: ReportError: {' and '.join(missing)} not written"
-
             def report_media():
                 images = {f"report/{name}": wandb.Image(str(p)) for name, p in paths.items() if str(p).endswith(".png")}
                 return {"global_step": step, **images, **custom_charts(self.history, weights)}
@@ -328,59 +315,39 @@ class RunLogger:
 
             self._guarded("log", lambda: self.run.log(report_media()))
             self._guarded("log_artifact", lambda: self.run.log_artifact(report_artifact()))
-            self.summary({"status": status,
-                          **{f"health/{name}": verdict.status for name, verdict in monitor.verdicts().items()}})
+            self.summary({"status": status, **{f"health/{name}": verdict for name, verdict in verdicts.items()}})
         except BaseException:
             exit_code = 1
             raise
         finally:
             self.call("finish", exit_code=exit_code)
-        if missing:
-            raise ReportError(f"{' and '.join(missing)} could not be written to {out_dir}")
-        return paths
 
 
 class NullLogger:
-    """The logger of ranks other than 0 under torchrun: the same methods as RunLogger, doing nothing."""
+    """The logger of ranks other than 0 under torchrun: every other method of RunLogger does nothing (and returns
+    None), so the Trainer never asks which rank it is on in order to log. It keeps the history (the checkpoint holds
+    it) and gives a silent progress bar."""
 
     run_id = location = None
     wants_media = False
 
-    def progress(self, iterable, **kwargs):
-        return _Silent(iterable)
-
-    def write(self, line):
-        pass
-
     def __init__(self):
         self.history = []
-
-    def announce(self):
-        pass
-
-    def call(self, name, *args, **kwargs):
-        return None
 
     def log(self, row):
         self.history.append(row)
 
-    def summary(self, values):
-        pass
+    def progress(self, iterable, **kwargs):
+        return _Silent(iterable)
 
-    def add_config(self, values):
-        pass
+    def __getattr__(self, name):
+        if not hasattr(RunLogger, name):  # a name RunLogger lacks is a bug, not a call to swallow
+            raise AttributeError(name)
+        return _nothing
 
-    def log_visuals(self, step, epoch, grid, samples, latents):
-        pass
 
-    def alert(self, finding, interval_minutes):
-        pass
-
-    def log_model(self, state, aliases):
-        pass
-
-    def finish(self, out_dir, monitor, info, weights, step, ok):
-        return {}
+def _nothing(*args, **kwargs):
+    return None
 
 
 class _Silent:

@@ -15,40 +15,18 @@ from dataclasses import asdict
 from pathlib import Path
 
 from durable import write_atomic, write_text_atomic
+from evaluation import PROBE_MEASURES, VAL_MEASURES, better
 from health import ANALYSES, COMPONENTS, HealthMonitor, replay
 from health.core import UNTRAINED, finite, fmt, fmt_config, is_number, loss_weights, share_error
+from report_html import render_report_html, write_html
 
+# the training metrics of the report's first table, their last train window beside the last validation
+FINAL_METRICS = ("loss_total", "loss_image", "loss_caption", "loss_alignment", "caption_accuracy", "caption_perplexity",
+                 "image_mse", "latent_std")
 KEY_CONFIG = ("learning_rate", "batch_size", "num_epochs", "weight_decay", "dropout", "latent_dim",
               "image_loss_weight", "caption_loss_weight", "alignment_loss_weight")
 
 
-VAL_MEASURES = {  # logged once per epoch by evaluation.evaluate_split and probes.py; name -> what it measures
-    "i2t_r1": "image→text: share of images whose true caption ranks 1st",
-    "i2t_r5": "image→text: … in the top 5",
-    "i2t_r10": "image→text: … in the top 10",
-    "i2t_median_rank": "image→text: median rank of the true caption (1 = best)",
-    "t2i_r1": "text→image: share of captions whose image ranks 1st",
-    "t2i_r5": "text→image: … in the top 5",
-    "t2i_r10": "text→image: … in the top 10",
-    "t2i_median_rank": "text→image: median rank of the true image (1 = best)",
-    "bleu4": "generated vs true caption: BLEU-4 (0–1)",
-    "cider_d": "generated vs true caption: CIDEr-D (0–10)",
-    "psnr": "reconstruction: peak signal-to-noise ratio (dB, higher is better)",
-    "ssim": "reconstruction: structural similarity (0–1)",
-    "grounded_object": "captions naming the main object correctly (share)",
-    "grounded_count": "captions giving its count correctly (share)",
-    "grounded_position": "captions giving its position correctly (share)",
-    "grounded_technique": "captions naming the print technique correctly (share)",
-    "grounded_sky": "captions naming the sky and time of day correctly (share)",
-    # the linear probes on z (probes.py): what a linear map from z predicts on the validation items
-    "probe_word_auc": "linear probe on z: mean ROC AUC of the caption's most frequent content words (0.5 = chance)",
-    "probe_kind": "linear probe on z: accuracy on the main object's kind (share)",
-    "probe_count": "linear probe on z: … on its count (share)",
-    "probe_position": "linear probe on z: … on its position (share)",
-    "probe_technique": "linear probe on z: … on the print technique (share)",
-    "probe_time": "linear probe on z: … on the time of day (share)",
-}
-PROBE_MEASURES = tuple(m for m in VAL_MEASURES if m.startswith("probe_"))  # tabled apart from the others
 
 
 def fmt_duration(seconds) -> str:
@@ -149,12 +127,12 @@ def pyplot():
     return plt
 
 
-def _style(n):
+def line_style(n):
     """Markers when there are few points, so a single point is still visible."""
     return {"marker": "o", "markersize": 3} if n < 30 else {}
 
 
-def _save(fig, path, left=0.75, right=0.2, bottom=0.55, top=0.4, wspace=0.3):
+def save_figure(fig, path, left=0.75, right=0.2, bottom=0.55, top=0.4, wspace=0.3):
     """Save with fixed margins (inches): tight_layout would measure every label and cost a third of the time."""
     width, height = fig.get_size_inches()
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
@@ -177,10 +155,10 @@ def plot_loss_components(rows, path, weights):
     ax.stackplot(xs, *stacks, labels=[f"{c} × {fmt_config(weights[c])}" for c in keys], alpha=0.75)
     tx, ty = series(train, "train/loss_total")
     if ty:
-        ax.plot(tx, ty, color="black", linewidth=1.4, label="loss_total", **_style(len(ty)))
+        ax.plot(tx, ty, color="black", linewidth=1.4, label="loss_total", **line_style(len(ty)))
     ax.set(xlabel="global_step", ylabel="weighted loss", title="Weighted loss components (train)")
     ax.legend(loc="upper right")
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
@@ -189,7 +167,7 @@ def _train_val(ax, rows, metric, ylabel):
     for prefix, style in (("train", {"linewidth": 1.2}), ("val", {"linewidth": 1.8, "marker": "o"})):
         xs, ys = series(rows, f"{prefix}/{metric}")
         if ys:
-            ax.plot(xs, ys, label=prefix, **{**_style(len(ys)), **style})
+            ax.plot(xs, ys, label=prefix, **{**line_style(len(ys)), **style})
             drawn = True
     ax.set(xlabel="global_step", ylabel=ylabel)
     if drawn:
@@ -207,7 +185,7 @@ def plot_train_vs_val(rows, path):
     if not drawn:
         plt.close(fig)
         return False
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
@@ -223,7 +201,7 @@ def plot_latent(rows, path):
     for ax, metric in zip(axes[0], metrics):
         _train_val(ax, rows, metric, metric)
         ax.set_title(metric)
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
@@ -236,11 +214,11 @@ def plot_gradients(rows, path):
     fig, ax = plt.subplots(figsize=(9, 4.2))
     for metric, points in lines.items():
         if points:
-            ax.plot(*zip(*points), label=metric, **_style(len(points)))
+            ax.plot(*zip(*points), label=metric, **line_style(len(points)))
     ax.set_yscale("log")
     ax.set(xlabel="global_step", ylabel="gradient (log scale)", title="Gradient statistics (train, before clipping)")
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
@@ -257,21 +235,21 @@ def plot_hardware(rows, path):
     lines = []
     lx, ly = series(rows, "train/loss_total")
     if ly:
-        lines += ax.plot(lx, ly, color="black", linewidth=1.4, label="loss_total", **_style(len(ly)))
+        lines += ax.plot(lx, ly, color="black", linewidth=1.4, label="loss_total", **line_style(len(ly)))
     ax.set(xlabel="global_step", ylabel="loss_total", title="loss_total vs hardware (train)")
     if percents:
         pct = ax.twinx()
         for (label, (xs, ys)), color in zip(percents.items(), ("tab:red", "tab:orange")):
-            lines += pct.plot(xs, ys, color=color, linewidth=1.1, label=label, **_style(len(ys)))
+            lines += pct.plot(xs, ys, color=color, linewidth=1.1, label=label, **line_style(len(ys)))
         pct.set(ylabel="percent", ylim=(0, 105))
     if rate[1]:
         speed = ax.twinx()
         speed.spines["right"].set_position(("axes", 1.12))  # a second right axis beside the percent one
-        lines += speed.plot(*rate, color="tab:blue", linewidth=1.1, label="samples/s", **_style(len(rate[1])))
+        lines += speed.plot(*rate, color="tab:blue", linewidth=1.1, label="samples/s", **line_style(len(rate[1])))
         speed.set_ylabel("samples/s", color="tab:blue")
     ax.legend(lines, [line.get_label() for line in lines], loc="upper center", bbox_to_anchor=(0.5, -0.14),
               ncol=len(lines), fontsize="small", frameon=False)  # below the plot: no curve hides behind it
-    _save(fig, path, right=1.9, bottom=0.85)
+    save_figure(fig, path, right=1.9, bottom=0.85)
     return True
 
 
@@ -305,12 +283,12 @@ def plot_measures(rows, path):
         for m in names:
             points = [(r["val/epoch"], r[f"val/{m}"]) for r in rows if finite(r.get("val/epoch"))
                       and finite(r.get(f"val/{m}"))]
-            line, = ax.plot(*zip(*points), label=m, **_style(len(points)))
+            line, = ax.plot(*zip(*points), label=m, **line_style(len(points)))
             if finite(baseline.get(m)):
                 ax.axhline(baseline[m], color=line.get_color(), linestyle="--", linewidth=0.9)
         ax.set(xlabel="epoch", title=title)
         ax.legend(fontsize="x-small")
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
@@ -398,7 +376,7 @@ def _md_cell(text):
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _md_table(table):
+def md_table(table):
     header, *body = table
     lines = ["| " + " | ".join(_md_cell(c) for c in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in body]
@@ -430,34 +408,14 @@ def summary_paragraph(facts):
     return " ".join(sentences)
 
 
-LOWER_IS_BETTER = ("i2t_median_rank", "t2i_median_rank")  # with the losses; the other measures are better higher
-LOSSES = ("loss_total", "loss_image", "loss_caption", "loss_alignment")  # the val losses best_metric can name
-BEST_METRICS = LOSSES + tuple(VAL_MEASURES)  # what --best_metric can choose best.pt by
-
-
 def _judged(val, baseline):
     """The measures with a value and a baseline, in VAL_MEASURES order."""
     return [m for m in VAL_MEASURES if finite(val.get(m)) and finite(baseline.get(m))]
 
 
-def lower_is_better(name):
-    """Is this VAL_MEASURES measure or validation loss better lower? The losses and the median ranks are; every
-    other measure is better higher. The one definition of which way a measure improves: better(), and through it
-    the baseline sentence, the best.pt sentence and the Trainer's choice of best.pt (--best_metric), use it."""
-    return name in LOSSES or name in LOWER_IS_BETTER
-
-
-def better(name, value, other):
-    """Is value of this VAL_MEASURES measure or validation loss better than other?"""
-    return value < other if lower_is_better(name) else value > other
-
-
-# the measures that are shares of the validation items -> the logged count of the items each is over (the field
-# probes score the validation items with a ground truth)
-SHARE_ITEMS = {**{f"{d}_r{k}": "items" for d in ("i2t", "t2i") for k in (1, 5, 10)},
-               **{m: "grounded_items" for m in VAL_MEASURES if m.startswith("grounded_")},
-               **{m: "grounded_items" for m in PROBE_MEASURES if m != "probe_word_auc"}}
-LOGGED_ERRORS = {"probe_word_auc": "probe_word_auc_se"}  # measures logged with their standard error at chance
+# the measures that are shares of the validation items -> the logged count of the items each is over
+SHARE_ITEMS = {m: measure.share_of for m, measure in VAL_MEASURES.items() if measure.share_of}
+LOGGED_ERRORS = {m: measure.error for m, measure in VAL_MEASURES.items() if measure.error}  # its error at chance
 
 
 def clearly_better(name, value, baseline, items=None, error=None):
@@ -592,24 +550,52 @@ def best_pt_fact(facts):
     return f"epoch {facts['best_epoch']}, {best_pt_choice(facts)}"
 
 
-def report_markdown(facts, verdicts, monitor, plots, measures=(), probes=()):
-    train, val, chosen = facts["final_train"], facts["final_val"], best_pt_fact(facts)
+def report_parts(facts, verdicts, findings, plots, probes=()):
+    """What report.md and report.html both show, computed once: the run's facts and headline values, the summary
+    paragraph, the final metrics, the key configuration, the last epoch's measures beside their baseline with their
+    meaning, the sentences on the baseline and on best.pt, the probes' table and sentence, the verdicts, the
+    findings and the plots ({caption: path}). facts: run_facts(...) (a "summary" key overrides the paragraph);
+    plots {PLOTS name: path}; probes: probes_by_epoch's table. report_html renders it without importing this
+    module."""
+    train, val = facts.get("final_train") or {}, facts.get("final_val") or {}
+    config, baseline = facts.get("config") or {}, facts.get("baseline") or {}
+    measures = [["measure", "val (last epoch)", *(["baseline"] if baseline else []), "what it measures"]]
+    measures += [[m, fmt(val[m]), *([fmt(baseline.get(m))] if baseline else []), measure.meaning]
+                 for m, measure in VAL_MEASURES.items() if m in val and m not in PROBE_MEASURES]
+    return {
+        "facts": facts,
+        "best_pt": best_pt_fact(facts),
+        "training_time": fmt_duration(facts.get("training_time_s")),
+        "summary": facts.get("summary") or summary_paragraph(facts),
+        "final": [["metric", "train (last window)", "val (last epoch)"]] + [
+            [m, fmt(train.get(m)), fmt(val.get(m))] for m in FINAL_METRICS if m in train or m in val],
+        "key_config": [f"{k}={fmt_config(config[k])}" for k in KEY_CONFIG if k in config],
+        "measures": measures if len(measures) > 1 else [],
+        "sentences": [s for s in (baseline_sentence(facts), best_checkpoint_sentence(facts)) if s],
+        "probes": list(probes),
+        "probes_text": PROBES_TEXT,
+        "probe_sentence": probe_words_sentence(facts),
+        "verdicts": verdicts,
+        "analyses": {a: ANALYSES.get(a, a) for a in verdicts},
+        "findings": findings,
+        "plots": {PLOTS[name][2] if name in PLOTS else name: path for name, path in plots.items()},
+    }
+
+
+def report_markdown(parts, monitor, plots, measures=()):
+    """report.md from report_parts; plots: the PLOTS names drawn; measures: measures_by_epoch's table."""
+    facts, chosen = parts["facts"], parts["best_pt"]
     lines = [f"# Run report: {facts['run']}", "",
              f"**Status:** {facts['status']} · **Best val loss:** {fmt(facts['best_val_loss'])}"
              f" (epoch {fmt(facts.get('best_loss_epoch'))})" + (f" · **best.pt:** {chosen}" if chosen else "") +
-             f" · **Training time:** {fmt_duration(facts['training_time_s'])}"
+             f" · **Training time:** {parts['training_time']}"
              f" · **Device:** {facts['device'] or '—'} · **Steps:** {facts['steps']}", "",
-             "## Summary", "", summary_paragraph(facts), ""]
-    final = [["metric", "train (last window)", "val (last epoch)"]]
-    for metric in ("loss_total", "loss_image", "loss_caption", "loss_alignment", "caption_accuracy",
-                   "caption_perplexity", "image_mse", "latent_std"):
-        if metric in train or metric in val:
-            final.append([metric, fmt(train.get(metric)), fmt(val.get(metric))])
-    if len(final) > 1:
-        lines += _md_table(final) + [""]
-    key_config = [f"{k}={fmt_config(facts['config'][k])}" for k in KEY_CONFIG if k in facts["config"]]
-    if key_config:
-        lines += ["Configuration: " + ", ".join(key_config) + " (all fields in summary.json).", ""]
+             "## Summary", "", parts["summary"], ""]
+    if len(parts["final"]) > 1:
+        lines += md_table(parts["final"]) + [""]
+    if parts["key_config"]:
+        lines += ["Configuration: " + ", ".join(parts["key_config"]) + " (all fields in summary.json).", ""]
+    probes = parts["probes"]
     if measures or probes:
         lines += ["## What the model learned", ""]
     if measures:
@@ -617,31 +603,31 @@ def report_markdown(facts, verdicts, monitor, plots, measures=(), probes=()):
                   "baseline row is what each measure gives for a model that learned nothing about the individual "
                   "images: chance retrieval, the training split's mean image as every reconstruction, and for each "
                   "image the caption of another.", ""]
-        lines += _md_table(measures) + [""]
-        for sentence in (baseline_sentence(facts), best_checkpoint_sentence(facts)):
-            lines += [sentence, ""] if sentence else []
+        lines += md_table(measures) + [""]
+        for sentence in parts["sentences"]:
+            lines += [sentence, ""]
     if probes:
-        lines += ["### Linear probes on z", "", PROBES_TEXT, ""] + _md_table(probes) + [""]
-        sentence = probe_words_sentence(facts)
-        lines += [sentence, ""] if sentence else []
+        lines += ["### Linear probes on z", "", parts["probes_text"], ""] + md_table(probes) + [""]
+        lines += [parts["probe_sentence"], ""] if parts["probe_sentence"] else []
     lines += ["## Analyses", ""]
-    lines += _md_table([["analysis", "verdict", "summary"]] +
-                       [[ANALYSES[a], v.status, v.summary] for a, v in verdicts.items()]) + [""]
+    verdicts = parts["verdicts"]
+    lines += md_table([["analysis", "verdict", "summary"]] +
+                      [[parts["analyses"][a], v.status, v.summary] for a, v in verdicts.items()]) + [""]
     for i, (analysis, verdict) in enumerate(verdicts.items(), 1):
-        lines += [f"### {i}. {ANALYSES[analysis]}: {verdict.status}", "", verdict.summary, ""]
+        lines += [f"### {i}. {parts['analyses'][analysis]}: {verdict.status}", "", verdict.summary, ""]
         if verdict.rule:
             lines += [f"*How it decides:* {verdict.rule}.", ""]
         if verdict.evidence:
             lines += ["Evidence:", ""] + [f"- {e}" for e in verdict.evidence] + [""]
         if verdict.table:
-            lines += _md_table(verdict.table) + [""]
+            lines += md_table(verdict.table) + [""]
         if verdict.actions:
             lines += ["Actions:", ""] + [f"- {a}" for a in verdict.actions] + [""]
     lines += ["## Findings", ""]
-    if monitor.findings:
-        lines += _md_table([["step", "severity", "analysis", "code", "message", "action", "resolved"]] +
-                           [[f.step, f.severity, f.analysis, f.code, f.message, f.action, f.resolved or "—"]
-                            for f in monitor.findings])
+    if parts["findings"]:
+        lines += md_table([["step", "severity", "analysis", "code", "message", "action", "resolved"]] +
+                          [[f.step, f.severity, f.analysis, f.code, f.message, f.action, f.resolved or "—"]
+                           for f in parts["findings"]])
     else:
         lines.append("None.")
     repeats = [f"{code} ×{n}" for code, n in monitor.repeats.items() if n]
@@ -694,13 +680,12 @@ def write_report(out_dir, rows, monitor=None, info=None, samples=()) -> dict[str
                lambda: json.dumps(json_safe(summary_json(facts, info, verdicts, monitor)), indent=2)):
         paths["summary"] = out / "summary.json"
     probes = attempt("probe table", probes_by_epoch, rows, facts["baseline"]) or []
-    if attempt("report.md", _write_text, out / "report.md",
-               lambda: report_markdown(facts, verdicts, monitor, plots, measures_by_epoch(rows, facts["baseline"]),
-                                       probes)):
+    parts = attempt("report parts", report_parts, facts, verdicts, monitor.findings,
+                    {name: paths[name] for name in plots}, probes)
+    if parts and attempt("report.md", _write_text, out / "report.md",
+                         lambda: report_markdown(parts, monitor, plots, measures_by_epoch(rows, facts["baseline"]))):
         paths["report"] = out / "report.md"
-    from report_html import render_report_html, write_html  # here, not at the top: report_html imports this module
-    if attempt("report.html", lambda: write_html(out / "report.html", render_report_html(
-            facts, verdicts, monitor.findings, {name: paths[name] for name in plots}, samples, probes))):
+    if parts and attempt("report.html", lambda: write_html(out / "report.html", render_report_html(parts, samples))):
         paths["html"] = out / "report.html"
     return paths
 

@@ -1,12 +1,12 @@
 """The run report and the run comparison as one self-contained HTML page each: CSS inline, every image a
 base64 data: URI, no scripts and no links out, so the file opens offline in any browser and can be mailed.
 
-    text = render_report_html(facts, verdicts, findings, plots, samples)   # facts: report.run_facts(...)
+    text = render_report_html(parts, samples)   # parts: report.report_parts(...), as report.md is written from
     write_html(out / "report.html", text)
-    write_html(dest / "comparison.html", render_comparison_html(parts, fields, plots))  # analysis.comparison_parts
+    write_html(dest / "comparison.html", render_comparison_html(parts, fields, plots))  # compare.comparison_parts
 
-write_report (report.py) and compare_runs (analysis.py) call it last. This module imports report at the
-top, so report.py imports it inside write_report; it imports nothing above it.
+write_report (report.py) and compare_runs (compare.py) call it last, each with the parts it computed once for its
+markdown too; this module imports neither.
 """
 
 from __future__ import annotations
@@ -20,22 +20,6 @@ from string import Template
 
 from durable import write_text_atomic
 from health.core import ANALYSES, STATUS_BY_SEVERITY, fmt, fmt_config
-from report import (
-    KEY_CONFIG,
-    PLOTS,
-    PROBE_MEASURES,
-    PROBES_TEXT,
-    VAL_MEASURES,
-    baseline_sentence,
-    best_checkpoint_sentence,
-    best_pt_fact,
-    fmt_duration,
-    probe_words_sentence,
-    summary_paragraph,
-)
-
-CORE_METRICS = ("loss_total", "loss_image", "loss_caption", "loss_alignment", "caption_accuracy",
-                "caption_perplexity", "image_mse", "latent_std")
 
 FOLDED_ROWS = 15  # a table longer than this (a verdict's, the probes': one row an epoch of a long run) starts folded
 
@@ -166,10 +150,10 @@ def figure(caption, path) -> str:
 
 
 def figures(plots) -> str:
-    """{name: path} -> embedded figures; a report.PLOTS name is captioned with its title."""
+    """{caption: path} -> embedded figures."""
     if not plots:
         return '<p class="muted">No plots (no plottable metrics).</p>'
-    return "\n".join(figure(PLOTS[name][2] if name in PLOTS else name, path) for name, path in plots.items())
+    return "\n".join(figure(caption, path) for caption, path in plots.items())
 
 
 def fact(label, value) -> str:
@@ -179,38 +163,27 @@ def fact(label, value) -> str:
 # ----------------------------------------------------------------------------
 # the run report
 
-def metrics_section(facts, probes=()) -> str:
+def metrics_section(parts) -> str:
     """The final metrics, the validation measures of the last epoch beside their baseline, the linear probes on z
-    of every epoch (probes: report.probes_by_epoch's table), the configuration."""
-    train, val = facts.get("final_train") or {}, facts.get("final_val") or {}
-    parts = []
-    core = [["metric", "train (last window)", "val (last epoch)"]]
-    core += [[m, fmt(train.get(m)), fmt(val.get(m))] for m in CORE_METRICS if m in train or m in val]
-    if len(core) > 1:
-        parts.append(table(core))
-    baseline = facts.get("baseline") or {}  # what each measure gives for a model that learned nothing
-    measures = [["measure", "val (last epoch)", *(["baseline"] if baseline else []), "what it measures"]]
-    measures += [[m, fmt(val[m]), *([fmt(baseline.get(m))] if baseline else []), meaning]
-                 for m, meaning in VAL_MEASURES.items() if m in val and m not in PROBE_MEASURES]
-    if len(measures) > 1:
-        parts += ["<h4>Validation measures</h4>", table(measures)]
-        parts += [f"<p>{esc(sentence)}</p>" for sentence in (baseline_sentence(facts), best_checkpoint_sentence(facts))
-                  if sentence]
-    if probes:
-        parts += ["<h4>Linear probes on z, by epoch</h4>", f"<p>{esc(PROBES_TEXT)}</p>", folded(probes)]
-        parts += [f"<p>{esc(sentence)}</p>" for sentence in (probe_words_sentence(facts),) if sentence]
-    config = facts.get("config") or {}
-    key_config = [f"{k}={fmt_config(config[k])}" for k in KEY_CONFIG if k in config]
-    if key_config:
-        parts.append(f'<p class="muted">Configuration: {esc(", ".join(key_config))}</p>')
+    of every epoch, the configuration."""
+    shown = [table(parts["final"])] if len(parts["final"]) > 1 else []
+    if parts["measures"]:
+        shown += ["<h4>Validation measures</h4>", table(parts["measures"])]
+        shown += [f"<p>{esc(sentence)}</p>" for sentence in parts["sentences"]]
+    if parts["probes"]:
+        shown += ["<h4>Linear probes on z, by epoch</h4>", f"<p>{esc(parts['probes_text'])}</p>",
+                  folded(parts["probes"])]
+        shown += [f"<p>{esc(parts['probe_sentence'])}</p>"] if parts["probe_sentence"] else []
+    if parts["key_config"]:
+        shown.append(f'<p class="muted">Configuration: {esc(", ".join(parts["key_config"]))}</p>')
+    config = parts["facts"].get("config") or {}
     if config:
         rows = [["field", "value"]] + [[k, fmt_config(v)] for k, v in config.items()]
-        parts.append(f"<details><summary>All {len(config)} config fields</summary>{table(rows)}</details>")
-    return "\n".join(parts) or '<p class="muted">No metrics were logged.</p>'
+        shown.append(f"<details><summary>All {len(config)} config fields</summary>{table(rows)}</details>")
+    return "\n".join(shown) or '<p class="muted">No metrics were logged.</p>'
 
 
-def verdict_card(number, analysis, verdict) -> str:
-    title = ANALYSES.get(analysis, analysis)
+def verdict_card(number, analysis, title, verdict) -> str:
     parts = [f'<section class="card {esc(css_class(verdict.status))}" id="{esc(analysis)}">',
              f"<h3>{number}. {esc(title)} {badge(verdict.status)}</h3>", f"<p>{esc(verdict.summary)}</p>"]
     if verdict.evidence:
@@ -252,34 +225,30 @@ def samples_section(samples) -> str:
     return "\n".join(lines + ["</table></div>"])
 
 
-def render_report_html(facts, verdicts, findings, plots, samples=(), probes=()) -> str:
+def render_report_html(parts, samples=()) -> str:
     """One self-contained page: headline, summary, final metrics, a card per analysis, findings, plots and
-    caption samples. facts: report.run_facts(...) (a "summary" key overrides the generated paragraph);
-    verdicts {analysis: Verdict}; findings [Finding]; plots {name: png path};
-    samples [(PIL image, PIL reconstruction, true caption, generated caption)]; probes: report.probes_by_epoch."""
+    caption samples. parts: report.report_parts(...), the same report.md is written from; samples [(PIL image,
+    PIL reconstruction, true caption, generated caption)]."""
+    facts, verdicts, titles = parts["facts"], parts["verdicts"], parts["analyses"]
     best, loss_epoch = fmt(facts.get("best_val_loss")), facts.get("best_loss_epoch", facts.get("best_epoch"))
     if loss_epoch is not None:
         best += f" (epoch {fmt(loss_epoch)})"
-    time_s = facts.get("training_time_s")
     headline = [fact("status", facts.get("status") or "unknown"), fact("best val loss", best),
-                fact("training time", fmt_duration(time_s) if time_s is not None else "—"),
-                fact("device", facts.get("device") or "—"), fact("steps", facts.get("steps", "—"))]
-    chosen = best_pt_fact(facts)
-    if chosen:
-        headline.insert(2, fact("best.pt", chosen))
+                fact("training time", parts["training_time"]), fact("device", facts.get("device") or "—"),
+                fact("steps", facts.get("steps", "—"))]
+    if parts["best_pt"]:
+        headline.insert(2, fact("best.pt", parts["best_pt"]))
     if facts.get("epochs") is not None:
         headline.append(fact("epochs", fmt(facts["epochs"], 3)))
     body = [f"<h1>Run report: {esc(facts.get('run', ''))}</h1>", '<div class="facts">' + "".join(headline) + "</div>"]
     if verdicts:
         body.append('<nav class="overview">' + "".join(
-            f'<a href="#{esc(a)}">{esc(ANALYSES.get(a, a))} {badge(v.status)}</a>' for a, v in verdicts.items())
-            + "</nav>")
-    summary = facts.get("summary") or summary_paragraph(facts)
-    body += ["<h2>Summary</h2>", f"<p>{esc(summary)}</p>", "<h2>Final metrics</h2>", metrics_section(facts, probes)]
+            f'<a href="#{esc(a)}">{esc(titles[a])} {badge(v.status)}</a>' for a, v in verdicts.items()) + "</nav>")
+    body += ["<h2>Summary</h2>", f"<p>{esc(parts['summary'])}</p>", "<h2>Final metrics</h2>", metrics_section(parts)]
     body.append("<h2>Analyses</h2>")
-    body += [verdict_card(i, a, v) for i, (a, v) in enumerate(verdicts.items(), 1)] or [
+    body += [verdict_card(i, a, titles[a], v) for i, (a, v) in enumerate(verdicts.items(), 1)] or [
         '<p class="muted">No analyses.</p>']
-    body += ["<h2>Findings</h2>", findings_section(findings), "<h2>Plots</h2>", figures(plots)]
+    body += ["<h2>Findings</h2>", findings_section(parts["findings"]), "<h2>Plots</h2>", figures(parts["plots"])]
     if samples:
         body += ["<h2>Caption samples</h2>", samples_section(samples)]
     if facts.get("wandb_run"):
@@ -292,7 +261,7 @@ def render_report_html(facts, verdicts, findings, plots, samples=(), probes=()) 
 
 def render_comparison_html(parts, fields, plots) -> str:
     """compare_runs' page: what differs between the runs and how each did, the best run, the overlay plots.
-    parts: analysis.comparison_parts (runs, best, table, measures), the same the markdown is written from;
+    parts: compare.comparison_parts (runs, best, table, measures), the same the markdown is written from;
     fields: the config fields that differ; plots {name: png path}."""
     best = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", esc(parts["best"]))  # markdown bold
     differ = esc(", ".join(fields)) if fields else "none"

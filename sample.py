@@ -15,7 +15,6 @@ A bad argument, checkpoint or image folder is reported in one line (`error: ...`
 import argparse
 import json
 import math
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -26,24 +25,18 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from checkpoints import saved_best
-from evaluation import baseline_split, evaluate_split, missing_packages
-from model_architecture_large import ModelConfig, MultimodalModel
-from report import lower_is_better
-from train_wandb import (
-    IMAGE_EXTENSIONS,
-    CaptionTokenizer,
-    ConfigError,
-    DataError,
-    find_items,
-    format_warning,
-    load_image,
-    read_truths,
-    resolve_device,
-)
+from checkpoints import CheckpointError, load_model
+from data.imagefolder import IMAGE_EXTENSIONS, DataError, find_items, load_image, read_truths
+from devices import DEVICE_NAMES, DeviceError, resolve_device
+from durable import format_warning
+from evaluation import baseline_split, evaluate_split, lower_is_better, missing_packages
 
 # ----------------------------------------------------------------------------
 # arguments
+
+class ConfigError(Exception):
+    """A bad argument, device or checkpoint: reported in one line, exit status 2."""
+
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):  # one line, like every other error here, instead of argparse's usage block
@@ -66,7 +59,7 @@ def parse_args(argv):
     p.add_argument("--top_k", type=int, default=5, help="results per query of --captions_from and --query")
     p.add_argument("--json", help="where --evaluate writes its results (default: beside the checkpoint)")
     p.add_argument("--batch_size", type=int, default=256, help="images per forward pass")
-    p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
+    p.add_argument("--device", default="auto", help=DEVICE_NAMES)
     args = p.parse_args(argv)
     if args.evaluate is None and args.images is None:
         raise ConfigError("--images=FILE_OR_FOLDER is needed (or --evaluate=DATA_DIR); see --help")
@@ -75,8 +68,6 @@ def parse_args(argv):
             raise ConfigError(f"--{name}={getattr(args, name)}: must be at least 1")
     if not args.temperature > 0:
         raise ConfigError(f"--temperature={args.temperature}: must be positive")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device):
-        raise ConfigError(f"--device={args.device}: choose 'auto', 'cpu', 'cuda' or 'cuda:N'")
     return args
 
 
@@ -86,32 +77,6 @@ def warn(message):
 
 # ----------------------------------------------------------------------------
 # checkpoint and images
-
-def load_model(path, device):
-    """-> (model in eval mode on device, tokenizer, what the weights are: {epoch, step, best_metric, best_value,
-    best_epoch}, each None where the checkpoint does not say) from a train_wandb.py checkpoint, or ConfigError."""
-    if not Path(path).is_file():
-        raise ConfigError(f"--checkpoint={path}: no such file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # not a torch file, truncated, or holding objects weights_only refuses to unpickle
-        raise ConfigError(f"--checkpoint={path}: not a checkpoint ({type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or not {"model", "model_config", "tokenizer"} <= ckpt.keys():
-        raise ConfigError(f"--checkpoint={path}: not a checkpoint of this model (no model, model_config, tokenizer)")
-    try:
-        model = MultimodalModel(ModelConfig.from_saved(ckpt["model_config"]))
-        tokenizer = CaptionTokenizer.from_state_dict(ckpt["tokenizer"])
-        model.load_state_dict(ckpt["model"])
-    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:
-        # load_state_dict lists every mismatched tensor over many lines: the first says enough
-        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
-        raise ConfigError(f"--checkpoint={path}: its weights do not fit its model_config ({detail[:200]})") from None
-    if len(tokenizer) != model.cfg.vocab_size:
-        raise ConfigError(f"--checkpoint={path}: its tokenizer has {len(tokenizer)} tokens, the model "
-                          f"{model.cfg.vocab_size}")
-    trained = {"epoch": ckpt.get("epoch"), "step": ckpt.get("step"), **saved_best(ckpt)}
-    return model.to(device).eval(), tokenizer, trained
-
 
 def describe(trained):
     """e.g. 'epoch 8 of training; best.pt is chosen by the lowest val loss_total (2.475 at epoch 8)'."""
@@ -336,8 +301,11 @@ def evaluate(model, tokenizer, trained, args, device):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     warnings.formatwarning = format_warning  # one line per warning, as in train_wandb.py
-    device = resolve_device(args)
-    model, tokenizer, trained = load_model(args.checkpoint, device)
+    try:
+        device = resolve_device(args.device)
+        model, tokenizer, trained = load_model(args.checkpoint, device)
+    except CheckpointError as e:
+        raise ConfigError(f"--checkpoint={e}") from None
     if args.evaluate:
         return evaluate(model, tokenizer, trained, args, device)
     images_u8, paths = load_images(list_images(args.images), model.cfg.image_size)
@@ -355,6 +323,6 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         main()
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DeviceError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

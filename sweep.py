@@ -11,7 +11,7 @@ note. Each trial runs the file's `command` (`${env} python ${program} <fixed arg
 values as ${args}, then your --field=value overrides (they win), --mode=offline unless you give --mode, and
 --out_dir=OUT/sweep-ID/trial_K; its console output goes to trial_K.log beside that folder. A failed trial does
 not stop the sweep. At the end OUT/sweep-ID/ranking.md (also printed) ranks the trials by the metric, failed
-ones last, and comparison.md / comparison.html compare the finished ones (as `analysis.py compare`).
+ones last, and comparison.md / comparison.html compare the finished ones (as `compare.py compare`).
 Exit status: 0 if a trial finished, 1 if none did, 2 on a usage error, 130 after Ctrl-C.
 """
 
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import yaml  # a dependency of wandb
 
-from analysis import CompareError, compare_runs
+from compare import CompareError, compare_runs
 from health.core import fmt
-from report import _md_table, fmt_duration
+from report import fmt_duration, md_table
 
 OVERRIDE = re.compile(r"--([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]  # W&B's, when the file has none
@@ -304,7 +304,7 @@ def ranking_lines(trials, metric, goal):
         result = f"failed: {trial.error}" if trial.error else fmt(trial.value)
         rows.append(["—" if trial.error else str(rank), trial.name, result, fmt_duration(trial.seconds),
                      *(format_value(trial.params[n]) if n in trial.params else "—" for n in names)])
-    return _md_table(rows)
+    return md_table(rows)
 
 
 def write_summary(sweep_dir, trials, metric, goal, header):

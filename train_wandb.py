@@ -8,20 +8,21 @@
 Exit status: 0 done; 1 failed (one line, the traceback in out_dir/error.log); 2 a bad setting, data folder, out_dir
 or checkpoint; 3 stopped on a non-finite loss or out of memory; 130 / 143 stopped by Ctrl-C / SIGTERM.
 
-Sections, top to bottom: configuration, caption tokenizer, engraving dataset, metric definitions,
-the log window, the Trainer, the builders (data, model, logger, trainer) and main(), which reads as
-STEP 1..6. Beside this file: logger.py (every W&B call), checkpoints.py (save, load, resume checks), durable.py
-(the temporary file, fsync and rename behind every file that must survive a crash),
-health/ (the five analyses), report.py and report_html.py (the report), analysis.py (compare and follow
-finished runs), evaluation.py and probes.py (what validation measures) and
-model_architecture_large.py (the model).
+Sections, top to bottom: configuration, engraving dataset, metric definitions, the log window, the Trainer, the
+builders (data, model, logger, trainer) and main(), which reads as STEP 1..6 and is the one place that decides
+which process is the master (master_process) and prints the STEP banners. Beside this file: tokenizer.py (the
+caption tokenizer), data/imagefolder.py (reading an image folder), devices.py (--device), logger.py (every W&B
+call), checkpoints.py (save, load, resume checks), durable.py (the temporary file, fsync and rename behind every
+file that must survive a crash), health/ (the five analyses), report.py and report_html.py (the report, which
+finish() writes), compare.py (compare and follow finished runs), evaluation.py (what validation measures, and the
+registry of those measures) and probes.py, and model_architecture_large.py (the model).
 """
 
 import ast
 import contextlib
-import csv
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -32,21 +33,18 @@ import sys
 import tempfile
 import time
 import traceback
-import unicodedata
 import warnings
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import get_type_hints
 
-import numpy as np
 import psutil
 import torch
 import torch.distributed as dist
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
+import devices
 from checkpoints import (
     SAME_OPTIMISATION,
     BestCheckpoint,
@@ -55,14 +53,32 @@ from checkpoints import (
     check_model_config,
     check_resume,
     load_checkpoint,
-    save_atomic,
 )
-from evaluation import SSIM_WINDOW, baseline_split, batch_standard_error, evaluate_split, mean_image, missing_packages
+from data.imagefolder import (
+    DataError,
+    DataWarning,
+    decode_images,
+    find_items,
+    read_truths,
+)
+from devices import DeviceError, check_device_name
+from durable import format_warning, one_line
+from evaluation import (
+    BEST_METRICS,
+    LOSSES,
+    SSIM_WINDOW,
+    baseline_split,
+    batch_standard_error,
+    evaluate_split,
+    mean_image,
+    missing_packages,
+)
 from health import HealthConfig, HealthMonitor, replay
 from logger import LoggerError, create_logger
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
 from probes import FIELDS, PROBE_SAMPLE, LatentProbe, image_latents, untrained_levels
-from report import BEST_METRICS, LOSSES
+from report import write_report
+from tokenizer import CaptionTokenizer
 
 REPO_DIR = Path(__file__).resolve().parent
 BUNDLED_DATA_DIR = "data/bundled"  # the default data_dir: generated on first use, relative to this file
@@ -118,8 +134,6 @@ class Config:
     checkpoint_every: float = 30.0  # minutes between mid-epoch saves of last.pt (0 = only at epoch ends)
     resume: bool = False  # continue from out_dir/last.pt (every data and optimisation setting must be the checkpoint's)
     resume_changes: str = ""  # on resume, optimisation fields allowed to differ, comma-separated (e.g. learning_rate,num_epochs): used from here on
-    # fault injection, for the diagnosis benchmark (diagnose.py) only
-    fault_grad_spike_every: int = 0  # every N-th step's loss is multiplied by 100 before backward: a gradient spike (0 = off)
 
 
 @dataclass
@@ -248,7 +262,7 @@ def validate(cfg, wcfg):
                  "caption_encoder_depth"):
         check(getattr(cfg, name) >= 1, name, "must be at least 1")
     for name in ("max_items", "max_steps", "early_stopping_patience", "num_workers", "weight_decay", "grad_clip",
-                 "checkpoint_every", "fault_grad_spike_every", "latent_patch_dim",
+                 "checkpoint_every", "latent_patch_dim",
                  "image_loss_weight", "caption_loss_weight", "alignment_loss_weight"):
         check(getattr(cfg, name) >= 0, name, "must not be negative")
     check(cfg.max_caption_len >= 3, "max_caption_len", "must be at least 3 (<bos>, a word, <eos>)")
@@ -262,7 +276,10 @@ def validate(cfg, wcfg):
     check(not cfg.conv_stem or (cfg.patch_size & (cfg.patch_size - 1)) == 0, "patch_size",
           "must be a power of 2 with --conv_stem=true (one stride-2 convolution per halving)")
     check(cfg.width % cfg.num_heads == 0, "width", f"must be a multiple of num_heads ({cfg.num_heads})")
-    check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device), "device", "choose 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    try:
+        check_device_name(cfg.device)
+    except DeviceError as e:
+        raise ConfigError(str(e)) from None
     check(cfg.precision in ("auto", "bf16", "fp32"), "precision", "choose 'auto', 'bf16' or 'fp32'")
     check(cfg.contrastive_negatives in ("global", "local"), "contrastive_negatives", "choose 'global' or 'local'")
     check(cfg.best_metric in BEST_METRICS, "best_metric", f"choose a val loss or measure: {', '.join(BEST_METRICS)}")
@@ -304,15 +321,11 @@ def configure_cuda():
 
 
 def resolve_device(cfg):
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(cfg.device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device={cfg.device}: CUDA is not available on this machine; use --device=cpu")
-        if (device.index or 0) >= torch.cuda.device_count():
-            raise ConfigError(f"--device={cfg.device}: only {torch.cuda.device_count()} CUDA device(s) present")
-    return device
+    """The device of --device (devices.resolve_device), or a ConfigError."""
+    try:
+        return devices.resolve_device(cfg.device)
+    except DeviceError as e:
+        raise ConfigError(str(e)) from None
 
 
 def field_comments(cls):
@@ -338,289 +351,7 @@ def print_help():
 
 
 # ----------------------------------------------------------------------------
-# caption tokenizer
-
-class CaptionTokenizer:
-    """Word-level tokenizer built from the captions, with <pad> <bos> <eos> <unk> specials."""
-
-    SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
-    PAD, BOS, EOS, UNK = range(4)
-
-    def __init__(self, words):
-        self.itos = list(self.SPECIALS) + [w for w in words if w not in self.SPECIALS]
-        self.stoi = {w: i for i, w in enumerate(self.itos)}
-
-    def __len__(self):
-        return len(self.itos)
-
-    @staticmethod
-    def split(text):
-        """Lower-cased words (apostrophes kept inside a word) and single punctuation marks, of the text in Unicode's
-        NFC form: "café" typed on macOS (NFD: e + a combining accent) is the same word as anywhere else."""
-        return re.findall(r"\w+(?:['’]\w+)*|[^\w\s]", unicodedata.normalize("NFC", text).lower())
-
-    @classmethod
-    def build(cls, captions):
-        """-> (tokenizer, word counts); words are ordered by frequency, then alphabetically."""
-        counts = Counter(word for caption in captions for word in cls.split(caption))
-        words = sorted(counts, key=lambda w: (-counts[w], w))
-        return cls(words), counts
-
-    def encode(self, text, max_len):
-        """-> (max_len token ids: <bos> words <eos> <pad>..., whether words were cut off)."""
-        ids = [self.stoi.get(w, self.UNK) for w in self.split(text)]
-        truncated = len(ids) > max_len - 2
-        ids = [self.BOS] + ids[: max_len - 2] + [self.EOS]
-        return ids + [self.PAD] * (max_len - len(ids)), truncated
-
-    def decode(self, ids):
-        words = []
-        for i in ids:
-            if i == self.EOS:
-                break
-            if i not in (self.PAD, self.BOS):
-                words.append(self.itos[i])
-        return " ".join(words)
-
-    def state_dict(self):
-        return {"itos": list(self.itos)}
-
-    @classmethod
-    def from_state_dict(cls, state):
-        return cls(state["itos"][len(cls.SPECIALS):])
-
-
-# ----------------------------------------------------------------------------
 # engraving dataset
-
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
-
-class DataError(Exception):
-    """The data folder cannot be used: reported in one line, exit status 2."""
-
-
-class DataWarning(UserWarning):
-    """An item of the collection was skipped or changed; the message says which and why."""
-
-
-class CacheWarning(UserWarning):
-    """The decoded-image cache could not be read or written; training goes on without it."""
-
-
-def _read_metadata(meta):
-    """Rows of one metadata.jsonl / metadata.csv as (file_name, text, truth) triples, file names relative to its
-    folder; truth: the row's `truth` object (the bundled generator's ground truth), else None. A file that cannot be
-    read, and each malformed row (not a JSON object, a short CSV row, a NUL in the file name), is named in a
-    DataWarning and skipped."""
-    try:
-        with open(meta, encoding="utf-8-sig", errors="replace", newline="") as f:
-            rows = _jsonl_rows(meta, f) if meta.suffix == ".jsonl" else _csv_rows(meta, f)
-    except (OSError, csv.Error) as e:
-        warnings.warn(f"{meta}: cannot be read ({type(e).__name__}: {getattr(e, 'strerror', None) or e}); the items "
-                      "it names are skipped", DataWarning)
-        return []
-    kept = []
-    for line_no, file_name, text, truth in rows:
-        if "\0" in file_name:
-            warnings.warn(f"{meta}:{line_no}: file name {file_name!r} holds a NUL character; skipped", DataWarning)
-        else:
-            kept.append((file_name, text, truth))
-    return kept
-
-
-def _jsonl_rows(meta, f):
-    rows = []
-    for line_no, line in enumerate(f, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            if not isinstance(row["file_name"], str):
-                raise TypeError("file_name is not a string")
-            truth = row.get("truth")
-            rows.append((line_no, row["file_name"], row.get("text"), truth if isinstance(truth, dict) else None))
-        except (json.JSONDecodeError, KeyError, TypeError):
-            warnings.warn(f"{meta}:{line_no}: not a JSON object with file_name and text; skipped", DataWarning)
-    return rows
-
-
-def _csv_rows(meta, f):
-    reader = csv.DictReader(f)
-    if not reader.fieldnames or "file_name" not in reader.fieldnames or "text" not in reader.fieldnames:
-        raise DataError(f"{meta}: needs the columns file_name and text, found {reader.fieldnames}")
-    rows = []
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return rows
-        except csv.Error as e:  # e.g. a field over csv.field_size_limit(); the reader goes on with the next row
-            warnings.warn(f"{meta}: the row after line {reader.line_num}: malformed CSV ({e}); skipped", DataWarning)
-            continue
-        if row["file_name"] is None or row["text"] is None:  # DictReader fills the missing fields with None
-            warnings.warn(f"{meta}:{reader.line_num}: fewer fields than the header's {len(reader.fieldnames)}; "
-                          "skipped", DataWarning)
-        else:
-            rows.append((reader.line_num, row["file_name"], row["text"], None))
-
-
-def find_items(data_dir):
-    """List (image path, caption) pairs in data_dir.
-
-    Layouts, as in Hugging Face's imagefolder: metadata.jsonl or metadata.csv files with
-    `file_name` and `text` (file names relative to the metadata file, in any sub-folder);
-    otherwise every image with a same-named .txt caption beside it. Items that cannot be
-    used are skipped with a DataWarning naming them: among them every file that resolves outside
-    data_dir (`../x.png`, an absolute path, a symbolic link that leads out), so a downloaded
-    collection cannot pull in other files of the machine, and a second name of a file already
-    taken (`./a.png` after `a.png`), which could otherwise land in both the training and the
-    validation split.
-    """
-    data_dir = Path(data_dir)
-    root = data_dir.resolve()
-    metas = sorted(p for p in data_dir.rglob("metadata.*") if p.suffix in (".jsonl", ".csv"))
-    images = sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-    items, taken = [], {}  # taken: resolved path -> which row holds that file, for the warning about a second one
-
-    def usable(path, text, written, source):
-        """Is (path, text) a new item inside data_dir? If not, warn naming it and why. written: the file name as the
-        source (a metadata file or a caption file) gives it."""
-        resolved = _resolved(path)
-        if resolved is None:
-            warnings.warn(f"{path}: a loop of symbolic links; skipped", DataWarning)
-        elif not resolved.is_relative_to(root):
-            warnings.warn(f"{path}: leads to {resolved}, outside {data_dir}; skipped", DataWarning)
-        elif resolved in taken:
-            warnings.warn(f"{path}: {written!r} in {source} is the same file as {taken[resolved]}; skipped",
-                          DataWarning)
-        elif not path.is_file():
-            warnings.warn(f"{path}: named in {source} but missing; skipped", DataWarning)
-        elif not isinstance(text, str) or not text.strip():
-            warnings.warn(f"{path}: empty caption; skipped", DataWarning)
-        elif "\ufffd" in text:  # bytes that were not UTF-8 were read as U+FFFD
-            warnings.warn(f"{path}: caption in {source} is not valid UTF-8; skipped", DataWarning)
-        else:
-            taken[resolved] = f"{written!r} in {source}"
-            return True
-        return False
-
-    if metas:
-        named = set()
-        for meta in metas:
-            where = _resolved(meta)
-            if where is not None and not where.is_relative_to(root):
-                warnings.warn(f"{meta}: a link to {where}, outside {data_dir}; not read", DataWarning)
-                continue
-            for file_name, text, _ in _read_metadata(meta):
-                path = meta.parent / file_name
-                named.add(_resolved(path))
-                if usable(path, text, file_name, meta.name):
-                    items.append((path, text.strip()))
-        unnamed = [p for p in images if _resolved(p) not in named]
-        if unnamed:
-            warnings.warn(f"{len(unnamed)} images under {data_dir} (e.g. {unnamed[0]}) are named in no metadata "
-                          "file; ignored", DataWarning)
-    else:
-        for path in images:
-            caption_file = path.with_suffix(".txt")
-            if caption_file.is_file() and not caption_file.resolve().is_relative_to(root):
-                warnings.warn(f"{caption_file}: a link to {caption_file.resolve()}, outside {data_dir}; {path.name} "
-                              "skipped", DataWarning)
-                continue
-            try:
-                text = caption_file.read_text(encoding="utf-8-sig", errors="replace") if caption_file.is_file() else ""
-            except OSError as e:
-                warnings.warn(f"{caption_file}: cannot be read ({type(e).__name__}: {e.strerror or e}); {path.name} "
-                              "skipped", DataWarning)
-                continue
-            if not text.strip():
-                warnings.warn(f"{path}: no caption ({caption_file.name} missing or empty); skipped", DataWarning)
-            elif usable(path, text, path.name, caption_file.name):
-                items.append((path, text.strip()))
-    return items
-
-
-def _resolved(path):
-    """path with every symbolic link followed, or None where they loop."""
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):  # Python before 3.13 raises RuntimeError for a loop
-        return None
-
-
-def load_image(path, size):
-    """Decode one image into a (3, size, size) uint8 array, fitted into a white square (no cropping)."""
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
-        if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16/32-bit and float grayscale: scale, don't clip
-            a = np.asarray(img, dtype=np.float64)
-            peak = 1.0 if img.mode == "F" and a.max() <= 1.0 else 255.0 if a.max() <= 255 else 65535.0
-            img = Image.fromarray(np.clip(a / peak * 255.0, 0, 255).round().astype(np.uint8), mode="L")
-        if img.mode in ("RGBA", "LA", "P", "PA"):
-            img = img.convert("RGBA")
-            background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(background, img)
-        img = ImageOps.pad(img.convert("RGB"), (size, size), method=Image.Resampling.BICUBIC, color=(255, 255, 255))
-        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
-
-
-DECODE_CACHE_VERSION = 1  # bump when load_image changes what it produces
-
-
-def decode_cache_path(cache_dir, paths, size):
-    """The cache file for these images at this size: named by a hash of every file's path, byte size and
-    modification time, so any added, removed or edited image gives a new file (and the old one is unused)."""
-    h = hashlib.sha256(f"decoded images v{DECODE_CACHE_VERSION} size={size}\n".encode())
-    for path in paths:
-        try:
-            st = os.stat(path)
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
-        h.update(f"{Path(path).resolve()}\0{stamp}\n".encode())
-    return Path(cache_dir) / f"decoded-{size}px-{len(paths)}-{h.hexdigest()[:20]}.pt"
-
-
-def decode_images(paths, size, num_workers=4, cache_dir=""):
-    """-> (uint8 tensor (n_ok, 3, size, size), indices of the paths that decoded, one message per failure,
-    the cache file or None, whether it was loaded from there).
-
-    With a cache_dir, the result is saved there and the next run with the same files loads it instead of
-    decoding (memory-mapped, so it costs no copy); unreadable images are remembered and reported again.
-    """
-    cache = decode_cache_path(cache_dir, paths, size) if cache_dir else None
-    if cache is not None and cache.is_file():
-        try:
-            saved = torch.load(cache, map_location="cpu", weights_only=True, mmap=True)
-            return saved["images"], saved["kept"].tolist(), list(saved["failed"]), cache, True
-        except Exception as e:  # a truncated or foreign file: decode again and overwrite it
-            warnings.warn(f"{cache}: unreadable decoded-image cache ({type(e).__name__}); decoding again",
-                          CacheWarning)
-
-    def decode(path):
-        try:
-            return load_image(path, size), None
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-            return None, f"{path}: unreadable image ({type(e).__name__}: {e}); skipped"
-
-    with ThreadPoolExecutor(max(1, num_workers)) as pool:
-        results = list(tqdm(pool.map(decode, paths), total=len(paths), desc="Decoding images", leave=False))
-    kept = [i for i, (a, _) in enumerate(results) if a is not None]
-    failed = [message for _, message in results if message is not None]
-    images = (torch.from_numpy(np.stack([results[i][0] for i in kept])) if kept
-              else torch.empty(0, 3, size, size, dtype=torch.uint8))
-    if cache is not None:
-        saved = {"images": images, "kept": torch.tensor(kept, dtype=torch.long), "failed": failed}
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            save_atomic(saved, cache, shared=True)  # under torchrun every process may write it
-        except Exception as e:  # any: a cache that cannot be written must not stop the run
-            warnings.warn(f"cannot write the decoded-image cache in {cache_dir} ({one_line(e)}); the next run decodes "
-                          "again (set --cache_dir to a writable folder, or '' to turn the cache off)", CacheWarning)
-            cache = None
-    return images, kept, failed, cache, False
-
 
 class EngravingDataset(torch.utils.data.Dataset):
     """All images decoded once into one uint8 tensor (cached on disk across runs), all captions tokenized
@@ -792,6 +523,15 @@ PEAK_FLOPS = (
 )
 
 
+def peak_memory(device):
+    """{peak_memory_allocated_mb} since the last call, on CUDA (the allocator's own counters: no synchronisation)."""
+    if device.type != "cuda":
+        return {}
+    peak = torch.cuda.max_memory_allocated(device) / 1e6
+    torch.cuda.reset_peak_memory_stats(device)
+    return {"peak_memory_allocated_mb": peak}
+
+
 def peak_flops(device, precision):
     """The device's datasheet peak for matmuls in this precision ('bf16', 'tf32' or 'fp32'), or None where
     unknown (CPUs, unlisted GPUs, plain fp32): then MFU is not logged rather than guessed."""
@@ -873,46 +613,35 @@ class MetricWindow:
         return result
 
 
+def waits(batches, clock=time.perf_counter):
+    """Yields (batch, seconds spent waiting for it) for each of the batches (measured with clock)."""
+    batches = iter(batches)
+    while True:
+        start = clock()
+        batch = next(batches, None)
+        waited = clock() - start
+        if batch is None:
+            return
+        yield batch, waited
+
+
 class LogWindow:
     """One log window of the training loop: the metric sums (MetricWindow), the time spent waiting for data,
-    in the steps and in logging, whether the window is due, and its finished row.
+    whether the window is due, and its finished row."""
 
-    `seconds` accumulates the three phases over the whole run (the benchmark reads it). With `instrument`
-    each phase boundary synchronises the device first, for an exact per-phase breakdown on a GPU; training
-    leaves it off (a synchronisation per step would stall the GPU)."""
-
-    def __init__(self, frequency, world_size, device, instrument=False):
-        self.frequency, self.world_size, self.device, self.instrument = frequency, world_size, device, instrument
+    def __init__(self, frequency, world_size):
+        self.frequency, self.world_size = frequency, world_size
         self.metrics = MetricWindow()
-        self.seconds = {"data": 0.0, "step": 0.0, "log": 0.0}
         self.restart()
 
     def restart(self):
-        self.started, self.samples, self.data_s = self.now(), 0, 0.0
-
-    def now(self):
-        if self.instrument and self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
+        self.started, self.samples, self.data_s = time.perf_counter(), 0, 0.0
 
     def timed(self, batches):
         """Yields the batches, adding the time spent waiting for each one to the window's data time."""
-        batches = iter(batches)
-        while True:
-            start = self.now()
-            batch = next(batches, None)
-            waited = self.now() - start
+        for batch, waited in waits(batches):
             self.data_s += waited
-            self.seconds["data"] += waited
-            if batch is None:
-                return
             yield batch
-
-    @contextlib.contextmanager
-    def timing(self, phase):
-        start = self.now()
-        yield
-        self.seconds[phase] += self.now() - start
 
     def add(self, metrics, batch_size):
         self.metrics.add(metrics)
@@ -1046,7 +775,7 @@ class Validator:
         fit = image_latents(self.model, self.train_images[self.probe_items], autocast=self.autocast)
         probes = self.probe.score(fit, torch.cat(latents))  # a host sync
         self.probe_s = time.perf_counter() - started
-        # how many items each share is over (report.SHARE_ITEMS): its standard error follows from it
+        # how many items each share is over (evaluation.Measure.share_of): its standard error follows from it
         counts = {"items": float(len(captions))}
         if self.truths and any(t is not None for t in self.truths):
             counts["grounded_items"] = float(sum(t is not None for t in self.truths))
@@ -1074,11 +803,10 @@ class Trainer:
     Metrics leave through the logger (RunLogger on rank 0, NullLogger elsewhere), checkpoints through
     Checkpoints; the Trainer itself never talks to W&B nor asks which rank it is on in order to log."""
 
-    def __init__(self, cfg, wcfg, health, model, tokenizer, train_loader, val_loader, device, logger,
-                 run_config=None, world_size=1, checkpoints=None, val_truths=None, train_truths=None):
-        self.cfg, self.wcfg, self.health = cfg, wcfg, health
-        self.model, self.tokenizer = model, tokenizer
-        self.train_loader, self.val_loader = train_loader, val_loader
+    def __init__(self, cfg, wcfg, health, model, data, device, logger, run_config=None, world_size=1,
+                 checkpoints=None):
+        self.cfg, self.wcfg, self.health, self.model, self.tokenizer = cfg, wcfg, health, model, data.tokenizer
+        self.train_loader, self.val_loader = data.train_loader, data.val_loader
         self.device, self.logger, self.world_size = device, logger, world_size
         self.checkpoints = checkpoints or Checkpoints(cfg.out_dir, cfg.checkpoint_every, enabled=False)
         self.weights = {"image": cfg.image_loss_weight, "caption": cfg.caption_loss_weight,
@@ -1086,30 +814,25 @@ class Trainer:
         self.autocast, peak = mixed_precision(cfg, device)
         self.flops_per_sample = estimate_flops(model.cfg)["training"]
         self.peak_flops = peak * world_size if peak else None  # samples_per_second counts every process
-        self.eval_forward = torch.compile(model) if cfg.compile else model
-        self.forward = self.eval_forward  # training forward: wrapped in DDP under torchrun (gradients all-reduced)
-        if world_size > 1:
-            self.forward = torch.nn.parallel.DistributedDataParallel(
-                self.eval_forward, device_ids=[device.index] if device.type == "cuda" else None)
+        self.eval_forward, self.forward = forwards(model, cfg, device, world_size)
         self.optimizer = build_optimizer(model, cfg, device)
-        self.total_steps = min(len(train_loader) * cfg.num_epochs, cfg.max_steps or float("inf"))
-        self.warmup_steps = int(cfg.warmup_fraction * self.total_steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
+        self.total_steps = min(len(self.train_loader) * cfg.num_epochs, cfg.max_steps or float("inf"))
+        self.scheduler = build_schedule(self.optimizer, cfg, self.total_steps)
         self.params = [p for p in model.parameters() if p.requires_grad]
 
-        self.step, self.epoch, self.best_val_loss = 0, 0, float("inf")  # best_val_loss: the lowest val loss_total
-        self.best = BestCheckpoint(cfg.best_metric)  # the epoch best.pt holds
+        self.step, self.epoch = 0, 0
+        self.best = BestCheckpoint(cfg.best_metric)  # the epoch best.pt holds, and the lowest val loss_total
         self.lr = self.scheduler.get_last_lr()[0]
         self.batches_done = 0  # batches finished in the current epoch
         self.run_config = {**flat_config(cfg, wcfg, health), **(run_config or {}), "total_steps": self.total_steps}
         self.monitor = HealthMonitor(health, self.run_config)
-        self.window = LogWindow(wcfg.log_frequency, world_size, device)
+        self.window = LogWindow(wcfg.log_frequency, world_size)
         self.stop_signal = None  # set by SIGINT / SIGTERM: finish the step, save, report, exit
         self.stopped_early = False  # early_stopping_patience ran out (see out_of_patience)
         self.non_finite = NonFiniteWatch()
-        self.validator = Validator(model, self.eval_forward, val_loader, train_loader, tokenizer, self.autocast,
-                                   self.weights, val_truths, train_truths, cfg.seed)
-        self.first_step_s = None  # seconds of this process's first train_step (see record_first_step)
+        self.validator = Validator(model, self.eval_forward, self.val_loader, self.train_loader, self.tokenizer,
+                                   self.autocast, self.weights, data.val_truths, data.train_truths, cfg.seed)
+        self.first_step_s = None  # seconds of this process's first train_step (see report_first_step)
         self.time_before = 0.0  # seconds of training in the processes before a resume (from the checkpoint)
         self.started = None  # perf_counter() when this process began training
 
@@ -1117,8 +840,9 @@ class Trainer:
     def history(self):
         return self.logger.history
 
-    def lr_factor(self, step):
-        return lr_factor(step, self.warmup_steps, self.total_steps, self.cfg.min_lr_fraction)
+    @property
+    def best_val_loss(self):
+        return self.best.lowest_loss
 
     # -- one step ---------------------------------------------------------------
 
@@ -1129,8 +853,6 @@ class Trainer:
             out = self.forward(images, captions)
             loss = total_loss(out, self.weights)
         self.optimizer.zero_grad(set_to_none=True)
-        if self.cfg.fault_grad_spike_every and (self.step + 1) % self.cfg.fault_grad_spike_every == 0:
-            loss = loss * 100.0  # fault injection (diagnosis benchmark): this step's gradients are 100x
         loss.backward()
         with torch.no_grad():
             metrics = model_metrics(out, images, self.tokenizer.PAD, self.weights)
@@ -1150,12 +872,9 @@ class Trainer:
         return metrics
 
     def custom_metrics(self, out, images, captions):
-        """Extra per-batch metrics: name -> 0-dim tensor on the device (no .item(): that would sync).
-
-        They are averaged over the same log window as the built-in metrics and logged under train/.
-        Edit or override this method to add your own; `out` is the model's output dict
-        (z, recon, logits, targets, loss_*), `images` the batch in [0, 1], `captions` its token ids.
-        """
+        """Extra per-batch metrics, name -> 0-dim device tensor (no .item(): a sync), averaged over the log window
+        and logged under train/. Add your own here; `out` is the model's output dict (z, recon, logits, targets,
+        loss_*), `images` the batch in [0, 1], `captions` its token ids."""
         return {
             "latent_diversity": latent_diversity(out["z"].detach()),
             "caption_length": (captions != self.tokenizer.PAD).sum(dim=1).float().mean() - 2,  # words, no <bos>/<eos>
@@ -1170,21 +889,16 @@ class Trainer:
         return self.best_val_loss
 
     def steps(self):
-        """The training loop, as a generator that yields after every optimizer step (the step count).
-
-        This is the hook the benchmark times the real loop through: it advances several Trainers a few steps
-        at a time with next(), so nothing of the loop is copied or patched. Each epoch ends with validation,
-        visuals and a checkpoint."""
+        """The training loop; each epoch ends with validation, visuals and a checkpoint. A generator that yields
+        the step count after every optimizer step, so that benchmark.py can advance several Trainers a few steps
+        at a time with next() through the real loop, copying and patching none of it."""
         self.started = time.perf_counter()
         while self.epoch < self.cfg.num_epochs and not (self.cfg.max_steps and self.step >= self.cfg.max_steps):
             if self.stop_requested(window_end=True):  # under torchrun the ranks agree: a signal during validation
                 break  # reaches one rank first, and that one must not leave while the others start an epoch
             if self.out_of_patience():  # checked before each epoch: a resumed run that had stopped early stays stopped
                 self.stopped_early = True
-                best, patience = self.best, self.cfg.early_stopping_patience
-                where = f"best {best.value:.4g} at epoch {best.epoch}" if best.value is not None else "never finite"
-                print(f"Early stopping: val {best.metric} has not improved for {patience} "
-                      f"epoch{'s' * (patience != 1)} ({where}; early_stopping_patience={patience})")
+                self.logger.write(early_stopping_line(self.best, self.cfg.early_stopping_patience))
                 break
             self.epoch += 1
             start = time.perf_counter()
@@ -1193,14 +907,15 @@ class Trainer:
             if self.stop_signal is not None and not complete:
                 # mid-epoch: keep the position so --resume=True continues right here
                 self.save_checkpoint()
-                print(f"Stopped by {self.stop_signal} at step {self.step} (epoch {self.epoch}); "
-                      f"checkpoint saved to {self.checkpoints.last}")
+                self.logger.write(f"Stopped by {self.stop_signal} at step {self.step} (epoch {self.epoch}); "
+                                  f"checkpoint saved to {self.checkpoints.last}")
                 break
             if complete:  # else max_steps ended it mid-epoch: the checkpoint keeps the position for a resume
                 self.batches_done = 0
             self.end_epoch(train_loss, start)
         self.checkpoints.wait()  # the last checkpoint is on disk before the run is reported done
-        self.upload_final_model()
+        if self.wcfg.log_model == "end":
+            upload_final_model(self.logger, self.checkpoints)
 
     def out_of_patience(self):
         """Early stopping: has val/<best_metric> gone early_stopping_patience epochs without improving? Under
@@ -1218,18 +933,18 @@ class Trainer:
         window.restart()
         for i, (images, captions) in enumerate(window.timed(bar), first + 1):
             self.batches_done = i
-            with window.timing("step"):
-                metrics = self.train_step(images, captions)
+            started = time.perf_counter()
+            metrics = self.train_step(images, captions)
             if self.first_step_s is None:
-                self.record_first_step()
+                self.first_step_s = time.perf_counter() - started
+                report_first_step(self.logger, self.first_step_s, self.cfg.compile)
             window.add(metrics, images.shape[0])
             epoch_loss.add({"loss_total": metrics["loss_total"]})
             reached_max = self.cfg.max_steps and self.step >= self.cfg.max_steps
             window_end = window.due(self.step) or reached_max or i == steps
             stop = self.stop_requested(window_end)
             if window_end or stop:
-                with window.timing("log"):
-                    row, findings = self.log_window(epoch=self.epoch - 1 + i / steps)
+                row, findings = self.log_window(epoch=self.epoch - 1 + i / steps)
                 bar.set_postfix(loss=f"{row['loss_total']:.4f}")
                 self.non_finite.check(row, findings, self.lr)
             yield self.step
@@ -1245,10 +960,8 @@ class Trainer:
         row = {**self.window.finish(), "lr": self.lr, "epoch": epoch}
         if self.wcfg.track_hardware:
             row.update(hardware_stats(self.device))
-        perf = throughput_stats(row["samples_per_second"], self.flops_per_sample, self.peak_flops)
-        if self.device.type == "cuda":  # the allocator's own counters: no synchronisation
-            perf["peak_memory_allocated_mb"] = torch.cuda.max_memory_allocated(self.device) / 1e6
-            torch.cuda.reset_peak_memory_stats(self.device)
+        perf = {**throughput_stats(row["samples_per_second"], self.flops_per_sample, self.peak_flops),
+                **peak_memory(self.device)}
         findings = self.log({"train": row, "perf": perf})
         return row, findings
 
@@ -1263,10 +976,9 @@ class Trainer:
         self.log({"val": {**val, "epoch": float(self.epoch)}, "baseline": self.validator.baseline(), "perf": perf})
         if self.logger.wants_media:
             self.logger.log_visuals(self.step, self.epoch, *self.validator.visuals())
-        if val["loss_total"] < self.best_val_loss:
-            self.best_val_loss = val["loss_total"]
-            self.logger.summary({"best_val_loss": val["loss_total"]})
-        is_best = self.best.offer(self.epoch, val)
+        lowest, is_best = self.best_val_loss, self.best.offer(self.epoch, val)
+        if self.best_val_loss < lowest:
+            self.logger.summary({"best_val_loss": self.best_val_loss})
         if is_best:
             self.logger.summary(self.best.summary())
         saved = self.save_checkpoint()
@@ -1275,17 +987,8 @@ class Trainer:
         if saved and (self.wcfg.log_model == "all" or (self.wcfg.log_model == "best" and is_best)):
             aliases = ["latest", f"epoch-{self.epoch}"] + ["best"] * is_best
             self.logger.log_model(model_state(self.state_dict()), aliases)
-        print(f"Epoch {self.epoch} | Train Loss: {train_loss:.4f} | Val Loss: {val['loss_total']:.4f} | "
-              f"Time: {time.perf_counter() - start:.1f}s | LR: {self.lr:.2e}")
-
-    def record_first_step(self):
-        """perf/time_to_first_step_s (process start to the first step issued) and perf/first_step_s (that step
-        alone; with compile=True it holds the compilation) in the summary."""
-        self.first_step_s = self.window.seconds["step"]
-        since_start = time.time() - psutil.Process().create_time()
-        self.logger.summary({"perf/time_to_first_step_s": since_start, "perf/first_step_s": self.first_step_s})
-        self.logger.write(f"First optimizer step issued {since_start:.1f} s after start (the step itself: "
-                          f"{self.first_step_s:.2f} s" + (", torch.compile included)" if self.cfg.compile else ")"))
+        self.logger.write(f"Epoch {self.epoch} | Train Loss: {train_loss:.4f} | Val Loss: {val['loss_total']:.4f} | "
+                          f"Time: {time.perf_counter() - start:.1f}s | LR: {self.lr:.2e}")
 
     def stop_requested(self, window_end):
         """Has SIGINT/SIGTERM asked us to stop? Under torchrun the ranks agree at window ends only, so that
@@ -1318,22 +1021,6 @@ class Trainer:
         checkpoint it resumed from."""
         return self.time_before + (time.perf_counter() - self.started if self.started is not None else 0.0)
 
-    def upload_final_model(self):
-        """--log_model=end, once training has ended (not after a failure): best.pt's weights (alias best) and
-        last.pt's (alias latest), one version when they are the same step. Read from the files, which hold only
-        finite weights."""
-        last, best = self.checkpoints.last, self.checkpoints.out_dir / "best.pt"
-        if self.wcfg.log_model != "end" or not self.checkpoints.enabled or not last.is_file():
-            return
-        final, aliases = model_state(load_checkpoint(last)), ["latest"]
-        if best.is_file():
-            best_state = model_state(load_checkpoint(best))
-            if best_state["step"] == final["step"]:
-                aliases.append("best")
-            else:
-                self.logger.log_model(best_state, ["best"])
-        self.logger.log_model(final, aliases)
-
     def save_checkpoint(self):
         """out_dir/last.pt, written in the background (Checkpoints); False when it was not written."""
         return self.checkpoints.save(self.state_dict(), self.model)
@@ -1345,8 +1032,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "step": self.step,
             "epoch": self.epoch,
-            "best_val_loss": self.best_val_loss,
-            **self.best.state_dict(),  # best_metric, best_value, best_epoch
+            **self.best.state_dict(),  # best_val_loss, best_metric, best_value, best_epoch
             "batches_done": self.batches_done,  # position inside `epoch` (0: the epoch is complete)
             "loader_rng": (self.train_loader.epoch_rng_state if self.batches_done
                            else self.train_loader.generator.get_state()),
@@ -1364,23 +1050,17 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.step, self.epoch, self.best_val_loss = state["step"], state["epoch"], state["best_val_loss"]
+        self.step, self.epoch = state["step"], state["epoch"]
         self.lr = self.scheduler.get_last_lr()[0]
         self.time_before = state.get("training_time_s", 0.0)  # checkpoints before it was kept: this process only
         self.best.load_state_dict(state)
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and len(state.get("cuda_rng", [])) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self.logger.history[:] = state["history"]
-        self.monitor = replay(self.history, self.run_config, self.health)
         self.train_loader.generator.set_state(state["loader_rng"])
         if state["batches_done"]:  # stopped mid-epoch: replay that epoch's batch order from where it stopped
             self.epoch -= 1
             self.train_loader.skip = self.batches_done = state["batches_done"]
-        if math.isfinite(self.best_val_loss):  # a resumed run keeps the best result so far in its summary
-            self.logger.summary({"best_val_loss": self.best_val_loss})
-        if self.best.epoch:
-            self.logger.summary(self.best.summary())
 
 
 def mixed_precision(cfg, device):
@@ -1389,6 +1069,55 @@ def mixed_precision(cfg, device):
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     precision = "bf16" if use_bf16 else "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16), peak_flops(device, precision)
+
+
+def report_first_step(logger, seconds, compiled):
+    """perf/time_to_first_step_s (process start to the first step issued) and perf/first_step_s (that step
+    alone, `seconds`; with compile=True it holds the compilation) in the summary, and a console line."""
+    since_start = time.time() - psutil.Process().create_time()
+    logger.summary({"perf/time_to_first_step_s": since_start, "perf/first_step_s": seconds})
+    logger.write(f"First optimizer step issued {since_start:.1f} s after start (the step itself: {seconds:.2f} s"
+                 + (", torch.compile included)" if compiled else ")"))
+
+
+def early_stopping_line(best, patience):
+    where = f"best {best.value:.4g} at epoch {best.epoch}" if best.value is not None else "never finite"
+    return (f"Early stopping: val {best.metric} has not improved for {patience} epoch{'s' * (patience != 1)} "
+            f"({where}; early_stopping_patience={patience})")
+
+
+def upload_final_model(logger, checkpoints):
+    """--log_model=end, once training has ended (not after a failure): best.pt's weights (alias best) and
+    last.pt's (alias latest), one version when they are the same step. Read from the files, which hold only
+    finite weights."""
+    last, best = checkpoints.last, checkpoints.out_dir / "best.pt"
+    if not checkpoints.enabled or not last.is_file():
+        return
+    final, aliases = model_state(load_checkpoint(last)), ["latest"]
+    if best.is_file():
+        best_state = model_state(load_checkpoint(best))
+        if best_state["step"] == final["step"]:
+            aliases.append("best")
+        else:
+            logger.log_model(best_state, ["best"])
+    logger.log_model(final, aliases)
+
+
+def forwards(model, cfg, device, world_size):
+    """-> (the forward of validation: the model, compiled with compile=True; the training forward: the same,
+    wrapped in DDP under torchrun so that the gradients are all-reduced)."""
+    forward = torch.compile(model) if cfg.compile else model
+    if world_size == 1:
+        return forward, forward
+    device_ids = [device.index] if device.type == "cuda" else None
+    return forward, torch.nn.parallel.DistributedDataParallel(forward, device_ids=device_ids)
+
+
+def build_schedule(optimizer, cfg, total_steps):
+    """The learning rate of each step: lr_factor times the optimizer's, over total_steps."""
+    warmup_steps = int(cfg.warmup_fraction * total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
+        lr_factor, warmup_steps=warmup_steps, total_steps=total_steps, min_lr_fraction=cfg.min_lr_fraction))
 
 
 def lr_factor(step, warmup_steps, total_steps, min_lr_fraction):
@@ -1411,17 +1140,17 @@ def continue_with(trainer, changed):
     weight decay into the restored optimizer (the schedule's position is kept; the other fields are read from the
     Config at every step)."""
     if not changed:
-        print("Resume: every data and optimisation setting is the checkpoint's; the run continues exactly")
+        print0("Resume: every data and optimisation setting is the checkpoint's; the run continues exactly")
         return
     for name, (saved, new) in changed.items():
-        print(f"Resume: {name} changes from {saved!r} to {new!r} from step {trainer.step} on")
+        print0(f"Resume: {name} changes from {saved!r} to {new!r} from step {trainer.step} on")
     groups, scheduler = trainer.optimizer.param_groups, trainer.scheduler
     if "learning_rate" in changed:
         scheduler.base_lrs = [trainer.cfg.learning_rate] * len(groups)
     if "weight_decay" in changed:
         groups[0]["weight_decay"] = trainer.cfg.weight_decay
     for group, base in zip(groups, scheduler.base_lrs):
-        group["lr"] = base * trainer.lr_factor(scheduler.last_epoch)
+        group["lr"] = base * scheduler.lr_lambdas[0](scheduler.last_epoch)
     trainer.lr = groups[0]["lr"]
 
 
@@ -1437,10 +1166,6 @@ def build_optimizer(model, cfg, device):
 
 # ----------------------------------------------------------------------------
 # builders: the data, the model, the logger and the Trainer (main() and the benchmark use them)
-
-def format_warning(message, category, filename, lineno, line=None):
-    return f"warning ({category.__name__}): {message}\n"
-
 
 def flat_config(cfg, wcfg, health):
     """The one resolved configuration, as W&B, the checkpoint and the report see it."""
@@ -1497,7 +1222,7 @@ def report_skipped(caught, shown=5):
     if len(caught) > shown:
         print(f"warning (DataWarning): ... and {len(caught) - shown} more items skipped", file=sys.stderr)
     if caught:
-        print(f"Skipped items: {len(caught)}")
+        print0(f"Skipped items: {len(caught)}")
 
 
 @dataclass
@@ -1516,29 +1241,38 @@ def build_tokenizer(captions, checkpoint):
     """STEP 2: the vocabulary, restored from the checkpoint on resume."""
     if checkpoint:
         tokenizer = CaptionTokenizer.from_state_dict(checkpoint["tokenizer"])
-        print(f"Vocabulary restored from the checkpoint: {len(tokenizer)} tokens")
+        print0(f"Vocabulary restored from the checkpoint: {len(tokenizer)} tokens")
         return tokenizer
-    print(f"Building vocabulary from the {len(captions)} captions of the training split "
-          "(validation words outside it become <unk>)...")
+    print0(f"Building vocabulary from the {len(captions)} captions of the training split "
+           "(validation words outside it become <unk>)...")
     tokenizer, counts = CaptionTokenizer.build(captions)
-    print("✓ Vocabulary built:")
-    print(f"  Total tokens: {len(tokenizer)}")
-    print(f"  Unique words added: {len(tokenizer) - len(CaptionTokenizer.SPECIALS)}")
-    print(f"  Most common: {counts.most_common(3)}")
+    print0("✓ Vocabulary built:")
+    print0(f"  Total tokens: {len(tokenizer)}")
+    print0(f"  Unique words added: {len(tokenizer) - len(CaptionTokenizer.SPECIALS)}")
+    print0(f"  Most common: {counts.most_common(3)}")
     return tokenizer
 
 
-def build_data(cfg, device, rank=0, world_size=1, checkpoint=None):
-    """STEPS 1-3: the collection decoded, the vocabulary of its training split, the train/val loaders on the device."""
-    print("\nSTEP 1: Loading dataset...")
-    items, skipped = load_collection(cfg, generate=rank == 0)
-    print(f"Total captions found: {len(items)}")
+@dataclass
+class Collection:
+    """STEP 1's result: the decoded collection, its split and the generator's ground truth of each item."""
+    dataset: EngravingDataset
+    train_idx: torch.Tensor
+    val_idx: torch.Tensor
+    truths: list  # per item of dataset: the generator's ground truth, or None
+    skipped: int  # items of the collection that could not be used
+
+
+def load_data(cfg, master_process=True, world_size=1):
+    """STEP 1: the collection decoded (the bundled one generated first, by the master process) and split."""
+    items, skipped = load_collection(cfg, generate=master_process)
+    print0(f"Total captions found: {len(items)}")
     dataset = EngravingDataset(items, CaptionTokenizer([]), cfg.image_size, cfg.max_caption_len, cfg.num_workers,
                                cfg.cache_dir)
     if dataset.cache_file is not None:
-        print(f"Decoded images {'loaded from' if dataset.from_cache else 'saved to'} the cache: {dataset.cache_file}")
+        print0(f"Decoded images {'loaded from' if dataset.from_cache else 'saved to'} the cache: {dataset.cache_file}")
     if len(dataset) < len(items):
-        print(f"Unreadable images skipped: {len(items) - len(dataset)}")
+        print0(f"Unreadable images skipped: {len(items) - len(dataset)}")
     if len(dataset) < 2:
         raise DataError(f"{cfg.data_dir}: fewer than 2 readable images")
     train_idx, val_idx = split_indices(len(dataset), cfg.val_fraction, cfg.seed)
@@ -1549,23 +1283,38 @@ def build_data(cfg, device, rank=0, world_size=1, checkpoint=None):
     if needs_truth and all(truths[i] is None for i in val_idx.tolist()):
         raise ConfigError(f"--best_metric={cfg.best_metric}: {cfg.data_dir} has no ground truth (the generator's "
                           "'truth' in metadata.jsonl), so it is not measured; choose a loss or another measure")
+    return Collection(dataset, train_idx, val_idx, truths, skipped + len(items) - len(dataset))
 
-    print("\nSTEP 2: Building tokenizer...")
-    tokenizer = build_tokenizer([dataset.captions[i] for i in train_idx.tolist()], checkpoint)
+
+def tokenize_data(collection, cfg, checkpoint=None):
+    """STEP 2: the vocabulary of the training split (the checkpoint's on resume); every caption as its ids."""
+    dataset, val_idx = collection.dataset, collection.val_idx
+    tokenizer = build_tokenizer([dataset.captions[i] for i in collection.train_idx.tolist()], checkpoint)
     dataset.tokenize(tokenizer, cfg.max_caption_len)
     unknown = int((dataset.tokens[val_idx] == tokenizer.UNK).sum())
-    print(f"  Validation words outside the training vocabulary (<unk>): {unknown}")
+    print0(f"  Validation words outside the training vocabulary (<unk>): {unknown}")
     if dataset.num_truncated:
         warnings.warn(f"{dataset.num_truncated} captions are longer than max_caption_len={cfg.max_caption_len} "
                       "tokens and were cut; raise --max_caption_len to keep them whole", DataWarning)
+    return tokenizer
 
-    print("\nSTEP 3: Creating data loaders...")
+
+def loaders_data(collection, tokenizer, cfg, device, rank=0, world_size=1):
+    """STEP 3: the train/val loaders on the device, with everything the Trainer needs of the data."""
+    dataset, train_idx, val_idx, truths = (collection.dataset, collection.train_idx, collection.val_idx,
+                                           collection.truths)
     train_loader, val_loader = build_loaders(dataset, train_idx, val_idx, cfg, device, rank, world_size)
-    print(f"Train samples: {len(train_idx)}")
-    print(f"Val samples: {len(val_idx)}")
-    print(f"Batches per epoch: {len(train_loader)}" + (" (per process)" if world_size > 1 else ""))
-    return Data(tokenizer, dataset, train_loader, val_loader, skipped + len(items) - len(dataset),
+    print0(f"Train samples: {len(train_idx)}")
+    print0(f"Val samples: {len(val_idx)}")
+    print0(f"Batches per epoch: {len(train_loader)}" + (" (per process)" if world_size > 1 else ""))
+    return Data(tokenizer, dataset, train_loader, val_loader, collection.skipped,
                 [truths[i] for i in val_idx.tolist()], [truths[i] for i in train_idx.tolist()], fingerprint(dataset))
+
+
+def build_data(cfg, device, rank=0, world_size=1, checkpoint=None):
+    """STEPS 1-3 in one call (benchmark.py and the tests; main() prints a banner before each)."""
+    collection = load_data(cfg, rank == 0, world_size)
+    return loaders_data(collection, tokenize_data(collection, cfg, checkpoint), cfg, device, rank, world_size)
 
 
 def check_shards(train_items, world_size):
@@ -1582,20 +1331,6 @@ def build_loaders(dataset, train_idx, val_idx, cfg, device, rank=0, world_size=1
     train_loader = BatchLoader(dataset, train_idx, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed, **shard)
     val_loader = BatchLoader(dataset, val_idx, cfg.batch_size, shuffle=False, drop_last=False, **shard)
     return train_loader.to(device), val_loader.to(device)
-
-
-def read_truths(data_dir):
-    """The generator's ground truth of each image, {resolved image path: truth}, from the `truth` of the
-    metadata.jsonl rows under data_dir: what the grounded caption accuracy is judged against. Only the bundled
-    collection has it. (find_items has already warned about unusable rows.)"""
-    truths = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataWarning)
-        for meta in sorted(Path(data_dir).rglob("metadata.jsonl")):
-            for file_name, _, truth in _read_metadata(meta):
-                if truth is not None:
-                    truths[(meta.parent / file_name).resolve()] = truth
-    return truths
 
 
 def fingerprint(dataset):
@@ -1629,13 +1364,10 @@ def reference_levels(data, global_batch, batches=8, seed=0):
 
 def build_model(cfg, tokenizer, device, checkpoint=None):
     """STEP 4: the model (the checkpoint's architecture must match on resume)."""
-    print("\nSTEP 4: Building model...")
     model_cfg = model_config(cfg, tokenizer)
     if checkpoint:
         check_model_config(checkpoint, asdict(model_cfg))
-    model = MultimodalModel(model_cfg).to(device)
-    print(f"Total parameters: {model.num_parameters():,}")
-    return model
+    return MultimodalModel(model_cfg).to(device)
 
 
 # facts known once the data, the model and the Trainer are built, added to the W&B run config to filter runs by
@@ -1650,44 +1382,56 @@ def build_trainer(cfg, wcfg, health, model, data, device, logger, rank=0, world_
     run_config = {**reference_levels(data, negatives, seed=cfg.seed), "world_size": world_size,
                   "global_batch_size": cfg.batch_size * world_size, "parameters": model.num_parameters(),
                   "vocab_size": len(data.tokenizer), "data_fingerprint": data.fingerprint}
-    trainer = Trainer(cfg, wcfg, health, model, data.tokenizer, data.train_loader, data.val_loader, device, logger,
-                      run_config=run_config, world_size=world_size, checkpoints=checkpoints, val_truths=data.val_truths,
-                      train_truths=data.train_truths)
+    trainer = Trainer(cfg, wcfg, health, model, data, device, logger, run_config=run_config, world_size=world_size,
+                      checkpoints=checkpoints)
     if checkpoint:
-        changed = check_resume(checkpoint, trainer.run_config, allowed=cfg.resume_changes.split(","))
-        trainer.load_state_dict(checkpoint)
-        continue_with(trainer, changed)
-        where = f", batch {trainer.batches_done} of epoch {trainer.epoch + 1}" if trainer.batches_done else ""
-        print(f"Resumed from epoch {checkpoint['epoch']}, step {trainer.step}{where}")
+        resume(trainer, checkpoint)
     logger.add_config({name: trainer.run_config[name] for name in DERIVED_CONFIG})
     return trainer
+
+
+def resume(trainer, checkpoint):
+    """Continue the run of the checkpoint: its training state, its logged history (the health monitor replays it)
+    and its best results in the summary, with the changes --resume_changes allows."""
+    cfg, logger = trainer.cfg, trainer.logger
+    changed = check_resume(checkpoint, trainer.run_config, allowed=cfg.resume_changes.split(","))
+    trainer.load_state_dict(checkpoint)
+    logger.history[:] = checkpoint["history"]
+    trainer.monitor = replay(trainer.history, trainer.run_config, trainer.health)
+    if math.isfinite(trainer.best_val_loss):  # a resumed run keeps the best result so far in its summary
+        logger.summary({"best_val_loss": trainer.best_val_loss})
+    if trainer.best.epoch:
+        logger.summary(trainer.best.summary())
+    continue_with(trainer, changed)
+    where = f", batch {trainer.batches_done} of epoch {trainer.epoch + 1}" if trainer.batches_done else ""
+    print0(f"Resumed from epoch {checkpoint['epoch']}, step {trainer.step}{where}")
 
 
 # ----------------------------------------------------------------------------
 # main
 
-def setup_console(rank):
-    """One console under torchrun: rank 0 prints, the others only report errors (on stderr)."""
-    warnings.formatwarning = format_warning
-    if rank > 0:
-        sys.stdout = open(os.devnull, "w")
+def print0(*args, **kwargs):
+    """print() on the master process only: under torchrun one console, on which the other processes only report
+    errors and warnings (on stderr)."""
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(*args, **kwargs)
 
 
 def print_setup(cfg, wcfg, health, device, world_size):
-    print("=" * 70)
-    print("MULTIMODAL TRAINING WITH W&B LOGGING")
-    print("=" * 70)
-    print()
+    print0("=" * 70)
+    print0("MULTIMODAL TRAINING WITH W&B LOGGING")
+    print0("=" * 70)
+    print0()
     if device.type == "cuda":
-        print(f"Using GPU: {torch.cuda.get_device_name(device)}")
+        print0(f"Using GPU: {torch.cuda.get_device_name(device)}")
     else:
-        print(f"Using CPU ({torch.get_num_threads()} threads)")
+        print0(f"Using CPU ({torch.get_num_threads()} threads)")
         if cfg.width >= 512:
-            print("Note: this config is sized for a GPU; on a CPU try `python train_wandb.py --preset=quick`")
-    print("Config: " + json.dumps(flat_config(cfg, wcfg, health)))
+            print0("Note: this config is sized for a GPU; on a CPU try `python train_wandb.py --preset=quick`")
+    print0("Config: " + json.dumps(flat_config(cfg, wcfg, health)))
     if world_size > 1:
-        print(f"Distributed: {world_size} processes ({dist.get_backend()}), batch_size {cfg.batch_size} per process, "
-              f"{cfg.batch_size * world_size} per optimizer step")
+        print0(f"Distributed: {world_size} processes ({dist.get_backend()}), batch_size {cfg.batch_size} per process, "
+               f"{cfg.batch_size * world_size} per optimizer step")
 
 
 def resume_checkpoint(cfg):
@@ -1700,15 +1444,18 @@ def resume_checkpoint(cfg):
     return load_checkpoint(path)
 
 
-def main(argv=None):
+def main(argv=None, prepare=None):
+    """Train as the command line says. prepare(trainer), if given, is called once the Trainer is built and before
+    it trains: the hook through which diagnose.py injects its faults. -> exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print_help()
         return 0
     cfg, wcfg, health = parse_args(argv)
     rank, world_size, device = setup_distributed(cfg)
-    setup_console(rank)
-    if rank == 0:
+    master_process = rank == 0  # the one process that prints, logs to W&B and writes checkpoints and the report
+    warnings.formatwarning = format_warning
+    if master_process:
         check_out_dir(cfg.out_dir)
     with failures_reported(cfg.out_dir):
         if device.type == "cuda":
@@ -1716,24 +1463,33 @@ def main(argv=None):
         torch.manual_seed(cfg.seed)
         print_setup(cfg, wcfg, health, device, world_size)
         checkpoint = resume_checkpoint(cfg)
-        data = build_data(cfg, device, rank, world_size, checkpoint)  # STEPS 1-3
-        model = build_model(cfg, data.tokenizer, device, checkpoint)  # STEP 4
+        print0("\nSTEP 1: Loading dataset...")
+        collection = load_data(cfg, master_process, world_size)
+        print0("\nSTEP 2: Building tokenizer...")
+        tokenizer = tokenize_data(collection, cfg, checkpoint)
+        print0("\nSTEP 3: Creating data loaders...")
+        data = loaders_data(collection, tokenizer, cfg, device, rank, world_size)
+        print0("\nSTEP 4: Building model...")
+        model = build_model(cfg, tokenizer, device, checkpoint)
+        print0(f"Total parameters: {model.num_parameters():,}")
 
-        print("\nSTEP 5: Setting up W&B...")
+        print0("\nSTEP 5: Setting up W&B...")
         logger = create_logger(wcfg, flat_config(cfg, wcfg, health), model, rank,
                                run_id=checkpoint.get("wandb_run_id") if checkpoint else None)
         try:
             if os.environ.get("WANDB_SWEEP_ID") and not cfg.resume and logger.run_id:  # sweep trials must not overwrite
                 cfg.out_dir = str(Path(cfg.out_dir) / logger.run_id)
-                print(f"Sweep run: checkpoints and report go to {cfg.out_dir}")
+                print0(f"Sweep run: checkpoints and report go to {cfg.out_dir}")
             logger.summary({"data/items": len(data.dataset), "data/skipped_items": data.skipped})
             trainer = build_trainer(cfg, wcfg, health, model, data, device, logger, rank, world_size, checkpoint)
         except BaseException:
             logger.call("finish", exit_code=1)  # the W&B run says it failed too
             raise
 
-    print("\nSTEP 6: Starting training...")
-    return train(trainer, device)
+    if prepare is not None:
+        prepare(trainer)
+    print0("\nSTEP 6: Starting training...")
+    return train(trainer, device, master_process)
 
 
 def check_out_dir(out_dir):
@@ -1744,6 +1500,10 @@ def check_out_dir(out_dir):
             pass
     except OSError as e:
         raise ConfigError(f"--out_dir={out_dir}: cannot write there ({e.strerror or e})") from None
+
+
+class ReportError(Exception):
+    """report.md or summary.json could not be written: the run ends as failed (exit status 1)."""
 
 
 class RunFailed(Exception):
@@ -1762,12 +1522,6 @@ def failures_reported(out_dir):
         raise RunFailed(failure_line(out_dir, e)) from None
 
 
-def one_line(error):
-    """An exception as one line: its type and the first line of its message (torch's can run to many)."""
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-
-
 def failure_line(out_dir, error):
     """The console line of an unexpected error; its traceback is appended to out_dir/error.log
     (error-rank<N>.log on the other processes under torchrun)."""
@@ -1784,7 +1538,7 @@ def failure_line(out_dir, error):
     return f"the run failed: {one_line(error)} ({where})"
 
 
-def train(trainer, device):
+def train(trainer, device, master_process=True):
     """Run the Trainer to the end, then write the report and close the run whatever happened. -> exit status: 0, 1
     when anything failed unexpectedly (one line; the traceback in out_dir/error.log), 3 when training stopped on a
     non-finite loss or out of memory, 128 + the signal when one stopped it."""
@@ -1817,7 +1571,7 @@ def train(trainer, device):
     finally:
         elapsed = time.perf_counter() - start
         try:
-            finish(trainer, device, status)
+            finish(trainer, device, status, master_process)
         except Exception as e:  # the report or the closing of the run failed: the run did not end well either
             line = failure_line(cfg.out_dir, e)  # its traceback is logged even when an earlier error is the one shown
             if error is None:
@@ -1830,23 +1584,41 @@ def train(trainer, device):
         best = trainer.best
         chosen = (f"best.pt: epoch {best.epoch}, val {best.metric} {best.value:.4g}. "
                   if best.metric != "loss_total" and best.value is not None else "")
-        print(f"\nDone in {elapsed:.1f}s ({status}). Best val loss: {trainer.best_val_loss:.4f}. {chosen}"
-              f"Checkpoints and report in {cfg.out_dir}/")
+        print0(f"\nDone in {elapsed:.1f}s ({status}). Best val loss: {trainer.best_val_loss:.4f}. {chosen}"
+               f"Checkpoints and report in {cfg.out_dir}/")
     return exit_code
 
 
-def finish(trainer, device, status):
-    """The report (report.md, metrics.csv, summary.json, plots) in out_dir, attached to the closed W&B run."""
-    logger = trainer.logger
+def finish(trainer, device, status, master_process=True):
+    """The report (report.md, metrics.csv, summary.json, plots) in out_dir, written by the master process and
+    attached to the closed W&B run; ReportError when report.md or summary.json could not be written (the warnings
+    before say why)."""
+    logger, out_dir = trainer.logger, trainer.checkpoints.out_dir
     elapsed = trainer.training_time()  # the whole run's, a resumed one's included
     logger.summary({"training_time_s": elapsed})
     info = {"status": status, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
             "training_time_s": elapsed, "best_val_loss": trainer.best_val_loss, **trainer.best.summary(),
             "steps": trainer.step, "config": trainer.run_config}
     ok = status == "finished" or status.startswith("stopped ")  # at max_steps, or early
-    paths = logger.finish(trainer.checkpoints.out_dir, trainer.monitor, info, trainer.weights, trainer.step, ok)
+    paths, missing, exit_code = {}, [], 0 if ok else 1
+    try:
+        if master_process:
+            paths = write_report(out_dir, logger.history, trainer.monitor, {**info, "wandb_run": logger.location},
+                                 samples=logger.last_samples)
+            missing = [name for key, name in (("summary", "summary.json"), ("report", "report.md")) if key not in paths]
+        if missing:  # the run failed, if it had not already
+            exit_code = 1
+            status = status if not ok else f"failed: ReportError: {' and '.join(missing)} not written"
+        verdicts = {name: v.status for name, v in trainer.monitor.verdicts().items()} if master_process else {}
+    except BaseException:
+        exit_code = 1
+        logger.call("finish", exit_code=exit_code)  # the W&B run is closed, as failed
+        raise
+    logger.finish(paths, status, verdicts, trainer.weights, trainer.step, exit_code)
+    if missing:
+        raise ReportError(f"{' and '.join(missing)} could not be written to {out_dir}")
     if paths:
-        print(f"Report: {paths.get('report', trainer.checkpoints.out_dir / 'report.md')}")
+        print0(f"Report: {paths.get('report', out_dir / 'report.md')}")
 
 
 def install_stop_handlers(trainer):
@@ -1862,12 +1634,18 @@ def install_stop_handlers(trainer):
         signal.signal(sig, stop)
 
 
-if __name__ == "__main__":
+def cli(argv=None, prepare=None):
+    """main() with its errors as one line and an exit status: 2 for a bad setting, data folder, out_dir or
+    checkpoint, 1 for a run that failed unexpectedly."""
     try:
-        sys.exit(main())
+        return main(argv, prepare)
     except (ConfigError, DataError, CheckpointError, LoggerError) as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        return 2
     except RunFailed as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

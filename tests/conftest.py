@@ -1,7 +1,8 @@
 """What the tests share: the project's folder on sys.path, a W&B environment free of the shell's settings, and the
-small engraving collections they train on."""
+small engraving collections they train on, two reported runs, and the Config fields read from the source."""
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,55 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def reported(tmp_path_factory):
+    """Two reported runs that differ only in learning_rate (and out_dir); run_b reaches the lower loss."""
+    from health_rows import INFO, RUN_CONFIG, history, observe, val_rows
+    from report import write_report
+
+    base = tmp_path_factory.mktemp("runs")
+    for name, lr, scale in (("run_a", 0.001, 1.0), ("run_b", 0.0005, 0.9)):
+        rows = history()
+        for row in rows:
+            for key in ("train/loss_total", "val/loss_total"):
+                if key in row:
+                    row[key] *= scale
+        config = {**RUN_CONFIG, "learning_rate": lr, "out_dir": f"out/{name}"}
+        best = min(r["val/loss_total"] for r in val_rows(rows))
+        monitor, _ = observe(rows, run_config=config)
+        write_report(base / name, rows, monitor, {**INFO, "config": config, "best_val_loss": best})
+    return base
+
+
+@pytest.fixture(scope="session")
+def config_annotations():
+    """Config and WandBConfig fields of train_wandb.py -> annotation, read from the source (no torch import)."""
+    import ast
+
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "train_wandb.py").read_text())
+    return {node.target.id: ast.unparse(node.annotation)
+            for cls in tree.body if isinstance(cls, ast.ClassDef) and cls.name in ("Config", "WandBConfig")
+            for node in cls.body if isinstance(node, ast.AnnAssign)}
+
+
+@pytest.fixture(scope="session")
+def assemble_trainer(make_engravings):
+    """assemble_trainer(out_dir, logger, *overrides, device="cpu") -> a Trainer on the 40-item collection at 32 px,
+    built by main()'s own builders (quick preset, batch 8, no decode cache)."""
+    import torch
+
+    import train_wandb
+
+    def assemble(out_dir, logger, *overrides, device="cpu"):
+        cfg, wcfg, health = train_wandb.parse_args(
+            ["--preset=quick", "--image_size=32", "--batch_size=8", f"--data_dir={make_engravings(40, 32)}",
+             "--cache_dir=", f"--out_dir={out_dir}", *overrides])
+        device = torch.device(device)
+        torch.manual_seed(cfg.seed)
+        data = train_wandb.build_data(cfg, device)
+        model = train_wandb.build_model(cfg, data.tokenizer, device)
+        return train_wandb.build_trainer(cfg, wcfg, health, model, data, device, logger)
+
+    return assemble

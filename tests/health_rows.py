@@ -82,3 +82,32 @@ def observe(rows, run_config=RUN_CONFIG, clock=lambda: 0.0, **health):
 
 def by_code(findings):
     return {f.code: f for f in findings}
+
+
+# -- runs with a report: the facts of one, and validation rows with measures and baselines --------------------
+
+INFO = {"status": "finished", "device": "CPU", "training_time_s": 125.0, "best_val_loss": 1.4, "best_epoch": 6,
+        "steps": 600, "config": RUN_CONFIG, "wandb_run": "https://wandb.ai/me/project/runs/abc"}
+PLOT_FILES = {"loss_components.png", "train_vs_val.png", "latent.png", "gradients.png", "hardware.png"}
+
+
+def rows_with_measures():
+    """history() plus two evaluation measures at each epoch: i2t_r1 = epoch / 100, grounded_technique = epoch / 10."""
+    rows = history()
+    for row in val_rows(rows):
+        row["val/i2t_r1"], row["val/grounded_technique"] = row["val/epoch"] / 100, row["val/epoch"] / 10
+    return rows
+
+
+def rows_with_baseline(technique_baseline):
+    """rows_with_measures() plus a constant baseline beside every validation row."""
+    rows = rows_with_measures()
+    for row in val_rows(rows):
+        row["baseline/i2t_r1"], row["baseline/grounded_technique"] = 0.002, technique_baseline
+    return rows
+
+
+def val_epochs(*epochs):
+    """Validation rows from (val loss_total, i2t_r1, i2t_median_rank, psnr), one an epoch."""
+    return [{"global_step": 10 * e, "val/epoch": float(e), "val/loss_total": loss, "val/i2t_r1": r1,
+             "val/i2t_median_rank": rank, "val/psnr": psnr} for e, (loss, r1, rank, psnr) in enumerate(epochs, 1)]

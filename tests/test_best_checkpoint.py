@@ -1,11 +1,15 @@
-"""checkpoints.BestCheckpoint: which epoch best.pt holds under --best_metric, and report.better, the one
-definition of which way each validation loss and measure improves."""
+"""checkpoints.BestCheckpoint: which epoch best.pt holds under --best_metric, and evaluation.better, the one
+definition of which way each validation loss and measure improves; best.pt written once, beside last.pt."""
 import math
 
 import pytest
+import torch
+import wandb
 
+import checkpoints as checkpoints_module
 from checkpoints import BestCheckpoint, CheckpointError, check_resume
-from report import BEST_METRICS, LOSSES, VAL_MEASURES, better
+from evaluation import BEST_METRICS, LOSSES, VAL_MEASURES, better
+from logger import RunLogger
 
 
 def offer_all(metric, values):
@@ -123,3 +127,27 @@ def test_a_resume_that_would_choose_best_pt_by_another_metric_is_refused():
     assert check_resume(state, {"best_metric": "i2t_r1"}) == {}
     with pytest.raises(CheckpointError, match="best val loss_total so far"):  # older checkpoints: by val loss
         check_resume({"config": {}}, {"best_metric": "psnr"})
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-link", "no-links-copy"])
+def test_best_checkpoint_is_not_serialised_twice_and_keeps_its_epoch(assemble_trainer, tmp_path, monkeypatch, links):
+    trainer = assemble_trainer(tmp_path, RunLogger(wandb.init(mode="disabled"), "disabled"), "--mode=disabled")
+    batches = list(trainer.train_loader)
+    if not links:  # a file system without hard links: best.pt is a copy
+        monkeypatch.setattr(checkpoints_module.os, "link", lambda *a: (_ for _ in ()).throw(OSError("not supported")))
+    saves = []
+    real_save = torch.save
+    monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: (saves.append(f), real_save(obj, f, *a, **k)))
+    trainer.epoch = 1
+    trainer.save_checkpoint()
+    trainer.checkpoints.mark_best()
+    assert len(saves) == 1  # best.pt is the same file, not a second serialisation of ~1 GB on the full model
+    trainer.train_step(*batches[0])
+    trainer.epoch = 2
+    trainer.save_checkpoint()  # a later, worse epoch: best.pt must keep epoch 1
+    trainer.checkpoints.wait()
+    load = lambda name: torch.load(tmp_path / name, map_location="cpu", weights_only=True)  # noqa: E731
+    best, last = load("best.pt"), load("last.pt")
+    assert (best["epoch"], last["epoch"]) == (1, 2)
+    assert best["step"] == last["step"] - 1
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import train_wandb
-from analysis import HealthConfig
+from health import HealthConfig
 from logger import resolve_wandb_mode
 from train_wandb import (
     PRESETS,
@@ -273,8 +273,12 @@ def test_default_bundled_data_dir_is_not_checked_before_generation():
     ["--warmup_fraction=0"], ["--min_lr_fraction=0"], ["--min_lr_fraction=1"], ["--grad_clip=0"],
     ["--val_fraction=0.999"], ["--image_size=96", "--patch_size=16"], ["--width=96", "--num_heads=8"],
 ])
-def test_boundary_values_are_accepted(args):
-    parse_args(args)  # no ConfigError: validate does not check whether the device exists
+def test_boundary_values_are_accepted_as_given(args):
+    cfg, wcfg, _ = parse_args(args)  # no ConfigError: validate does not check whether the device exists
+    for arg in args:
+        name, value = arg.removeprefix("--").split("=")
+        got = getattr(cfg, name) if hasattr(cfg, name) else getattr(wcfg, name)
+        assert got == type(got)(value), arg
 
 
 def test_validate_direct_call_on_dataclasses():

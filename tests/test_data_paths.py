@@ -9,15 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from train_wandb import (
-    CaptionTokenizer,
-    DataError,
-    DataWarning,
-    EngravingDataset,
-    _read_metadata,
-    check_shards,
-    find_items,
-)
+from data.imagefolder import DataError, DataWarning, find_items, read_metadata
+from tokenizer import CaptionTokenizer
+from train_wandb import EngravingDataset, check_shards
 
 
 def image(path, color=(0, 0, 0)):
@@ -243,11 +237,11 @@ def test_a_nul_character_in_a_file_name_is_named_and_skipped(collection, layout)
 
 
 def test_the_other_readers_of_metadata_see_the_same_skipped_rows(collection):
-    """_read_metadata is shared with ceiling.py and diagnose.py: a NUL or a short row never reaches them."""
+    """read_metadata is shared with ceiling.py and diagnose.py: a NUL or a short row never reaches them."""
     data, _ = collection
     (data / "metadata.csv").write_text("file_name,text\ngood.png,a good one\nbad\0.png,a NUL\nshort.png\n")
     with pytest.warns(DataWarning):
-        assert _read_metadata(data / "metadata.csv") == [("good.png", "a good one", None)]
+        assert read_metadata(data / "metadata.csv") == [("good.png", "a good one", None)]
 
 
 # -- captions in any Unicode normal form ----------------------------------------------------------

@@ -8,16 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from train_wandb import (
-    BatchLoader,
-    CaptionTokenizer,
-    DataError,
-    DataWarning,
-    EngravingDataset,
-    find_items,
-    load_image,
-    split_indices,
-)
+from data.imagefolder import DataError, DataWarning, find_items, load_image
+from tokenizer import CaptionTokenizer
+from train_wandb import BatchLoader, EngravingDataset, split_indices
 
 S = 16  # image side used throughout
 

@@ -6,8 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-import train_wandb
-from train_wandb import CacheWarning, CaptionTokenizer, DataWarning, EngravingDataset, decode_cache_path
+from data import imagefolder
+from data.imagefolder import CacheWarning, DataWarning, decode_cache_path
+from tokenizer import CaptionTokenizer
+from train_wandb import EngravingDataset
 
 S = 16
 
@@ -32,13 +34,13 @@ def items(tmp_path):
 def decode_counter(monkeypatch):
     """Counts every call of load_image: the one function that opens and decodes an image file."""
     calls = []
-    real = train_wandb.load_image
+    real = imagefolder.load_image
 
     def counting(path, size):
         calls.append(path)
         return real(path, size)
 
-    monkeypatch.setattr(train_wandb, "load_image", counting)
+    monkeypatch.setattr(imagefolder, "load_image", counting)
     return calls
 
 
@@ -125,5 +127,5 @@ def test_an_unwritable_cache_dir_warns_and_training_data_is_still_complete(items
 def test_cached_images_equal_a_fresh_decode_pixel_for_pixel(items, tmp_path):
     build(items, tmp_path / "cache")
     cached = build(items, tmp_path / "cache")
-    expected = np.stack([train_wandb.load_image(p, S) for p, c in items if c != "broken"])
+    expected = np.stack([imagefolder.load_image(p, S) for p, c in items if c != "broken"])
     assert cached.from_cache and np.array_equal(cached.images.numpy(), expected)

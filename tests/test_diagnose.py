@@ -18,10 +18,11 @@ def test_the_scenario_gets_the_expected_verdicts(name, tmp_path):
 
 
 def test_shuffled_pairs_keep_each_caption_with_its_truth_but_give_it_to_another_image(tmp_path):
-    from train_wandb import BUNDLED_DATA_DIR, _read_metadata
+    from data.imagefolder import read_metadata
+    from train_wandb import BUNDLED_DATA_DIR
     copy = diagnose.shuffled_pairs_copy(tmp_path / "data", 50)
-    source = _read_metadata(diagnose.REPO_DIR / BUNDLED_DATA_DIR / "metadata.jsonl")[:50]
-    shuffled = _read_metadata(copy / "metadata.jsonl")
+    source = read_metadata(diagnose.REPO_DIR / BUNDLED_DATA_DIR / "metadata.jsonl")[:50]
+    shuffled = read_metadata(copy / "metadata.jsonl")
     assert [name for name, _, _ in shuffled] == [name for name, _, _ in source]  # the images keep their order
     assert all((copy / name).read_bytes() == (diagnose.REPO_DIR / BUNDLED_DATA_DIR / name).read_bytes()
                for name, _, _ in shuffled[:3])
@@ -63,3 +64,26 @@ def test_the_first_finding_is_right_only_in_the_scenarios_analysis_with_its_acti
     assert diagnose.target(data_fault) == "latent_space"
     assert diagnose.right_first(data_fault, diagnose.Outcome("x", {"findings": []}))
     assert not diagnose.right_first(data_fault, diagnose.Outcome("x", {"findings": [decay]}))
+
+
+def test_grad_spikes_multiply_every_nth_steps_gradients_by_100_through_the_prepare_hook():
+    import types
+
+    import torch
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    trainer = types.SimpleNamespace(step=0, params=[weight])  # what the hook reads of the Trainer
+    diagnose.grad_spikes(2)(trainer)
+    grads = []
+    for step in range(4):  # trainer.step counts the steps before the one in progress
+        trainer.step, weight.grad = step, None
+        weight.sum().backward()
+        grads.append(weight.grad[0].item())
+    assert grads == [1.0, 100.0, 1.0, 100.0]
+
+
+def test_the_grad_spikes_scenario_trains_through_diagnose_and_the_others_through_train_wandb(tmp_path):
+    spiked = diagnose.SCENARIOS["grad_spikes"].command(tmp_path / "out", 0.3)
+    assert spiked[1:3] == [str(diagnose.REPO_DIR / "diagnose.py"), "--train-with-grad-spikes=20"]
+    healthy = diagnose.SCENARIOS["healthy"].command(tmp_path / "out", 0.3)
+    assert healthy[1] == str(diagnose.REPO_DIR / "train_wandb.py") and diagnose.SPIKED_TRAINING not in " ".join(healthy)

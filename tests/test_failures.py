@@ -16,11 +16,11 @@ import checkpoints
 import durable
 import report
 import train_wandb
+from data.imagefolder import CacheWarning
 from durable import write_atomic
 from logger import RunLogger
+from tokenizer import CaptionTokenizer
 from train_wandb import (
-    CacheWarning,
-    CaptionTokenizer,
     ConfigError,
     EngravingDataset,
     RunFailed,
@@ -175,7 +175,7 @@ def test_an_out_dir_that_cannot_be_written_is_a_config_error_before_any_data_is_
     with pytest.raises(ConfigError, match=rf"^--out_dir={blocker / 'out'}: cannot write there \(Not a directory\)$"):
         check_out_dir(blocker / "out")
     monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
-    monkeypatch.setattr(train_wandb, "build_data", lambda *a, **k: pytest.fail("data read before out_dir was checked"))
+    monkeypatch.setattr(train_wandb, "load_data", lambda *a, **k: pytest.fail("data read before out_dir was checked"))
     with pytest.raises(ConfigError, match="cannot write there"):
         main([f"--out_dir={blocker / 'out'}", "--preset=quick", "--mode=disabled"])
     check_out_dir(tmp_path / "new" / "out")  # a folder that can be made is made

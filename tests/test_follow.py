@@ -1,9 +1,9 @@
-"""analysis.py follow: the follow-up run a finished run's advice asks for."""
+"""compare.py follow: the follow-up run a finished run's advice asks for."""
 import json
 
 import pytest
 
-import analysis
+import compare
 import diagnose
 from train_wandb import parse_args
 
@@ -30,27 +30,27 @@ def test_the_first_open_warning_that_changes_a_config_field_is_the_advice():
                             finding("grad_explosion", "lower learning_rate from 1e-06 to 3e-07", resolved="at step 9"),
                             finding("not_learning", "raise learning_rate from 1e-06 to 1e-05: the steps are too small"),
                             finding("loss_plateau", "raise learning_rate from 1e-06 to 3e-06")]}
-    source, action, changes = analysis.advised_changes(summary)
+    source, action, changes = compare.advised_changes(summary)
     assert source == "training_health/not_learning" and changes == {"learning_rate": "1e-05"}
     both = {**summary, "findings": [finding("loss_diverging", "lower learning_rate from 1e-06 to 1e-07 and set "
                                                               "grad_clip from 0 to 1.0")]}
-    assert analysis.advised_changes(both)[2] == {"learning_rate": "1e-07", "grad_clip": "1.0"}
+    assert compare.advised_changes(both)[2] == {"learning_rate": "1e-07", "grad_clip": "1.0"}
     either = {**summary, "findings": [finding("overfitting", "raise weight_decay from 0.05 to 0.1 or set dropout "
                                                              "from 0 to 0.1")]}
-    assert analysis.advised_changes(either)[2] == {"weight_decay": "0.1"}  # the first alternative only
+    assert compare.advised_changes(either)[2] == {"weight_decay": "0.1"}  # the first alternative only
 
 
 def test_without_findings_a_verdicts_action_is_the_advice_and_without_any_there_is_none():
     config = {"caption_loss_weight": 1.0}
     verdicts = {"latent_space": {"status": "warning", "actions": ["raise caption_loss_weight from 1.0 to 2.0 (...)"]},
                 "overfitting": {"status": "healthy", "actions": []}}
-    assert analysis.advised_changes({"config": config, "verdicts": verdicts})[2] == {"caption_loss_weight": "2.0"}
-    assert analysis.advised_changes({"config": config, "verdicts": {}, "findings": []}) is None
+    assert compare.advised_changes({"config": config, "verdicts": verdicts})[2] == {"caption_loss_weight": "2.0"}
+    assert compare.advised_changes({"config": config, "verdicts": {}, "findings": []}) is None
 
 
 def test_the_follow_up_command_repeats_the_runs_own_fields_with_the_advice_and_parses(tmp_path, capsys):
     out = finished(tmp_path, [finding("not_learning", "raise learning_rate from 1e-06 to 1e-05: too small")])
-    assert analysis.main(["follow", str(out)]) == 0
+    assert compare.main(["follow", str(out)]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == "advice (training_health/not_learning): raise learning_rate from 1e-06 to 1e-05: too small"
     command = printed[1].removeprefix("follow-up: ").split()
@@ -63,9 +63,9 @@ def test_the_follow_up_command_repeats_the_runs_own_fields_with_the_advice_and_p
 
 
 def test_a_run_with_nothing_to_follow_exits_2_with_one_line(tmp_path, capsys):
-    assert analysis.main(["follow", str(finished(tmp_path))]) == 2
+    assert compare.main(["follow", str(finished(tmp_path))]) == 2
     assert "nothing to follow" in capsys.readouterr().out
-    assert analysis.main(["follow", str(tmp_path / "missing")]) == 2
+    assert compare.main(["follow", str(tmp_path / "missing")]) == 2
     assert "no such folder" in capsys.readouterr().err
 
 

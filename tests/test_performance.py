@@ -10,10 +10,7 @@ import wandb
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-import checkpoints as checkpoints_module
 import train_wandb
-from analysis import HealthConfig
-from checkpoints import Checkpoints
 from logger import RunLogger
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
 
@@ -194,30 +191,11 @@ class SyncCounter(TorchDispatchMode):
         return "; ".join(f"{n} x{c} at {site}" for (n, site), c in self.sites.items()) or "none"
 
 
-@pytest.fixture(scope="module")
-def engraving_items(make_engravings):
-    return train_wandb.find_items(make_engravings(40, 32))
-
-
-def build_trainer(items, tmp_path, device, *overrides):
-    """A Trainer assembled the way main() assembles it, on a 40-item collection at 32 px."""
-    cfg, wcfg, health = train_wandb.parse_args(
-        ["--preset=quick", "--image_size=32", "--batch_size=8", "--mode=disabled", f"--out_dir={tmp_path}",
-         *overrides])
-    assert isinstance(health, HealthConfig)
-    tokenizer, _ = train_wandb.CaptionTokenizer.build([caption for _, caption in items])
-    dataset = train_wandb.EngravingDataset(items, tokenizer, cfg.image_size, cfg.max_caption_len, num_workers=1)
-    train_idx, val_idx = train_wandb.split_indices(len(dataset), cfg.val_fraction, cfg.seed)
-    train_loader = train_wandb.BatchLoader(dataset, train_idx, cfg.batch_size, shuffle=True, drop_last=True,
-                                           seed=cfg.seed).to(device)
-    val_loader = train_wandb.BatchLoader(dataset, val_idx, cfg.batch_size, shuffle=False, drop_last=False).to(device)
-    torch.manual_seed(cfg.seed)
-    model = MultimodalModel(train_wandb.model_config(cfg, tokenizer)).to(device)
-    logger = RunLogger(wandb.init(mode="disabled"), "disabled")
-    checkpoints = Checkpoints(cfg.out_dir)
-    trainer = train_wandb.Trainer(cfg, wcfg, health, model, tokenizer, train_loader, val_loader, device, logger,
-                                  checkpoints=checkpoints)
-    batches = list(train_loader)
+def build_trainer(assemble_trainer, tmp_path, device, *overrides):
+    """A Trainer as main() builds it, W&B disabled, and six of its training batches."""
+    trainer = assemble_trainer(tmp_path, RunLogger(wandb.init(mode="disabled"), "disabled"), "--mode=disabled",
+                               *overrides, device=device)
+    batches = list(trainer.train_loader)
     return trainer, [batches[i % len(batches)] for i in range(6)]
 
 
@@ -225,8 +203,8 @@ STEPS = 5  # one log window's worth of steps (the window's length does not matte
 
 
 @pytest.fixture(scope="module")
-def cpu_trainer(engraving_items, tmp_path_factory):
-    trainer, batches = build_trainer(engraving_items, tmp_path_factory.mktemp("out"), torch.device("cpu"))
+def cpu_trainer(assemble_trainer, tmp_path_factory):
+    trainer, batches = build_trainer(assemble_trainer, tmp_path_factory.mktemp("out"), torch.device("cpu"))
     trainer.model.train()
     trainer.train_step(*batches[0])  # the first step creates the optimizer state; every later one must not sync
     return trainer, batches
@@ -279,10 +257,10 @@ def test_sync_counter_catches_syncs():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the driver's sync debug mode")
-def test_training_steps_pass_cuda_sync_debug_mode(engraving_items, tmp_path):
+def test_training_steps_pass_cuda_sync_debug_mode(assemble_trainer, tmp_path):
     """The driver itself checks the step: set_sync_debug_mode('error') raises on any synchronising call
     (.item(), blocking copies, nonzero, ...)."""
-    trainer, batches = build_trainer(engraving_items, tmp_path, torch.device("cuda"))
+    trainer, batches = build_trainer(assemble_trainer, tmp_path, torch.device("cuda"))
     trainer.model.train()
     trainer.train_step(*batches[0])  # lazy CUDA/cuBLAS initialisation and optimizer state: once per run
     torch.cuda.synchronize()
@@ -292,26 +270,3 @@ def test_training_steps_pass_cuda_sync_debug_mode(engraving_items, tmp_path):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert window.means()["loss_total"] > 0
-
-
-@pytest.mark.parametrize("links", [True, False], ids=["hard-link", "no-links-copy"])
-def test_best_checkpoint_is_not_serialised_twice_and_keeps_its_epoch(engraving_items, tmp_path, monkeypatch, links):
-    trainer, batches = build_trainer(engraving_items, tmp_path, torch.device("cpu"))
-    if not links:  # a file system without hard links: best.pt is a copy
-        monkeypatch.setattr(checkpoints_module.os, "link", lambda *a: (_ for _ in ()).throw(OSError("not supported")))
-    saves = []
-    real_save = torch.save
-    monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: (saves.append(f), real_save(obj, f, *a, **k)))
-    trainer.epoch = 1
-    trainer.save_checkpoint()
-    trainer.checkpoints.mark_best()
-    assert len(saves) == 1  # best.pt is the same file, not a second serialisation of ~1 GB on the full model
-    trainer.train_step(*batches[0])
-    trainer.epoch = 2
-    trainer.save_checkpoint()  # a later, worse epoch: best.pt must keep epoch 1
-    trainer.checkpoints.wait()
-    load = lambda name: torch.load(tmp_path / name, map_location="cpu", weights_only=True)  # noqa: E731
-    best, last = load("best.pt"), load("last.pt")
-    assert (best["epoch"], last["epoch"]) == (1, 2)
-    assert best["step"] == last["step"] - 1
-    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())

@@ -12,7 +12,7 @@ from probes import (
     untrained_levels,
     word_aucs,
 )
-from train_wandb import CaptionTokenizer
+from tokenizer import CaptionTokenizer
 
 COLOURS = ("red", "blue", "green", "grey", "black")
 KINDS = ("tent", "ship", "palm", "house", "bridge")

@@ -6,9 +6,9 @@ from html.parser import HTMLParser
 import pytest
 from PIL import Image
 
-from analysis import comparison_parts
+from compare import comparison_parts
 from health import ANALYSES, Finding, Verdict
-from report import pyplot, run_facts
+from report import pyplot, report_parts, run_facts
 from report_html import render_comparison_html, render_report_html, write_html
 
 PLOT_SIZE = (200, 150)  # pixels of the test plot: figsize (4, 3) inches at dpi 50
@@ -35,6 +35,11 @@ FINDINGS = [
     Finding("dominant_loss", "component_dominates", "warning", 1200, "caption is 91% of loss_total <b>", "lower it"),
     Finding("latent_space", "latent_collapse", "error", 2400, "latent_diversity 1e-07", "raise alignment"),
 ]
+
+
+def page(facts, verdicts, findings, plots, samples=(), probes=()):
+    """report.html's text, from the parts report.md is written from too."""
+    return render_report_html(report_parts(facts, verdicts, findings, plots, probes), samples)
 
 
 class Page(HTMLParser):
@@ -91,7 +96,7 @@ def samples():
 
 
 def test_the_report_shows_headline_metrics_every_analysis_with_its_verdict_findings_and_captions(plot, samples):
-    text = render_report_html(FACTS, VERDICTS, FINDINGS, {"loss_components": plot}, samples)
+    text = page(FACTS, VERDICTS, FINDINGS, {"loss_components": plot}, samples)
     shown = " ".join(Page(text).text)
     for fact in ("lr_sweep_3", "finished", "1.234 (epoch 7)", "1 h 02 min", "NVIDIA H200", "4800"):
         assert fact in shown, fact
@@ -113,7 +118,7 @@ def test_the_report_shows_headline_metrics_every_analysis_with_its_verdict_findi
 
 
 def test_the_report_loads_nothing_from_outside_and_every_image_is_an_embedded_png_of_its_size(plot, samples):
-    text = render_report_html(FACTS, VERDICTS, FINDINGS, {"loss_components": plot}, samples)
+    text = page(FACTS, VERDICTS, FINDINGS, {"loss_components": plot}, samples)
     assert assert_self_contained(text) == [PLOT_SIZE] + SAMPLE_SIZES
 
 
@@ -121,7 +126,7 @@ def test_a_long_verdict_table_starts_folded_and_a_short_one_does_not():
     """One row an epoch: 100 epochs on a GPU would bury the other analyses under the overfitting table."""
     long = [["epoch", "gap %"]] + [[str(e), "+5%"] for e in range(1, 101)]
     verdicts = {"hardware": VERDICTS["overfitting"], "overfitting": Verdict("warning", "s", table=long)}
-    text = render_report_html(FACTS, verdicts, [], {})
+    text = page(FACTS, verdicts, [], {})
     tags = [tag for tag, _ in Page(text).tags]
     assert tags.count("details") == 2  # the folded table and the config fields
     assert "Table: 100 rows (epoch, gap %)" in " ".join(Page(text).text)
@@ -134,26 +139,26 @@ def test_the_probes_get_their_own_table_by_epoch_folded_when_long_and_stay_out_o
     facts = {**FACTS, "final_val": {**FACTS["final_val"], "probe_kind": 0.4321},
              "probe_words": {"best": "dusk 0.97, night 0.95, woodcut 0.93", "worst": "view 0.5, print 0.51, a 0.52"}}
     probes = [["epoch", "probe_word_auc", "probe_kind"], ["chance", "0.5", "0.06"]]
-    short = render_report_html(facts, {}, [], {}, probes=probes + [["1", "0.61", "0.2"]])
+    short = page(facts, {}, [], {}, probes=probes + [["1", "0.61", "0.2"]])
     measures = short[short.index("<h4>Validation measures</h4>"):short.index("<h4>Linear probes on z, by epoch</h4>")]
     assert "grounded_position" in measures and "probe_kind" not in measures  # tabled by epoch below instead
     shown = " ".join(Page(short).text)
     assert "z predicts these words best: dusk 0.97, night 0.95, woodcut 0.93; worst: view 0.5" in shown
     assert "<td>chance</td>" in short and "Table: " not in short
-    long = render_report_html(facts, {}, [], {}, probes=probes + [[str(e), "0.6", "0.2"] for e in range(1, 21)])
+    long = page(facts, {}, [], {}, probes=probes + [[str(e), "0.6", "0.2"] for e in range(1, 21)])
     assert "Table: 21 rows (epoch, probe_word_auc, probe_kind)" in " ".join(Page(long).text)
-    assert "Linear probes on z" not in render_report_html(FACTS, {}, [], {})  # a run without probes
+    assert "Linear probes on z" not in page(FACTS, {}, [], {})  # a run without probes
 
 
 def test_text_from_captions_and_findings_is_escaped_not_markup(samples):
     findings = [Finding("hardware", "input_bound", "warning", 5, SCRIPT, SCRIPT)]
-    text = render_report_html({**FACTS, "run": SCRIPT}, {}, findings, {}, samples)
+    text = page({**FACTS, "run": SCRIPT}, {}, findings, {}, samples)
     assert "<script>" not in text and "&lt;script&gt;" in text
     assert SCRIPT in " ".join(Page(text).text)
 
 
 def test_the_report_of_a_run_without_rows_or_plots_is_still_a_page():
-    text = render_report_html(run_facts("out/empty", [], {}), {}, [], {})
+    text = page(run_facts("out/empty", [], {}), {}, [], {})
     shown = " ".join(Page(text).text)
     assert "Run report: empty" in shown and "unknown" in shown and "There is no validation result." in shown
     assert assert_self_contained(text) == []

@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from data.imagefolder import load_image
 from model_architecture_large import ModelConfig, MultimodalModel
 from sample import beam_search, sample_captions
-from train_wandb import CaptionTokenizer, load_image
+from tokenizer import CaptionTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 CAPTIONS = ["a ship at sea", "a tree on a hill", "a church by the sea", "a windmill on the left"]

@@ -130,3 +130,20 @@ def test_a_sweep_in_which_every_trial_fails_exits_1(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "failed" in (tmp_path / "sweep-t" / "ranking.md").read_text()
     assert not (tmp_path / "sweep-t" / "comparison.md").exists()
+
+
+def test_sweep_yaml_runs_train_wandb_quick_and_sweeps_only_real_fields_with_valid_values(config_annotations):
+    sweep = yaml.safe_load((REPO_DIR / "sweep.yaml").read_text())
+    assert sweep["program"] == "train_wandb.py" and sweep["method"] in ("bayes", "random")
+    assert sweep["metric"] == {"name": "val/loss_total", "goal": "minimize"}
+    assert sweep["command"] == ["${env}", "python", "${program}", "--preset=quick", "${args}"]
+    fields = config_annotations
+    params = sweep["parameters"]
+    assert {"learning_rate", "batch_size", "caption_loss_weight", "alignment_loss_weight", "latent_dim",
+            "weight_decay", "patch_size"} <= set(params)
+    for name, spec in params.items():
+        kind = {"int": int, "float": (int, float)}[fields[name]]
+        values = spec.get("values") or [spec["min"], spec["max"]]
+        assert all(isinstance(v, kind) and not isinstance(v, bool) for v in values), name
+    assert params["learning_rate"] == {"distribution": "log_uniform_values", "min": 1e-4, "max": 3e-3}
+    assert params["batch_size"]["values"] == [16, 32, 64] and params["latent_dim"]["values"] == [512, 1024]

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 import torch
 
-from train_wandb import CaptionTokenizer
+from tokenizer import CaptionTokenizer
 
 CAPTIONS = ["The cat sat.", "the dog sat", "A dog, the end"]
 

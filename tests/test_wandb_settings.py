@@ -12,9 +12,7 @@ import wandb
 
 import logger
 import train_wandb
-from checkpoints import Checkpoints
 from logger import RunLogger
-from model_architecture_large import MultimodalModel
 
 HOST = "https://wandb.example.com"
 KEY = "k" * 40  # a well-formed stand-in API key
@@ -186,29 +184,15 @@ def test_derived_facts_go_to_the_run_config_and_may_change_on_resume():
 
 # -- --log_model: what each mode uploads ------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def engraving_items(make_engravings):
-    return train_wandb.find_items(make_engravings(30, 32))
-
-
-def fit_with(items, out_dir, log_model, best_epochs, monkeypatch):
+def fit_with(assemble_trainer, out_dir, log_model, best_epochs, monkeypatch):
     """Three epochs of a tiny Trainer, assembled as main() does, logging to a FakeRun; the epochs in
     `best_epochs` are the ones best.pt takes. -> the FakeRun."""
     monkeypatch.setenv("WANDB_DATA_DIR", str(out_dir / "wandb-data"))  # wandb stages artifact files here
-    cfg, wcfg, health = train_wandb.parse_args(
-        ["--preset=quick", "--image_size=32", "--batch_size=8", "--num_epochs=3", "--mode=offline",
-         f"--out_dir={out_dir}", f"--log_model={log_model}", "--model_ttl_days=7", "--checkpoint_every=0"])
-    tokenizer, _ = train_wandb.CaptionTokenizer.build([caption for _, caption in items])
-    dataset = train_wandb.EngravingDataset(items, tokenizer, cfg.image_size, cfg.max_caption_len, num_workers=1)
-    train_idx, val_idx = train_wandb.split_indices(len(dataset), cfg.val_fraction, cfg.seed)
-    train_loader, val_loader = train_wandb.build_loaders(dataset, train_idx, val_idx, cfg, torch.device("cpu"))
-    torch.manual_seed(cfg.seed)
-    model = MultimodalModel(train_wandb.model_config(cfg, tokenizer))
     run = FakeRun()
-    run_logger = RunLogger(run, "offline", wcfg.model_ttl_days)
+    run_logger = RunLogger(run, "offline", 7)
     monkeypatch.setattr(run_logger, "wants_media", False)
-    trainer = train_wandb.Trainer(cfg, wcfg, health, model, tokenizer, train_loader, val_loader, torch.device("cpu"),
-                                  run_logger, checkpoints=Checkpoints(cfg.out_dir))
+    trainer = assemble_trainer(out_dir, run_logger, "--num_epochs=3", "--mode=offline", f"--log_model={log_model}",
+                               "--model_ttl_days=7", "--checkpoint_every=0")
 
     def offer(epoch, val):  # best.pt takes the scripted epochs
         if epoch in best_epochs:
@@ -226,9 +210,9 @@ def fit_with(items, out_dir, log_model, best_epochs, monkeypatch):
     ("best", [(1, ["best", "epoch-1", "latest"])]),
     ("end", [(1, ["best"]), (3, ["latest"])]),  # best.pt's weights first: W&B moves `latest` to the newest
 ])
-def test_each_log_model_mode_uploads_lean_weights_when_it_says(engraving_items, tmp_path, monkeypatch, log_model,
+def test_each_log_model_mode_uploads_lean_weights_when_it_says(assemble_trainer, tmp_path, monkeypatch, log_model,
                                                                uploads):
-    run = fit_with(engraving_items, tmp_path, log_model, best_epochs={1}, monkeypatch=monkeypatch)
+    run = fit_with(assemble_trainer, tmp_path, log_model, best_epochs={1}, monkeypatch=monkeypatch)
     assert [(state["epoch"], aliases) for _, _, aliases, state, _ in run.artifacts] == uploads
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     last = torch.load(tmp_path / "last.pt", weights_only=True)
@@ -240,8 +224,8 @@ def test_each_log_model_mode_uploads_lean_weights_when_it_says(engraving_items, 
         assert source is None or all(torch.equal(state["model"][k], source["model"][k]) for k in source["model"])
 
 
-def test_end_uploads_one_version_when_the_last_epoch_is_the_best(engraving_items, tmp_path, monkeypatch):
-    run = fit_with(engraving_items, tmp_path, "end", best_epochs={1, 3}, monkeypatch=monkeypatch)
+def test_end_uploads_one_version_when_the_last_epoch_is_the_best(assemble_trainer, tmp_path, monkeypatch):
+    run = fit_with(assemble_trainer, tmp_path, "end", best_epochs={1, 3}, monkeypatch=monkeypatch)
     assert [(state["epoch"], aliases) for _, _, aliases, state, _ in run.artifacts] == [(3, ["best", "latest"])]
 
 

@@ -1,19 +1,11 @@
-"""Health checks while training, a local report after it, and a comparison of finished runs.
+"""Compare finished runs, and follow a run's advice.
 
-    python analysis.py compare out/run_a out/run_b --out out/compare   # table + overlay plots of runs
-    python analysis.py compare --help
-    python analysis.py follow out/run          # the run its advice asks for, as a command (--run trains it)
+    python compare.py compare out/run_a out/run_b --out out/compare   # table + overlay plots of runs
+    python compare.py compare --help
+    python compare.py follow out/run          # the run its advice asks for, as a command (--run trains it)
 
-From Python (train_wandb.py does this for every run):
-
-    monitor = HealthMonitor(HealthConfig(), run_config)   # run_config: the run's Config + WandBConfig as a dict
-    for finding in monitor.observe(row): print(finding)    # each logged row: {"global_step": 80, "train/...": ...}
-    write_report("out/run", rows, monitor, info)           # metrics.csv, report.md, summary.json, PNG plots
-
-The checks live in the health package (one module per analysis: training_health, dominant_loss,
-latent_space, overfitting, hardware), the report in report.py; this file holds the commands over finished
-runs (compare, follow) and re-exports the health and report API above for scripts; nothing of the project
-imports it at module level, so it sits above them all.
+Both read what train_wandb.py leaves in each out_dir (summary.json, metrics.csv). The health checks are the
+health package, the report report.py: import them from there.
 """
 
 from __future__ import annotations
@@ -28,25 +20,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-from health import ANALYSES, Finding, HealthConfig, HealthMonitor, Verdict, replay
+from evaluation import VAL_MEASURES
 from health.core import finite, fmt, fmt_config
 from report import (
-    VAL_MEASURES,
-    _md_table,
-    _save,
-    _style,
     attempt,
     fmt_duration,
+    line_style,
+    md_table,
     pyplot,
     quietly,
     read_metrics_csv,
+    save_figure,
     series,
-    write_report,
 )
 from report_html import render_comparison_html, write_html
 
-__all__ = ["ANALYSES", "Finding", "HealthConfig", "HealthMonitor", "Verdict", "replay", "write_report", "compare_runs",
-           "main"]
 COMPARE_IGNORED = {"out_dir"}  # differs between any two runs; the table's run column already names it
 
 # ----------------------------------------------------------------------------
@@ -148,13 +136,13 @@ def plot_comparison(labels, runs, metric, path, title):
         color = f"C{i % 10}"
         xs, ys = series(rows, f"train/{metric}")
         if ys:
-            ax.plot(xs, ys, color=color, linewidth=1.1, alpha=0.8, label=f"{label} train", **_style(len(ys)))
+            ax.plot(xs, ys, color=color, linewidth=1.1, alpha=0.8, label=f"{label} train", **line_style(len(ys)))
         xs, ys = series(rows, f"val/{metric}")
         if ys:
             ax.plot(xs, ys, color=color, linewidth=1.8, linestyle="--", marker="o", label=f"{label} val")
     ax.set(xlabel="global_step", ylabel=metric, title=title)
     ax.legend(fontsize="small", ncol=1 + len(labels) // 8)
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
@@ -181,10 +169,10 @@ def compare_runs(out_dirs, dest) -> Path:
             plots.append(file)
     parts = comparison_parts(labels, summaries, fields)
     lines = [f"# Comparison of {parts['runs']} runs", ""]
-    lines += _md_table(parts["table"]) + [""]
+    lines += md_table(parts["table"]) + [""]
     lines += ["Config fields that differ: " + (", ".join(fields) if fields else "none") + ".", "", parts["best"], ""]
     if parts["measures"]:
-        lines += ["Validation measures of the last epoch:", ""] + _md_table(parts["measures"]) + [""]
+        lines += ["Validation measures of the last epoch:", ""] + md_table(parts["measures"]) + [""]
     lines += [f"![{file}]({file})" for file in plots]
     path = dest / "comparison.md"
     path.write_text("\n".join(lines) + "\n")
@@ -256,7 +244,7 @@ def follow(out_dir, run=False, dest=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="analysis.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="compare.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     compare = commands.add_parser(
         "compare", help="compare finished runs: a table of what differs and how they did, plus overlay plots",

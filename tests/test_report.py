@@ -1,105 +1,25 @@
-"""analysis.py and report.py: the monitor's interface, the local report, run comparison, sweep.yaml.
-The checks of each analysis are tested in tests/test_health_*.py."""
-import ast
+"""report.py: the local report of a run (metrics.csv, report.md, report.html, summary.json, the plots)."""
 import csv
-import dataclasses
 import json
-import subprocess
-import sys
-import typing
-from pathlib import Path
 
 import pytest
-import yaml
 from PIL import Image
 
-from analysis import ANALYSES, HealthConfig, HealthMonitor, compare_runs, main, write_report
-from health_rows import EPOCHS, RUN_CONFIG, WINDOWS, history, observe, set_train, train_rows, val_rows
-
-REPO_DIR = Path(__file__).resolve().parents[1]
-
-
-# -- healthy run ---------------------------------------------------------------------------------------------
-
-
-def test_a_smooth_healthy_run_raises_no_finding_and_every_verdict_is_healthy():
-    monitor, findings = observe(history())
-    assert findings == []
-    verdicts = monitor.verdicts()
-    assert set(verdicts) == set(ANALYSES)
-    assert {a: v.status for a, v in verdicts.items()} == dict.fromkeys(ANALYSES, "healthy")
-    assert any("share of the weighted ranges" in line for line in verdicts["dominant_loss"].evidence)
-    assert all(v.rule for v in verdicts.values())  # each verdict says how it decides
-    assert len(verdicts["overfitting"].table) == EPOCHS + 1  # header + one row per epoch
-
-
-# -- rate limit, data needs, cost ----------------------------------------------------------------------------
-
-
-def test_a_code_is_reported_once_within_the_alert_interval_and_again_after_it():
-    now = [0.0]
-    monitor = HealthMonitor(HealthConfig(alert_interval_minutes=10), RUN_CONFIG, clock=lambda: now[0])
-    rows = set_train(history(), "grad_norm", lambda t: 1e-9)
-    assert [f.code for f in monitor.observe(rows[0])] == ["grad_vanishing"]
-    now[0] = 5 * 60.0
-    assert monitor.observe(rows[1]) == []
-    now[0] = 11 * 60.0
-    assert [f.code for f in monitor.observe(rows[2])] == ["grad_vanishing"]
-    assert len(monitor.findings) == 2 and monitor.repeats["grad_vanishing"] == 1
-
-
-def test_a_single_row_gives_not_enough_data_instead_of_verdicts():
-    monitor, findings = observe(history()[:1])
-    assert findings == []
-    verdicts = monitor.verdicts()
-    assert {a: v.status for a, v in verdicts.items()} == dict.fromkeys(ANALYSES, "not enough data")
-    assert "warm-up" in verdicts["training_health"].summary
-
-
-def test_a_long_run_keeps_only_plain_floats_in_the_history():
-    """The monitor's memory grows by a few floats a window (its speed is benchmarked, not timed here)."""
-    rows = train_rows(history(epochs=100, windows=30))
-    monitor = HealthMonitor(HealthConfig(), RUN_CONFIG)
-    for row in rows:
-        monitor.observe(row)
-    series = [*monitor.history.train.values(), *monitor.history.settled.values()]
-    assert all(type(v) is float for values in series for v in values)
-    assert sum(len(values) for values in series) * 8 < 1e6  # under 1 MB of values for 3000 windows
-    assert max(len(values) for values in series) == len(rows)
-
-
-def test_health_config_fields_are_plain_overridable_values_that_clash_with_no_training_field():
-    training_fields = set(config_annotations())
-    types = typing.get_type_hints(HealthConfig)
-    for f in dataclasses.fields(HealthConfig):
-        assert types[f.name] in (int, float, bool), f.name
-        assert type(f.default) is types[f.name], f.name  # train_wandb.py parses overrides by the field's type
-        assert f.name not in training_fields, f.name
-
-
-# -- the local report ----------------------------------------------------------------------------------------
-
-
-INFO = {"status": "finished", "device": "CPU", "training_time_s": 125.0, "best_val_loss": 1.4, "best_epoch": 6,
-        "steps": 600, "config": RUN_CONFIG, "wandb_run": "https://wandb.ai/me/project/runs/abc"}
-PLOT_FILES = {"loss_components.png", "train_vs_val.png", "latent.png", "gradients.png", "hardware.png"}
-
-
-@pytest.fixture(scope="module")
-def reported(tmp_path_factory):
-    """Two reported runs that differ only in learning_rate (and out_dir); run_b reaches the lower loss."""
-    base = tmp_path_factory.mktemp("runs")
-    for name, lr, scale in (("run_a", 0.001, 1.0), ("run_b", 0.0005, 0.9)):
-        rows = history()
-        for row in rows:
-            for key in ("train/loss_total", "val/loss_total"):
-                if key in row:
-                    row[key] *= scale
-        config = {**RUN_CONFIG, "learning_rate": lr, "out_dir": f"out/{name}"}
-        best = min(r["val/loss_total"] for r in val_rows(rows))
-        monitor, _ = observe(rows, run_config=config)
-        write_report(base / name, rows, monitor, {**INFO, "config": config, "best_val_loss": best})
-    return base
+from health import ANALYSES
+from health_rows import (
+    EPOCHS,
+    INFO,
+    PLOT_FILES,
+    RUN_CONFIG,
+    WINDOWS,
+    history,
+    rows_with_baseline,
+    rows_with_measures,
+    train_rows,
+    val_epochs,
+    val_rows,
+)
+from report import write_report
 
 
 def test_write_report_writes_every_file_a_full_csv_and_a_section_per_analysis(reported):
@@ -146,73 +66,6 @@ def test_write_report_survives_one_row_no_val_rows_nan_rows_and_no_rows(tmp_path
     assert "non_finite" in (tmp_path / "nan" / "report.md").read_text()
 
 
-# -- comparing runs ------------------------------------------------------------------------------------------
-
-
-def test_compare_lists_only_the_differing_config_fields_both_runs_and_the_best(reported, tmp_path, capsys):
-    run_a, run_b = reported / "run_a", reported / "run_b"
-    dest = tmp_path / "cmp"
-    assert main(["compare", str(run_a), str(run_b), "--out", str(dest)]) == 0
-    printed = capsys.readouterr().out
-    text = (dest / "comparison.md").read_text()
-    assert printed == text
-    header = text.splitlines()[2]
-    assert "learning_rate" in header and "batch_size" not in header and "out_dir" not in header
-    assert "| run_a | 0.001 |" in text and "| run_b | 0.0005 |" in text
-    assert "Best: **run_b**" in text and "learning_rate=0.0005" in text
-    assert (dest / "compare_loss.png").stat().st_size > 0 and (dest / "compare_caption_accuracy.png").is_file()
-    assert compare_runs([run_a, run_b], dest) == dest / "comparison.md"
-
-
-def test_compare_of_a_folder_without_summary_json_exits_2_with_one_error_line(tmp_path):
-    (tmp_path / "not_a_run").mkdir()
-    result = subprocess.run([sys.executable, str(REPO_DIR / "analysis.py"), "compare", str(tmp_path / "not_a_run"),
-                             "--out", str(tmp_path / "cmp")], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("error:") and "summary.json" in line
-
-
-# -- sweep.yaml ----------------------------------------------------------------------------------------------
-
-
-def config_annotations():
-    """Config and WandBConfig fields of train_wandb.py -> annotation, read from the source (no torch import)."""
-    tree = ast.parse((REPO_DIR / "train_wandb.py").read_text())
-    return {node.target.id: ast.unparse(node.annotation)
-            for cls in tree.body if isinstance(cls, ast.ClassDef) and cls.name in ("Config", "WandBConfig")
-            for node in cls.body if isinstance(node, ast.AnnAssign)}
-
-
-def test_sweep_yaml_runs_train_wandb_quick_and_sweeps_only_real_fields_with_valid_values():
-    sweep = yaml.safe_load((REPO_DIR / "sweep.yaml").read_text())
-    assert sweep["program"] == "train_wandb.py" and sweep["method"] in ("bayes", "random")
-    assert sweep["metric"] == {"name": "val/loss_total", "goal": "minimize"}
-    assert sweep["command"] == ["${env}", "python", "${program}", "--preset=quick", "${args}"]
-    fields = config_annotations()
-    params = sweep["parameters"]
-    assert {"learning_rate", "batch_size", "caption_loss_weight", "alignment_loss_weight", "latent_dim",
-            "weight_decay", "patch_size"} <= set(params)
-    for name, spec in params.items():
-        kind = {"int": int, "float": (int, float)}[fields[name]]
-        values = spec.get("values") or [spec["min"], spec["max"]]
-        assert all(isinstance(v, kind) and not isinstance(v, bool) for v in values), name
-    assert params["learning_rate"] == {"distribution": "log_uniform_values", "min": 1e-4, "max": 3e-3}
-    assert params["batch_size"]["values"] == [16, 32, 64] and params["latent_dim"]["values"] == [512, 1024]
-
-
-# -- the validation measures in report.md and in the comparison ----------------------------------------------
-
-
-def rows_with_measures():
-    """history() plus two evaluation measures at each epoch: i2t_r1 = epoch / 100, grounded_technique = epoch / 10."""
-    rows = history()
-    for row in val_rows(rows):
-        row["val/i2t_r1"], row["val/grounded_technique"] = row["val/epoch"] / 100, row["val/epoch"] / 10
-    return rows
-
-
 def test_report_md_tables_the_measures_of_every_epoch(tmp_path, reported):
     write_report(tmp_path / "m", rows_with_measures(), None, {**INFO, "config": RUN_CONFIG})
     report = (tmp_path / "m" / "report.md").read_text()
@@ -222,24 +75,6 @@ def test_report_md_tables_the_measures_of_every_epoch(tmp_path, reported):
     assert lines[header + 2] == "| 1 | 0.01 | 0.1 |"
     assert lines[header + 1 + EPOCHS] == f"| {EPOCHS} | {EPOCHS / 100:g} | {EPOCHS / 10:g} |"
     assert "## What the model learned" not in (reported / "run_a" / "report.md").read_text()  # none logged
-
-
-def test_compare_tables_the_last_epochs_measures_and_marks_a_run_without_them(tmp_path, reported):
-    write_report(tmp_path / "m", rows_with_measures(), None, {**INFO, "config": RUN_CONFIG})
-    dest = tmp_path / "cmp"
-    compare_runs([tmp_path / "m", reported / "run_a"], dest)
-    text = (dest / "comparison.md").read_text()
-    assert "| run | i2t_r1 | grounded_technique |" in text
-    assert f"| m | {EPOCHS / 100:g} | {EPOCHS / 10:g} |" in text and "| run_a | — | — |" in text
-    assert "Validation measures (last epoch)" in (dest / "comparison.html").read_text()
-
-
-def rows_with_baseline(technique_baseline):
-    """rows_with_measures() plus a constant baseline beside every validation row."""
-    rows = rows_with_measures()
-    for row in val_rows(rows):
-        row["baseline/i2t_r1"], row["baseline/grounded_technique"] = 0.002, technique_baseline
-    return rows
 
 
 def test_report_md_puts_the_baseline_first_and_names_the_measures_not_above_it(tmp_path):
@@ -310,12 +145,6 @@ def test_a_lower_median_rank_is_what_beats_its_baseline():
     assert not_above_baseline({"i2t_r1": 0.05}, {}) == []  # nothing to compare with
 
 
-def val_epochs(*epochs):
-    """Validation rows from (val loss_total, i2t_r1, i2t_median_rank, psnr), one an epoch."""
-    return [{"global_step": 10 * e, "val/epoch": float(e), "val/loss_total": loss, "val/i2t_r1": r1,
-             "val/i2t_median_rank": rank, "val/psnr": psnr} for e, (loss, r1, rank, psnr) in enumerate(epochs, 1)]
-
-
 def test_the_report_names_the_measures_the_last_epoch_does_better_than_best_pt():
     from report import best_checkpoint_sentence, run_facts
     rows = val_epochs((2.0, 0.30, 4.0, 14.0), (1.5, 0.40, 3.0, 15.0), (1.8, 0.50, 2.0, 14.5))  # best loss: epoch 2
@@ -346,14 +175,3 @@ def test_a_report_of_a_run_whose_best_pt_follows_a_measure_names_both_epochs(tmp
     assert "<span>best.pt</span><b>epoch 3, the best val i2t_r1 (0.5)</b>" in (tmp_path / "report.html").read_text()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert (summary["best_metric"], summary["best_epoch"], summary["best_loss_epoch"]) == ("i2t_r1", 3, 2)
-
-
-def test_compare_shows_one_baseline_row_when_the_runs_share_it_and_one_per_run_otherwise(tmp_path):
-    for name, technique in (("x", 0.1), ("y", 0.1), ("z", 0.2)):
-        write_report(tmp_path / name, rows_with_baseline(technique), None, {**INFO, "config": RUN_CONFIG})
-    compare_runs([tmp_path / "x", tmp_path / "y"], tmp_path / "same")
-    same = (tmp_path / "same" / "comparison.md").read_text()
-    assert "| baseline | 0.002 | 0.1 |" in same
-    compare_runs([tmp_path / "x", tmp_path / "z"], tmp_path / "other")
-    other = (tmp_path / "other" / "comparison.md").read_text()
-    assert "| baseline of x | 0.002 | 0.1 |" in other and "| baseline of z | 0.002 | 0.2 |" in other
