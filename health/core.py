@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ TRACKED = ("loss_total", *(f"loss_{c}" for c in COMPONENTS), "latent_std", "late
            "latent_diversity", "grad_norm", "grad_norm_max", "lr", *HARDWARE)
 SETTLED = ("loss_total", *HARDWARE)  # the metrics whose early windows (warm-up) would mislead the checks
 
+ACTION_CHANGE = re.compile(r"\b(?:raise|lower|set) (\w+) from \S+? to ([^\s,;:()]+)")  # 'raise x from 1 to 2'
 UNTRAINED = "_untrained"  # suffix of a probe's score on the untrained model's z, logged beside its chance (baseline/)
 
 
@@ -88,9 +90,23 @@ class Finding:
     action: str  # the concrete change, naming Config fields and values
     resolved: str = ""  # when and how its condition cleared later in the run ("" while it holds)
 
+    @property
+    def cause(self) -> str:
+        """What the finding is about, for alerts: the Config fields its action changes ('learning_rate'), else its
+        code. Findings of one cause (not_learning and latent_not_growing, both advising learning_rate) are one
+        W&B alert title, and W&B rate-limits alerts per title."""
+        return "+".join(sorted(action_changes(self.action))) or self.code
+
     def __str__(self):
         text = f"[{self.severity}] {self.analysis}/{self.code} at step {self.step}: {self.message} -> {self.action}"
         return text + (f" [resolved {self.resolved}]" if self.resolved else "")
+
+
+def action_changes(action: str) -> dict:
+    """{Config field: new value} that an action's first alternative sets ('raise weight_decay from 0.05 to 0.1 or
+    set dropout from 0 to 0.1' -> {'weight_decay': '0.1'})."""
+    first = action.split(" or ")[0]
+    return {m[1]: m[2].rstrip(".") for m in ACTION_CHANGE.finditer(first)}
 
 
 @dataclass

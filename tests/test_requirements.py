@@ -77,7 +77,7 @@ OLD_TORCH = set("""
     torch.bincount torch.cholesky_solve torch.float64 torch.linalg.cholesky torch.nn.AdaptiveAvgPool2d
     torch.nn.BatchNorm2d torch.nn.Flatten torch.nn.MaxPool2d torch.nn.ReLU torch.nn.functional.one_hot
     torch.nn.functional.binary_cross_entropy_with_logits torch.ones_like torch.optim.lr_scheduler.OneCycleLR
-    torch.searchsorted torch.as_tensor
+    torch.searchsorted torch.as_tensor torch.linalg.inv torch.linspace torch.quantile
     torch.cuda.get_rng_state_all torch.cuda.set_rng_state_all torch.maximum
     torch.Generator torch.Tensor torch.__version__ torch._foreach_norm torch.allclose torch.arange
     torch.autocast torch.bfloat16 torch.bool torch.cat torch.compile torch.device torch.empty torch.empty_like
