@@ -14,14 +14,13 @@ import argparse
 import dataclasses
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 from evaluation import VAL_MEASURES
-from health.core import finite, fmt, fmt_config
+from health.core import action_changes, finite, fmt, fmt_config
 from report import (
     attempt,
     fmt_duration,
@@ -184,7 +183,6 @@ def compare_runs(out_dirs, dest) -> Path:
 # ----------------------------------------------------------------------------
 # following the advice
 
-ACTION_CHANGE = re.compile(r"\b(?:raise|lower|set) (\w+) from \S+? to ([^\s,;:()]+)")  # 'raise x from 1 to 2'
 NOT_CARRIED = {"out_dir", "resume", "resume_changes"}  # the follow-up is a fresh run in a folder of its own
 
 
@@ -199,8 +197,7 @@ def advised_changes(summary):
     advice += [(f"{name} verdict", action) for name, verdict in (summary.get("verdicts") or {}).items()
                if verdict.get("status") in ("warning", "problem") for action in verdict.get("actions") or []]
     for source, action in advice:
-        first = action.split(" or ")[0]
-        changes = {m[1]: m[2].rstrip(".") for m in ACTION_CHANGE.finditer(first) if m[1] in config}
+        changes = {name: value for name, value in action_changes(action).items() if name in config}
         if changes:
             return source, action, changes
     return None

@@ -177,6 +177,7 @@ class RunLogger:
         self.model_ttl_days = model_ttl_days  # how long W&B keeps each model version (0: no TTL of our own)
         self.last_samples = []  # the latest caption samples, for report.html
         self.history = []  # every logged row, for report.md and metrics.csv (and the checkpoint)
+        self.alerted = {}  # Finding.cause -> time.monotonic() of its last W&B alert
         # one table for the whole run, each validation's samples added with their epoch (only the new rows are sent)
         self.captions = wandb.Table(columns=["epoch", "image", "reconstruction", "caption", "generated caption"],
                                     log_mode="INCREMENTAL")
@@ -268,15 +269,23 @@ class RunLogger:
 
     def alert(self, finding, interval_minutes):
         """A health finding: one console line headed by its severity, a summary entry, and for a warning or an
-        error a W&B alert (rate-limited by W&B per title); an info finding is no alert."""
+        error a W&B alert; an info finding is no alert. Alerts are rate-limited per cause (Finding.cause: the
+        Config field the action changes), not per rule: a second finding of the same cause within
+        interval_minutes of the last alert, such as latent_not_growing after not_learning at a too-small
+        learning rate, is printed and kept in the summary but sends no alert. The title is the cause, so W&B's
+        own limit (wait_duration, per title) agrees."""
         tqdm.write(f"{finding.severity} [{finding.analysis}/{finding.code}] step {finding.step}: {finding.message} "
                    f"-> {finding.action}", file=sys.stderr)
         self.summary({f"health/findings/{finding.code}": finding.message})
         if finding.severity == "info":
             return
+        now, last = time.monotonic(), self.alerted.get(finding.cause)
+        if last is not None and now - last < 60 * interval_minutes:
+            return
+        self.alerted[finding.cause] = now
         level = wandb.AlertLevel.ERROR if finding.severity == "error" else wandb.AlertLevel.WARN
-        self.call("alert", title=f"{finding.analysis}: {finding.code}",
-                  text=f"{finding.message}\nAction: {finding.action}", level=level,
+        self.call("alert", title=f"health: {finding.cause}",
+                  text=f"{finding.analysis}/{finding.code}: {finding.message}\nAction: {finding.action}", level=level,
                   wait_duration=60 * interval_minutes)
 
     def log_model(self, state, aliases):

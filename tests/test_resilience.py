@@ -73,8 +73,33 @@ def test_an_info_finding_is_printed_as_info_and_sent_as_no_alert_while_a_warning
     assert run.alerts == [] and run.summary_updates == [{"health/findings/generalization_gap": "gap +27%"}]
     logger.alert(Finding("overfitting", "val_rising", "warning", 900, "rose", "stop"), 10)
     assert capsys.readouterr().err.startswith("warning [overfitting/val_rising] step 900")
-    assert [a["title"] for a in run.alerts] == ["overfitting: val_rising"]
+    assert [a["title"] for a in run.alerts] == ["health: val_rising"]  # an action with no Config field: the code
     assert str(run.alerts[0]["level"]).upper().endswith("WARN")
+
+
+def test_alerts_are_rate_limited_per_cause_not_per_rule(capsys):
+    """Two rules that advise the same field (a learning rate far too small stalls the loss and stops z growing)
+    are one alert; another cause is alerted at once; a finding of the first cause after the interval is again."""
+    from health import Finding
+
+    class AlertingRun(FlakyRun):
+        def alert(self, **kwargs):
+            self.alerts.append(kwargs)
+
+    run = AlertingRun()
+    run.alerts = []
+    logger = RunLogger(run, "offline")
+    lr = "raise learning_rate from 1e-06 to 1e-05"
+    logger.alert(Finding("training_health", "not_learning", "warning", 288, "flat", lr), 10)
+    logger.alert(Finding("latent_space", "latent_not_growing", "warning", 300, "z flat", lr + " (objects)"), 10)
+    logger.alert(Finding("overfitting", "overfitting", "warning", 310, "gap", "raise weight_decay from 0.05 to 0.1"),
+                 10)
+    assert [a["title"] for a in run.alerts] == ["health: learning_rate", "health: weight_decay"]
+    assert run.alerts[0]["text"].startswith("training_health/not_learning: flat")
+    assert capsys.readouterr().err.count("warning [") == 3  # every finding is still printed
+    logger.alerted["learning_rate"] -= 11 * 60  # the interval has passed
+    logger.alert(Finding("latent_space", "latent_not_growing", "warning", 900, "z flat", lr), 10)
+    assert [a["title"] for a in run.alerts][-1] == "health: learning_rate" and len(run.alerts) == 3
 
 
 def public_methods(cls):
