@@ -23,6 +23,7 @@ import torch
 from durable import write_atomic
 from evaluation import better
 from model_architecture_large import ModelConfig, MultimodalModel
+from probes import LatentReference
 from tokenizer import CaptionTokenizer
 
 
@@ -63,7 +64,8 @@ def load_checkpoint(path):
 
 def load_model(path, device="cpu"):
     """-> (the model of a train_wandb.py checkpoint, in eval mode on device; its tokenizer; what the weights are:
-    {epoch, step, best_metric, best_value, best_epoch}, each None where the checkpoint does not say), or a
+    {epoch, step, best_metric, best_value, best_epoch}, each None where the checkpoint does not say; its
+    probes.LatentReference, None in a checkpoint written before any validation or before it was kept), or a
     CheckpointError that names the file and what is wrong with it. Reads a last.pt, a best.pt or a model Artifact's
     model.pt alike."""
     if not Path(path).is_file():
@@ -85,7 +87,8 @@ def load_model(path, device="cpu"):
     if len(tokenizer) != model.cfg.vocab_size:
         raise CheckpointError(f"{path}: its tokenizer has {len(tokenizer)} tokens, the model {model.cfg.vocab_size}")
     trained = {"epoch": ckpt.get("epoch"), "step": ckpt.get("step"), **saved_best(ckpt)}
-    return model.to(device).eval(), tokenizer, trained
+    reference = LatentReference.from_state_dict(ckpt["latent_reference"]) if ckpt.get("latent_reference") else None
+    return model.to(device).eval(), tokenizer, trained, reference
 
 
 def check_model_config(state, model_config):

@@ -30,6 +30,7 @@ from data.imagefolder import IMAGE_EXTENSIONS, DataError, find_items, load_image
 from devices import DEVICE_NAMES, DeviceError, resolve_device
 from durable import format_warning
 from evaluation import baseline_split, evaluate_split, lower_is_better, missing_packages
+from probes import image_latents
 
 # ----------------------------------------------------------------------------
 # arguments
@@ -200,10 +201,29 @@ def embed_captions(model, tokens, batch_size):
     return F.normalize(torch.cat(embs), dim=-1)
 
 
-def write_captions(model, tokenizer, images_u8, paths, args):
+def warn_unfamiliar(reference, z, paths):
+    """A warning for each image whose z lies farther from the training images' than NOVELTY_QUANTILE of the
+    validation images' did (probes.LatentReference): its caption names what the model knows, not what it shows.
+    -> how many were."""
+    if reference is None:
+        return 0
+    distance = reference.distance(z)
+    unfamiliar = (distance > reference.threshold).tolist()
+    for path, d, odd in zip(paths, distance.tolist(), unfamiliar):
+        if odd:
+            warn(f"{path}: looks like nothing the model was trained on (its z lies {d:.1f} from the training "
+                 f"images', beyond {reference.threshold:.1f}, where 99% of the validation images lie); its caption "
+                 "is a guess")
+    return sum(unfamiliar)
+
+
+@torch.no_grad()
+def write_captions(model, tokenizer, images_u8, paths, args, reference=None):
     bos, eos = tokenizer.BOS, tokenizer.EOS
     generator = torch.Generator(device=images_u8.device).manual_seed(args.seed)
+    unfamiliar = 0
     for start, images in zip(range(0, len(paths), args.batch_size), batches(images_u8, args.batch_size, "Captioning")):
+        unfamiliar += warn_unfamiliar(reference, model.image_encoder(images), paths[start:start + len(images)])
         if args.decode == "greedy":
             ids = model.generate_captions(images, bos, eos)
         elif args.decode == "beam":
@@ -212,6 +232,11 @@ def write_captions(model, tokenizer, images_u8, paths, args):
             ids = sample_captions(model, model.image_encoder(images), bos, eos, args.temperature, generator)
         for path, row in zip(paths[start:], ids.tolist()):
             print(f"{path}\t{tokenizer.decode(row)}")
+    if reference is None:
+        warn(f"{args.checkpoint} holds no latent reference (written before its first validation, or by an older "
+             "version): unfamiliar images are not flagged")
+    elif unfamiliar:
+        warn(f"{unfamiliar} of {len(paths)} images look like nothing the model was trained on")
 
 
 def rank_captions(model, tokenizer, images_u8, paths, args):
@@ -271,7 +296,7 @@ def write_reconstructions(model, images_u8, paths, args):
     print(f"Wrote {args.reconstruct}: {len(paths)} images, each above its reconstruction")
 
 
-def evaluate(model, tokenizer, trained, args, device):
+def evaluate(model, tokenizer, trained, args, device, reference=None):
     missing = missing_packages()
     if missing:
         raise ConfigError(missing)
@@ -284,13 +309,19 @@ def evaluate(model, tokenizer, trained, args, device):
     metrics = evaluate_split(model, images_u8, tokens, tokenizer, truths=truths, batch_size=args.batch_size)
     # what each measure gives for a model that learned nothing (the folder's own mean image as every reconstruction)
     baseline = baseline_split(images_u8, tokens, tokenizer, truths, latent_dim=model.cfg.latent_dim)
+    # the share of the folder unlike the training images (probes.LatentReference): about 0.01 on held-back images
+    unfamiliar = None if reference is None else reference.unfamiliar(image_latents(model, images_u8)).float().mean()
     print(f"{args.checkpoint} ({describe(trained)}) on {args.evaluate}: {len(kept)} items")
     print(f"  {'measure':<20} {'value':>9} {'baseline':>9}")
     for name, value in metrics.items():
         print(f"  {name:<20} {value:>9.4f}" + (f" {baseline[name]:>9.4f}" if name in baseline else ""))
+    if unfamiliar is not None:
+        print(f"  unfamiliar: {unfamiliar:.4f} of the images lie beyond the checkpoint's latent reference (about 0.01 "
+              "of images like its validation split do)")
     out = Path(args.json) if args.json else Path(args.checkpoint).with_suffix(".eval.json")
     result = {"checkpoint": str(args.checkpoint), **trained, "data_dir": str(args.evaluate), "num_items": len(kept),
-              "metrics": metrics, "baseline": baseline}
+              "metrics": metrics, "baseline": baseline,
+              "unfamiliar": None if unfamiliar is None else unfamiliar.item()}
     try:
         out.write_text(json.dumps(result, indent=2) + "\n")
     except OSError as e:
@@ -303,11 +334,11 @@ def main(argv=None):
     warnings.formatwarning = format_warning  # one line per warning, as in train_wandb.py
     try:
         device = resolve_device(args.device)
-        model, tokenizer, trained = load_model(args.checkpoint, device)
+        model, tokenizer, trained, reference = load_model(args.checkpoint, device)
     except CheckpointError as e:
         raise ConfigError(f"--checkpoint={e}") from None
     if args.evaluate:
-        return evaluate(model, tokenizer, trained, args, device)
+        return evaluate(model, tokenizer, trained, args, device, reference)
     images_u8, paths = load_images(list_images(args.images), model.cfg.image_size)
     images_u8 = images_u8.to(device)
     if args.captions_from:
@@ -317,7 +348,7 @@ def main(argv=None):
     elif args.reconstruct:
         write_reconstructions(model, images_u8, paths, args)
     else:
-        write_captions(model, tokenizer, images_u8, paths, args)
+        write_captions(model, tokenizer, images_u8, paths, args, reference)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ from evaluation import (
 from health import HealthConfig, HealthMonitor, replay
 from logger import LoggerError, create_logger
 from model_architecture_large import ModelConfig, MultimodalModel, estimate_flops
-from probes import FIELDS, PROBE_SAMPLE, LatentProbe, image_latents, untrained_levels
+from probes import FIELDS, PROBE_SAMPLE, LatentProbe, LatentReference, image_latents, untrained_levels
 from report import write_report
 from tokenizer import CaptionTokenizer
 
@@ -725,6 +725,7 @@ class Validator:
                                  [train_truths[i] for i in self.probe_items.tolist()] if train_truths else None,
                                  val_loader.tokens, truths, tokenizer, seed=seed)
         self.probe_s = None  # seconds the probes took in the last evaluate() (their encoder pass included)
+        self.reference = None  # LatentReference of the last evaluate()
         # the probes on the untrained weights, a reference beside chance (probes.untrained_levels): the Validator is
         # built before a resume loads the checkpoint's weights, and the initial ones follow from the seed
         self.untrained = self.probe.score(image_latents(model, self.train_images[self.probe_items], autocast=autocast),
@@ -774,6 +775,8 @@ class Validator:
         started = time.perf_counter()
         fit = image_latents(self.model, self.train_images[self.probe_items], autocast=self.autocast)
         probes = self.probe.score(fit, torch.cat(latents))  # a host sync
+        # where these weights put the training images' z, for sample.py to tell an image unlike them (checkpoints)
+        self.reference = LatentReference.fit(fit, torch.cat(latents))
         self.probe_s = time.perf_counter() - started
         # how many items each share is over (evaluation.Measure.share_of): its standard error follows from it
         counts = {"items": float(len(captions))}
@@ -1042,6 +1045,8 @@ class Trainer:
             "config": self.run_config,
             "model_config": self.model.config_dict(),
             "tokenizer": self.tokenizer.state_dict(),
+            # the latest validation's LatentReference (a mid-epoch last.pt: the weights have moved on a little since)
+            "latent_reference": self.validator.reference.state_dict() if self.validator.reference else None,
             "wandb_run_id": self.logger.run_id,
             "training_time_s": self.training_time(),
         }
@@ -1054,6 +1059,8 @@ class Trainer:
         self.lr = self.scheduler.get_last_lr()[0]
         self.time_before = state.get("training_time_s", 0.0)  # checkpoints before it was kept: this process only
         self.best.load_state_dict(state)
+        if state.get("latent_reference"):  # a resumed run's checkpoints keep it until its next validation
+            self.validator.reference = LatentReference.from_state_dict(state["latent_reference"])
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and len(state.get("cuda_rng", [])) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -1174,7 +1181,8 @@ def flat_config(cfg, wcfg, health):
 
 # what a model Artifact holds (--log_model): the weights and what sample.py needs to use them (model config,
 # tokenizer, which epoch, how best.pt was chosen); no optimizer, RNG state or history
-MODEL_STATE = ("model", "model_config", "tokenizer", "epoch", "step", "best_metric", "best_value", "best_epoch")
+MODEL_STATE = ("model", "model_config", "tokenizer", "epoch", "step", "best_metric", "best_value", "best_epoch",
+               "latent_reference")
 
 
 def model_state(state):

@@ -13,6 +13,7 @@ from PIL import Image
 
 from data.imagefolder import load_image
 from model_architecture_large import ModelConfig, MultimodalModel
+from probes import LatentReference, ledoit_wolf
 from sample import beam_search, sample_captions
 from tokenizer import CaptionTokenizer
 
@@ -33,9 +34,18 @@ def tiny_model(tokenizer, **overrides):
     return MultimodalModel(ModelConfig.small(**{**cfg, **overrides}))
 
 
-def save_checkpoint(path, model, tokenizer, model_config=None):
+def reference_state(model, threshold=float("inf")):
+    """A LatentReference of 16-dim latents around 0 (the tiny model's), whose threshold decides what is flagged."""
+    z = torch.randn(64, model.cfg.latent_dim, generator=torch.Generator().manual_seed(0))
+    return LatentReference(*ledoit_wolf(z), 0).state_dict() | {"threshold": threshold}
+
+
+def save_checkpoint(path, model, tokenizer, model_config=None, reference="permissive"):
+    """A checkpoint as train_wandb.py writes one; its latent reference flags no image unless given (None: none)."""
+    reference = reference_state(model) if reference == "permissive" else reference
     torch.save({"model": model.state_dict(), "model_config": model_config or model.config_dict(),
-                "tokenizer": tokenizer.state_dict(), "config": {"image_size": 16, "max_caption_len": 12}}, path)
+                "tokenizer": tokenizer.state_dict(), "config": {"image_size": 16, "max_caption_len": 12},
+                "latent_reference": reference}, path)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +77,30 @@ def result_lines(result):
 
 
 # -- the modes ----------------------------------------------------------------------
+
+def test_images_unlike_the_training_images_are_flagged_and_still_captioned(workspace, tmp_path):
+    """Every image beyond the reference's threshold gets a named warning and a count; the captions are unchanged."""
+    model, tokenizer = workspace["model"], workspace["tokenizer"]
+    strict = tmp_path / "strict.pt"
+    save_checkpoint(strict, model, tokenizer, reference=reference_state(model, threshold=-1.0))
+    result = run_sample(f"--checkpoint={strict}", f"--images={workspace['images']}")
+    usual = run_sample(f"--checkpoint={workspace['ckpt']}", f"--images={workspace['images']}")
+    assert result_lines(result) == result_lines(usual)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    flagged = [line for line in warnings if "looks like nothing the model was trained on" in line]
+    assert len(flagged) == len(workspace["paths"]) and all(p.name in w for p, w in zip(workspace["paths"], flagged))
+    assert warnings[-1] == f"warning: {len(workspace['paths'])} of {len(workspace['paths'])} images look like " \
+        "nothing the model was trained on"
+    assert "looks like nothing" not in usual.stderr
+
+
+def test_a_checkpoint_without_a_latent_reference_says_unfamiliar_images_go_unflagged(workspace, tmp_path):
+    old = tmp_path / "old.pt"
+    save_checkpoint(old, workspace["model"], workspace["tokenizer"], reference=None)
+    result = run_sample(f"--checkpoint={old}", f"--images={workspace['images']}")
+    assert len(result_lines(result)) == len(workspace["paths"])
+    assert "holds no latent reference" in result.stderr and "unfamiliar images are not flagged" in result.stderr
+
 
 def test_captions_one_line_per_image_equal_to_the_models_greedy_captions(workspace):
     lines = result_lines(run_sample(f"--checkpoint={workspace['ckpt']}", f"--images={workspace['images']}"))
@@ -131,6 +165,7 @@ def test_evaluate_prints_a_table_and_writes_every_measure_to_json(workspace):
     assert set(result["metrics"]) == EVAL_KEYS
     assert all(math.isfinite(v) for v in result["metrics"].values())
     assert any(line.split()[0] == "cider_d" for line in lines)
+    assert result["unfamiliar"] == 0.0  # the workspace's reference flags nothing
 
 
 @pytest.mark.slow  # three more --evaluate runs of several seconds each; the one above stays in the fast loop
