@@ -4,6 +4,7 @@
     python benchmark.py --preset=quick --rounds=5 --max-rounds=10  # more turns; skip disturbed ones
     python benchmark.py --device=cuda                        # the default ~84M config on a GPU
     python benchmark.py --data=bundled --batch_size=128      # bundled engravings; any --field=value of train_wandb.py
+    python benchmark.py --roofline                           # predicted H100/H200 step time, top ops (roofline.py)
 
 Each round builds four variants with train_wandb's builders (build_model, create_logger, build_trainer), each
 on a fresh model (same seed, same data):
@@ -35,8 +36,8 @@ The Trainers' console is kept quiet (QuietLogger: no progress bars; health findi
 summed up in one line at the end). The last line of stdout is one JSON object with every number.
 
 Flags of this script: --steps, --warmup, --rounds, --max-rounds, --max-other-cores, --turn-steps,
---device, --data, --variants, --threads; every other argument is a train_wandb.py `--field=value` (with --preset=NAME),
-parsed by train_wandb.parse_args.
+--device, --data, --variants, --threads, --roofline; every other argument is a train_wandb.py `--field=value`
+(with --preset=NAME), parsed by train_wandb.parse_args.
 CPU timings on a shared machine are noisy: compare the medians, their spread, and the attributed
 logging cost (measured directly, so background load does not move it).
 """
@@ -73,6 +74,7 @@ from tqdm import tqdm
 
 REPO_DIR = Path(__file__).resolve().parent
 
+import roofline
 import train_wandb as tw
 from logger import create_logger
 from model_architecture_large import MultimodalModel, estimate_flops
@@ -122,6 +124,9 @@ def parse(argv):
                         help="random images and captions of the configured shape, or the configured data_dir")
     parser.add_argument("--variants", default="abcd", help="which of a b c d to run (default: all)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--roofline", action="store_true",
+                        help="print the roofline model's predicted step time on an H100 SXM and an H200 and the "
+                             "top ops (roofline.py; counted on meta tensors, nothing is trained) and exit")
     parser.add_argument("--turn-steps", type=int, default=None,
                         help="steps a variant runs before the next one's turn (default: 1 on a CPU, "
                              "log_frequency on a GPU); must divide log_frequency")
@@ -150,6 +155,21 @@ def synthetic_dataset(cfg, tokenizer, n, seed):
         tokens[i, 1:length + 1] = torch.randint(len(tokenizer.SPECIALS), len(tokenizer), (length,), generator=g)
         tokens[i, length + 1] = tokenizer.EOS
     return types.SimpleNamespace(images=images, tokens=tokens)
+
+
+def synthetic_tokenizer():
+    """A tokenizer the size of the bundled collection's (1266 tokens with the specials)."""
+    return tw.CaptionTokenizer([f"word{i}" for i in range(1262)])
+
+
+def print_roofline(cfg, wcfg):
+    """The roofline model of one training step of this config (roofline.py) on the GPUs it knows."""
+    model_cfg = tw.model_config(cfg, synthetic_tokenizer())
+    count = roofline.count_step(model_cfg, cfg.batch_size, bf16=cfg.precision != "fp32",
+                                track_gradients=wcfg.track_gradients)
+    print(f"Roofline of one training step (predictions, not measurements): {count.parameters / 1e6:.1f}M "
+          f"parameters, batch {cfg.batch_size}, {'fp32' if cfg.precision == 'fp32' else 'bf16 autocast'}, eager")
+    print(roofline.report(count))
 
 
 def device_name(device):
@@ -296,7 +316,7 @@ class Bench:
                 data = tw.build_data(cfg, torch.device("cpu"))
             train_idx, val_idx = tw.split_indices(len(data.dataset), cfg.val_fraction, cfg.seed)  # build_data's
             return data.dataset, data.tokenizer, f"{cfg.data_dir} ({len(data.dataset)} items)", train_idx, val_idx
-        tokenizer = tw.CaptionTokenizer([f"word{i}" for i in range(1262)])
+        tokenizer = synthetic_tokenizer()
         batch_bytes = cfg.batch_size * 3 * cfg.image_size ** 2
         n_train = cfg.batch_size * min(self.steps + 1, max(16, SYNTHETIC_MAX_BYTES // batch_bytes))
         n = n_train + cfg.batch_size  # and one validation batch
@@ -739,6 +759,9 @@ def print_breakdown_and_startup(variants, s):
 
 def main(argv=None):
     args, cfg, wcfg, health = parse(sys.argv[1:] if argv is None else argv)
+    if args.roofline:
+        print_roofline(cfg, wcfg)
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     bench = Bench(args, cfg, wcfg, health, prepare_environment())

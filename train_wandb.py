@@ -759,6 +759,19 @@ def model_metrics(out, images, captions_pad_id, weights):
     }
 
 
+def step_metrics(out, images, pad_id, weights, params, track_gradients, clip):
+    """A training step's metrics after backward (model_metrics, and gradient_stats with track_gradients), with the
+    gradients clipped to a global L2 norm of `clip` (0 = no clipping) on the way, reusing gradient_stats' norm."""
+    metrics = model_metrics(out, images, pad_id, weights)
+    if track_gradients:
+        metrics.update(gradient_stats([p.grad for p in params if p.grad is not None]))
+        if clip > 0:
+            torch.nn.utils.clip_grads_with_norm_(params, clip, metrics["grad_norm"])
+    elif clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+    return metrics
+
+
 def total_loss(out, weights):
     """loss_total = image_loss_weight * loss_image + caption_loss_weight * loss_caption
     + alignment_loss_weight * loss_alignment."""
@@ -1133,13 +1146,8 @@ class Trainer:
             loss = loss * 100.0  # fault injection (diagnosis benchmark): this step's gradients are 100x
         loss.backward()
         with torch.no_grad():
-            metrics = model_metrics(out, images, self.tokenizer.PAD, self.weights)
-            if self.wcfg.track_gradients:
-                metrics.update(gradient_stats([p.grad for p in self.params if p.grad is not None]))
-                if self.cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grads_with_norm_(self.params, self.cfg.grad_clip, metrics["grad_norm"])
-            elif self.cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip, foreach=True)
+            metrics = step_metrics(out, images, self.tokenizer.PAD, self.weights, self.params,
+                                   self.wcfg.track_gradients, clip=self.cfg.grad_clip)
             metrics.update(self.custom_metrics(out, images, captions))
             self.non_finite.track(metrics, self.step + 1)
         self.lr = self.scheduler.get_last_lr()[0]  # the rate this step used
