@@ -111,7 +111,8 @@ class Config:
     # hardware and outputs
     device: str = "auto"  # 'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'
     precision: str = "auto"  # 'auto' (bf16 autocast on CUDA, fp32 on CPU), 'bf16' or 'fp32'
-    compile: bool = False  # torch.compile the model
+    compile: bool | None = None  # torch.compile the model; None: on CUDA, not on a CPU (False: eager everywhere)
+    compile_mode: str = "default"  # torch.compile mode: default, reduce-overhead (CUDA graphs: small batches), max-autotune-no-cudagraphs; aot_eager: traced, no code generated (CPU checks)
     out_dir: str = "out"  # checkpoints (last.pt, best.pt), report.md, metrics.csv and plots go here
     best_metric: str = "loss_total"  # best.pt holds the epoch with the best val/<this>: a val loss or a measure (i2t_r1, psnr, ...)
     early_stopping_patience: int = 0  # stop once val/<best_metric> has not improved for this many epochs (0 = never)
@@ -178,12 +179,12 @@ def config_fields():
 
 def parse_value(name, raw, typ):
     """Turn the text of `--name=raw` into a value of the field's type, or raise ConfigError."""
-    optional = typ == str | None
+    optional = typ in (str | None, bool | None)
     if optional and raw in ("None", "none", ""):
         return None
-    if typ is str or optional:
+    if typ in (str, str | None):
         return raw
-    if typ is bool:
+    if typ in (bool, bool | None):
         lowered = raw.lower()
         if lowered in ("true", "1", "yes", "on"):
             return True
@@ -264,6 +265,7 @@ def validate(cfg, wcfg):
     check(cfg.width % cfg.num_heads == 0, "width", f"must be a multiple of num_heads ({cfg.num_heads})")
     check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device), "device", "choose 'auto', 'cpu', 'cuda' or 'cuda:N'")
     check(cfg.precision in ("auto", "bf16", "fp32"), "precision", "choose 'auto', 'bf16' or 'fp32'")
+    check(cfg.compile_mode in COMPILE_MODES, "compile_mode", f"choose from {', '.join(COMPILE_MODES)}")
     check(cfg.contrastive_negatives in ("global", "local"), "contrastive_negatives", "choose 'global' or 'local'")
     check(cfg.best_metric in BEST_METRICS, "best_metric", f"choose a val loss or measure: {', '.join(BEST_METRICS)}")
     unknown = [f for f in filter(None, cfg.resume_changes.split(",")) if f not in SAME_OPTIMISATION]
@@ -301,6 +303,40 @@ def configure_cuda():
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "aot_eager")
+
+
+def compiles(cfg, device):
+    """Whether the model is compiled: cfg.compile, or where it is None, on CUDA (on a CPU compilation costs
+    minutes and gains little)."""
+    return device.type == "cuda" if cfg.compile is None else cfg.compile
+
+
+def compile_module(fn, mode):
+    """torch.compile in one of COMPILE_MODES (aot_eager: the backend that traces forward and backward but runs
+    them eagerly, to check graphs and recompiles on a CPU in seconds)."""
+    if mode == "aot_eager":
+        return torch.compile(fn, backend="aot_eager")
+    return torch.compile(fn, mode=None if mode == "default" else mode)
+
+
+def _evaluate(model, images, captions):
+    return model(images, captions)
+
+
+def evaluation_graph(model, mode):
+    """The model's forward compiled for evaluation: a function of its own, so its graphs are cached apart from the
+    training graph's (eval mode, no autograd), with the batch dimension dynamic, so that the last, smaller
+    validation batch reuses the graph instead of compiling another."""
+    compiled = compile_module(_evaluate, mode)
+
+    def forward(images, captions):
+        torch._dynamo.maybe_mark_dynamic(images, 0)
+        torch._dynamo.maybe_mark_dynamic(captions, 0)
+        return compiled(model, images, captions)
+    return forward
 
 
 def resolve_device(cfg):
@@ -1099,11 +1135,13 @@ class Trainer:
         self.autocast, peak = mixed_precision(cfg, device)
         self.flops_per_sample = estimate_flops(model.cfg)["training"]
         self.peak_flops = peak * world_size if peak else None  # samples_per_second counts every process
-        self.eval_forward = torch.compile(model) if cfg.compile else model
-        self.forward = self.eval_forward  # training forward: wrapped in DDP under torchrun (gradients all-reduced)
+        self.compiled = compiles(cfg, device)
+        self.eval_forward = evaluation_graph(model, cfg.compile_mode) if self.compiled else model
+        # training forward: wrapped in DDP under torchrun (gradients all-reduced)
+        self.forward = compile_module(model, cfg.compile_mode) if self.compiled else model
         if world_size > 1:
             self.forward = torch.nn.parallel.DistributedDataParallel(
-                self.eval_forward, device_ids=[device.index] if device.type == "cuda" else None)
+                self.forward, device_ids=[device.index] if device.type == "cuda" else None)
         self.optimizer = build_optimizer(model, cfg, device)
         self.total_steps = min(len(train_loader) * cfg.num_epochs, cfg.max_steps or float("inf"))
         self.warmup_steps = int(cfg.warmup_fraction * self.total_steps)
@@ -1288,12 +1326,12 @@ class Trainer:
 
     def record_first_step(self):
         """perf/time_to_first_step_s (process start to the first step issued) and perf/first_step_s (that step
-        alone; with compile=True it holds the compilation) in the summary."""
+        alone; compiled, it holds the compilation) in the summary."""
         self.first_step_s = self.window.seconds["step"]
         since_start = time.time() - psutil.Process().create_time()
         self.logger.summary({"perf/time_to_first_step_s": since_start, "perf/first_step_s": self.first_step_s})
         self.logger.write(f"First optimizer step issued {since_start:.1f} s after start (the step itself: "
-                          f"{self.first_step_s:.2f} s" + (", torch.compile included)" if self.cfg.compile else ")"))
+                          f"{self.first_step_s:.2f} s" + (", torch.compile included)" if self.compiled else ")"))
 
     def stop_requested(self, window_end):
         """Has SIGINT/SIGTERM asked us to stop? Under torchrun the ranks agree at window ends only, so that
