@@ -203,14 +203,15 @@ def check_compile(cfg, wcfg, health, tmp, batch_size=8):
     forward and backward, no code generated), trained on synthetic data of batch_size (at most the configured
     one; a graph does not depend on the batch size, only on its staying fixed): 3 steps an epoch, each epoch
     validated on 1.5 batches, so the last validation batch is smaller. Graph breaks: torch._dynamo.explain of
-    the training forward (train mode, autocast as configured) and of the evaluation graph; recompiles: every
-    recompilation dynamo logs during the run (the first compilation of each graph is not one)."""
+    the training forward (train mode, autocast as configured), the step's metrics and the evaluation graph;
+    recompiles: every recompilation dynamo logs during the run (the first compilation of each graph is not
+    one)."""
     device = tw.resolve_device(cfg)
     mode = "aot_eager" if device.type == "cpu" else cfg.compile_mode
     batch = min(batch_size, cfg.batch_size)
     cfg = dataclasses.replace(cfg, compile=True, compile_mode=mode, batch_size=batch, num_epochs=2, max_steps=0,
                               checkpoint_every=0.0, out_dir=str(Path(tmp) / "check-compile"))
-    wcfg = dataclasses.replace(wcfg, mode="disabled", log_frequency=1)
+    wcfg = dataclasses.replace(wcfg, mode="disabled", log_frequency=2)
     tokenizer = synthetic_tokenizer()
     n_train, n_val = 3 * batch, batch + batch // 2 + 1
     dataset = synthetic_dataset(cfg, tokenizer, n_train + n_val, cfg.seed)
@@ -227,6 +228,10 @@ def check_compile(cfg, wcfg, health, tmp, batch_size=8):
     images = images_u8.float() / 255
     with trainer.autocast:
         breaks = torch._dynamo.explain(model)(images, captions).graph_break_count
+        with torch.no_grad():
+            out = model(images, captions)
+            breaks += torch._dynamo.explain(tw.model_metrics)(out, images, tokenizer.PAD,
+                                                             trainer.weights).graph_break_count
         model.eval()
         with torch.no_grad():
             breaks += torch._dynamo.explain(tw._evaluate)(model, images[:3], captions[:3]).graph_break_count

@@ -218,7 +218,7 @@ def count_step(model_cfg, batch_size, bf16=True, weights=None, track_gradients=T
     cuda_like = mock.patch.object(foreach_utils, "_get_foreach_kernels_supported_devices",
                                   lambda: ["cuda", "meta"])
     with counter, torch.no_grad(), cuda_like:
-        tw.step_metrics(out, images, model_cfg.pad_id, weights, params, track_gradients, clip=1.0)
+        tw.step_metrics(out, images, model_cfg.pad_id, weights, params, track_gradients, 1.0, log_step)
         tw.latent_diversity(out["z"].detach())  # and Trainer.custom_metrics' caption_length
         (captions != model_cfg.pad_id).sum(dim=1).float().mean()
     counter.phase = "optimizer"

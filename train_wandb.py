@@ -130,7 +130,7 @@ class WandBConfig:
     run_name: str | None = None  # display name of the run (None = W&B picks one)
     mode: str = "auto"  # 'auto' (asks wandb's settings: online if logged in and reachable, else offline), 'online', 'offline', 'disabled'
     log_frequency: int = 10  # log the mean of every metric over this many batches
-    track_gradients: bool = True  # log grad_norm, grad_mean, grad_max
+    track_gradients: bool = True  # log grad_norm (every step), grad_mean and grad_max (the last step of each window)
     track_hardware: bool = True  # log gpu_memory_used, gpu_memory_percent, cpu_percent
     watch_gradients: bool = False  # wandb.watch: gradient histograms of every layer under gradients/ (costs time)
     log_model: str = "off"  # weights as a W&B Artifact: 'off', 'end' (best + last, at the end), 'best' (each new best), 'all' (every epoch)
@@ -770,17 +770,20 @@ def caption_perplexity(mean_loss_caption):
     return math.exp(min(mean_loss_caption, 700.0))  # 700 keeps a diverging run's value finite
 
 
-def gradient_stats(grads):
-    """grad_norm: global L2 norm; grad_mean: mean |g| over every element; grad_max: max |g| (of one step; a log
-    window keeps the largest, see WINDOW_MAXIMA).
+def gradient_stats(grads, extremes=True):
+    """grad_norm: global L2 norm; with extremes, also grad_mean: mean |g| over every element and grad_max: max |g|
+    (of one step; a log window keeps the largest, see WINDOW_MAXIMA).
 
-    Always 0 <= grad_mean <= grad_max <= grad_norm. Fused over all tensors, no host sync.
+    Always 0 <= grad_mean <= grad_max <= grad_norm. Fused over all tensors, no host sync. The L2 norm is needed at
+    every step (clipping); the two others cost a pass over every gradient each, so the Trainer takes them only on
+    the steps that end a log window.
     """
-    numel = sum(g.numel() for g in grads)
-    l2 = torch.stack(torch._foreach_norm(grads, 2)).float()
-    l1 = torch.stack(torch._foreach_norm(grads, 1)).float()
-    linf = torch.stack(torch._foreach_norm(grads, float("inf"))).float()
-    return {"grad_norm": l2.norm(), "grad_mean": l1.sum() / numel, "grad_max": linf.max()}
+    stats = {"grad_norm": torch.stack(torch._foreach_norm(grads, 2)).float().norm()}
+    if extremes:
+        l1 = torch.stack(torch._foreach_norm(grads, 1)).float()
+        linf = torch.stack(torch._foreach_norm(grads, float("inf"))).float()
+        stats.update(grad_mean=l1.sum() / sum(g.numel() for g in grads), grad_max=linf.max())
+    return stats
 
 
 def model_metrics(out, images, captions_pad_id, weights):
@@ -795,12 +798,14 @@ def model_metrics(out, images, captions_pad_id, weights):
     }
 
 
-def step_metrics(out, images, pad_id, weights, params, track_gradients, clip):
-    """A training step's metrics after backward (model_metrics, and gradient_stats with track_gradients), with the
-    gradients clipped to a global L2 norm of `clip` (0 = no clipping) on the way, reusing gradient_stats' norm."""
-    metrics = model_metrics(out, images, pad_id, weights)
+def step_metrics(out, images, pad_id, weights, params, track_gradients, clip, log_step=True,
+                 metrics_fn=model_metrics):
+    """A training step's metrics after backward (metrics_fn: model_metrics, or a compiled model_metrics; and
+    gradient_stats with track_gradients, grad_mean and grad_max on a log_step only), with the gradients clipped to
+    a global L2 norm of `clip` (0 = no clipping) on the way, reusing gradient_stats' norm."""
+    metrics = metrics_fn(out, images, pad_id, weights)
     if track_gradients:
-        metrics.update(gradient_stats([p.grad for p in params if p.grad is not None]))
+        metrics.update(gradient_stats([p.grad for p in params if p.grad is not None], extremes=log_step))
         if clip > 0:
             torch.nn.utils.clip_grads_with_norm_(params, clip, metrics["grad_norm"])
     elif clip > 0:
@@ -875,22 +880,24 @@ def _gputil_device(device):
 
 
 # The window statistics that keep the extremes: logged name -> the per-step metric whose largest value over the
-# window's steps it is. grad_max is only a maximum; grad_norm is logged as its mean and, as grad_norm_max, its maximum
-# (a single-step spike would be averaged away in the mean).
+# window's steps it is (of the steps that have it: grad_max only the window's last). grad_max is only a maximum;
+# grad_norm is logged as its mean and, as grad_norm_max, its maximum (a single-step spike would be averaged away).
 WINDOW_MAXIMA = {"grad_max": "grad_max", "grad_norm_max": "grad_norm"}
 
 
 class MetricWindow:
-    """Accumulates metric tensors on the device: the (weighted) mean of every metric, and the maximum of those
-    in WINDOW_MAXIMA. `means()` is the single host sync of a log window."""
+    """Accumulates metric tensors on the device: the (weighted) mean of every metric over the steps that have it
+    (grad_mean and grad_max: the log steps only), and the maximum of those in WINDOW_MAXIMA. `means()` is the
+    single host sync of a log window."""
 
     def __init__(self):
-        self.sums, self.maxima, self.weight = {}, {}, 0.0
+        self.sums, self.weights, self.maxima, self.weight = {}, {}, {}, 0.0
 
     def add(self, metrics, weight=1.0):
         for k, v in metrics.items():
             if k not in WINDOW_MAXIMA:
                 self.sums[k] = self.sums[k] + v * weight if k in self.sums else v * weight
+                self.weights[k] = self.weights.get(k, 0.0) + weight
         for name, k in WINDOW_MAXIMA.items():
             if k in metrics:
                 self.maxima[name] = torch.maximum(self.maxima[name], metrics[k]) if name in self.maxima else metrics[k]
@@ -905,20 +912,20 @@ class MetricWindow:
         names, peaks = list(self.sums), list(self.maxima)
         if not names:
             return {}
-        weight = torch.tensor(self.weight, device=self.sums[names[0]].device)
-        sums = torch.stack([self.sums[k].float() for k in names] + [weight])
+        weights = torch.tensor([self.weights[k] for k in names], device=self.sums[names[0]].device)
+        sums = torch.cat([torch.stack([self.sums[k].float() for k in names]), weights])
         maxima = torch.stack([self.maxima[k].float() for k in peaks]) if peaks else sums[:0]
         if dist.is_initialized():  # every rank logs the same numbers: the mean and maxima over the global window
             dist.all_reduce(sums)
             if peaks:
                 dist.all_reduce(maxima, op=dist.ReduceOp.MAX)
         host = torch.cat([sums, maxima]).tolist()  # host sync
-        *values, weight = host[: len(sums)]
-        result = {k: v / weight for k, v in zip(names, values)}
-        result.update(zip(peaks, host[len(sums):]))
+        n = len(names)
+        result = {k: v / w for k, v, w in zip(names, host[:n], host[n: 2 * n])}
+        result.update(zip(peaks, host[2 * n:]))
         if "loss_caption" in result:
             result["caption_perplexity"] = caption_perplexity(result["loss_caption"])
-        self.sums, self.maxima, self.weight = {}, {}, 0.0
+        self.sums, self.weights, self.maxima, self.weight = {}, {}, {}, 0.0
         return result
 
 
@@ -1139,6 +1146,7 @@ class Trainer:
         self.eval_forward = evaluation_graph(model, cfg.compile_mode) if self.compiled else model
         # training forward: wrapped in DDP under torchrun (gradients all-reduced)
         self.forward = compile_module(model, cfg.compile_mode) if self.compiled else model
+        self.metrics_fn = compile_module(model_metrics, cfg.compile_mode) if self.compiled else model_metrics
         if world_size > 1:
             self.forward = torch.nn.parallel.DistributedDataParallel(
                 self.forward, device_ids=[device.index] if device.type == "cuda" else None)
@@ -1173,8 +1181,9 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------
 
-    def train_step(self, images_u8, captions):
-        """Forward, backward, clip, step. Returns the step's metrics as device tensors (no host sync)."""
+    def train_step(self, images_u8, captions, log_step=True):
+        """Forward, backward, clip, step. Returns the step's metrics as device tensors (no host sync); grad_mean
+        and grad_max only on a log_step (one that ends a log window)."""
         images = images_u8.float().div_(255)
         with self.autocast:
             out = self.forward(images, captions)
@@ -1185,7 +1194,7 @@ class Trainer:
         loss.backward()
         with torch.no_grad():
             metrics = step_metrics(out, images, self.tokenizer.PAD, self.weights, self.params,
-                                   self.wcfg.track_gradients, clip=self.cfg.grad_clip)
+                                   self.wcfg.track_gradients, self.cfg.grad_clip, log_step, self.metrics_fn)
             metrics.update(self.custom_metrics(out, images, captions))
             self.non_finite.track(metrics, self.step + 1)
         self.lr = self.scheduler.get_last_lr()[0]  # the rate this step used
@@ -1264,13 +1273,13 @@ class Trainer:
         window.restart()
         for i, (images, captions) in enumerate(window.timed(bar), first + 1):
             self.batches_done = i
-            with window.timing("step"):
-                metrics = self.train_step(images, captions)
+            reached_max = self.cfg.max_steps and self.step + 1 >= self.cfg.max_steps
+            with window.timing("step"):  # a step that ends a window (see window_end) takes the gradient extremes
+                metrics = self.train_step(images, captions, window.due(self.step + 1) or reached_max or i == steps)
             if self.first_step_s is None:
                 self.record_first_step()
             window.add(metrics, images.shape[0])
             epoch_loss.add({"loss_total": metrics["loss_total"]})
-            reached_max = self.cfg.max_steps and self.step >= self.cfg.max_steps
             window_end = window.due(self.step) or reached_max or i == steps
             stop = self.stop_requested(window_end)
             if window_end or stop:
