@@ -142,6 +142,7 @@ def parse(argv):
         parser.error("--variants: letters from abcd")
     try:
         cfg, wcfg, health = tw.parse_args([*rest, f"--device={args.device}"])
+        tw.resolve_device(cfg)  # --device=cuda without CUDA: one line, not a traceback
     except tw.ConfigError as e:
         parser.error(str(e))
     return args, cfg, wcfg, health
@@ -175,6 +176,10 @@ def print_roofline(cfg, wcfg):
     print(f"Roofline of one training step (predictions, not measurements): {count.parameters / 1e6:.1f}M "
           f"parameters, batch {cfg.batch_size}, {'fp32' if cfg.precision == 'fp32' else 'bf16 autocast'}, eager")
     print(roofline.report(count))
+    print(json.dumps({"roofline": {gpu: {"step_ms": 1e3 * p["step_s"], "gpu_ms": 1e3 * p["gpu_s"],
+                                         "samples_per_s": cfg.batch_size / p["step_s"]}
+                                   for gpu, p in ((g, roofline.predict(count, g)) for g in roofline.GPUS)},
+                      "batch_size": cfg.batch_size, **count.totals()}))
 
 
 @contextlib.contextmanager

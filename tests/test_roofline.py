@@ -1,5 +1,7 @@
 """The roofline model (roofline.py): FLOPs, bytes and launches of known ops on meta tensors, the emulated bf16
 autocast, fused attention, and a whole step against the analytic FLOP count."""
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -80,3 +82,6 @@ def test_benchmark_roofline_prints_both_gpus_and_the_top_ops(capsys):
     assert benchmark.main(["--roofline", "--preset=quick", "--device=cpu"]) == 0
     out = capsys.readouterr().out
     assert "H100 SXM: predicted" in out and "H200: predicted" in out and "Top ops" in out
+    last = json.loads(out.strip().splitlines()[-1])  # for tools/gpu_check.sh
+    assert last["batch_size"] == 64 and set(last["roofline"]) == {"H100 SXM", "H200"}
+    assert last["roofline"]["H200"]["samples_per_s"] > 0
