@@ -27,8 +27,9 @@ PROBE_SAMPLE = 2048  # training items the probes are fit on (a seeded sample, dr
 PROBE_WORDS = 64  # caption words the word probe predicts: the content words in most training captions
 RIDGE_FACTORS = (1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3)  # the ridge penalty's grid, times the number of items fit
 HOLDOUT_FRACTION = 0.2  # share of the training sample held out to choose the penalty, before the refit on all of it
+NOVELTY_QUANTILE = 0.99  # LatentReference: the share of validation images an image must lie farther out than
 WORDS_SHOWN_MIN = 10  # the words named best and worst are in and out of at least this many validation captions
-FIELDS = {  # probe name -> the path to its value in a truth dict (data/engravings.py's truth_for)
+FIELDS = {  # probe name -> the path to its value in a truth dict (data/engravings/scene.py's truth_for)
     "kind": ("main", "kind"), "count": ("main", "count"), "position": ("main", "position"),
     "technique": ("technique",), "time": ("time",),
 }
@@ -233,6 +234,59 @@ def untrained_levels(chance, untrained):
     encoder's untrained z reads the bundled set's main kind at 0.17-0.22, its majority share being 0.03), so a probe
     shows what training taught z only where it beats this level too."""
     return {name + UNTRAINED: untrained[name] for name in chance if name in untrained}
+
+
+def ledoit_wolf(z):
+    """(mean, covariance) of z (N, D) with the covariance shrunk towards a multiple of the identity by Ledoit and
+    Wolf's estimate of the best amount (J. Multivariate Anal. 88, 2004; sklearn.covariance.LedoitWolf's formula):
+    invertible however few items there are per dimension."""
+    z = z.double()
+    mean = z.mean(dim=0)
+    x = z - mean
+    n, d = x.shape
+    cov = x.T @ x / n
+    mu = cov.trace() / d
+    delta = ((cov - mu * torch.eye(d, dtype=z.dtype, device=z.device)) ** 2).sum() / d
+    beta = ((x ** 2).sum(dim=1) ** 2).sum() / n - (cov ** 2).sum()  # sum_k ||x_k x_k' - cov||^2 / n
+    shrink = (min(beta.item() / n / d, delta.item()) / delta.item()) if delta > 0 else 1.0
+    return mean, (1 - shrink) * cov + shrink * mu * torch.eye(d, dtype=z.dtype, device=z.device)
+
+
+class LatentReference:
+    """Where the training images' z lie, to tell an image that looks like nothing the model was trained on.
+
+    Fit on the z of training images (their mean and Ledoit-Wolf covariance); an image's novelty is its z's
+    Mahalanobis distance from them. The threshold is the NOVELTY_QUANTILE of the validation images' distances: held
+    back from training, they show how far an image of the same kind can lie. An image beyond it is 'unfamiliar'
+    (about 1 in 100 validation images is, by construction). Saved in each checkpoint (state_dict) for sample.py.
+    """
+
+    def __init__(self, mean, precision, threshold):
+        self.mean, self.precision, self.threshold = mean.double(), precision.double(), float(threshold)
+
+    @classmethod
+    def fit(cls, z_train, z_val, quantile=NOVELTY_QUANTILE):
+        mean, cov = ledoit_wolf(z_train.detach().float())
+        reference = cls(mean, torch.linalg.inv(cov), float("inf"))
+        reference.threshold = torch.quantile(reference.distance(z_val), quantile).item()
+        return reference
+
+    def distance(self, z):
+        """Mahalanobis distance (N,) of each row of z (N, D) from the training images' z."""
+        x = z.detach().double().to(self.mean.device) - self.mean
+        return ((x @ self.precision) * x).sum(dim=1).clamp(min=0).sqrt()
+
+    def unfamiliar(self, z):
+        """(N,) bool: which of z lie beyond the threshold."""
+        return self.distance(z) > self.threshold
+
+    def state_dict(self):
+        return {"mean": self.mean.float().cpu(), "precision": self.precision.float().cpu(),
+                "threshold": self.threshold}
+
+    @classmethod
+    def from_state_dict(cls, state):
+        return cls(state["mean"], state["precision"], state["threshold"])
 
 
 @torch.no_grad()

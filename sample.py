@@ -3,10 +3,10 @@
     python sample.py --checkpoint=out/quick/best.pt --images=photos/                    # a greedy caption per image
     python sample.py --checkpoint=out/quick/best.pt --images=a.png --decode=beam --beam_size=5
     python sample.py --checkpoint=out/quick/best.pt --images=a.png --decode=sample --temperature=0.8 --seed=1
-    python sample.py --checkpoint=out/quick/best.pt --images=photos/ --captions_from=data/engravings --top_k=5
+    python sample.py --checkpoint=out/quick/best.pt --images=photos/ --captions_from=data/bundled --top_k=5
     python sample.py --checkpoint=out/quick/best.pt --images=photos/ --query="a ship on the left"
     python sample.py --checkpoint=out/quick/best.pt --images=photos/ --reconstruct=recon.png
-    python sample.py --checkpoint=out/quick/best.pt --evaluate=data/engravings --json=eval.json
+    python sample.py --checkpoint=out/quick/best.pt --evaluate=data/bundled --json=eval.json
 
 Results go to stdout, one tab-separated line per result; warnings, the progress bar and errors go to stderr.
 A bad argument, checkpoint or image folder is reported in one line (`error: ...`), exit status 2.

@@ -65,7 +65,7 @@ from probes import FIELDS, PROBE_SAMPLE, LatentProbe, image_latents, untrained_l
 from report import BEST_METRICS, LOSSES
 
 REPO_DIR = Path(__file__).resolve().parent
-BUNDLED_DATA_DIR = "data/engravings"  # the default data_dir: generated on first use, relative to this file
+BUNDLED_DATA_DIR = "data/bundled"  # the default data_dir: generated on first use, relative to this file
 
 
 # ----------------------------------------------------------------------------

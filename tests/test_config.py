@@ -279,7 +279,7 @@ def test_existing_data_dir_is_accepted(tmp_path):
 
 
 def test_default_bundled_data_dir_is_not_checked_before_generation():
-    cfg, _, _ = parse_args([])  # data/engravings may not exist yet: it is generated on first use
+    cfg, _, _ = parse_args([])  # data/bundled may not exist yet: it is generated on first use
     assert cfg.data_dir == train_wandb.BUNDLED_DATA_DIR
 
 

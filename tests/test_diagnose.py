@@ -18,12 +18,12 @@ def test_the_scenario_gets_the_expected_verdicts(name, tmp_path):
 
 
 def test_shuffled_pairs_keep_each_caption_with_its_truth_but_give_it_to_another_image(tmp_path):
-    from train_wandb import _read_metadata
+    from train_wandb import BUNDLED_DATA_DIR, _read_metadata
     copy = diagnose.shuffled_pairs_copy(tmp_path / "data", 50)
-    source = _read_metadata(diagnose.REPO_DIR / "data" / "engravings" / "metadata.jsonl")[:50]
+    source = _read_metadata(diagnose.REPO_DIR / BUNDLED_DATA_DIR / "metadata.jsonl")[:50]
     shuffled = _read_metadata(copy / "metadata.jsonl")
     assert [name for name, _, _ in shuffled] == [name for name, _, _ in source]  # the images keep their order
-    assert all((copy / name).read_bytes() == (diagnose.REPO_DIR / "data" / "engravings" / name).read_bytes()
+    assert all((copy / name).read_bytes() == (diagnose.REPO_DIR / BUNDLED_DATA_DIR / name).read_bytes()
                for name, _, _ in shuffled[:3])
     truth_of = {text: truth for _, text, truth in source}
     assert all(truth_of[text] == truth for _, text, truth in shuffled)  # a caption keeps its own truth

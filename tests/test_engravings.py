@@ -1,17 +1,20 @@
 import json
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import data.engravings as eng
 from data.engravings import (
     MAX_CAPTION_TOKENS,
     PlacedObject,
     Scene,
     caption_for,
     caption_tokens,
+    dataset,
     draw_scene,
     ensure_sample,
     generate,
@@ -19,6 +22,8 @@ from data.engravings import (
     make_scene,
     render,
 )
+
+REPO_DIR = Path(__file__).resolve().parent.parent
 
 
 def _read_metadata(out):
@@ -110,8 +115,8 @@ def test_metadata_captions_match_render(small_set):
 
 
 def test_file_names_widen_beyond_five_digits():
-    assert eng._file_name(3, 100) == "images/00003.png"
-    assert eng._file_name(3, 1_000_001) == "images/0000003.png"
+    assert dataset._file_name(3, 100) == "images/00003.png"
+    assert dataset._file_name(3, 1_000_001) == "images/0000003.png"
 
 
 def test_generate_returns_out_dir_as_path(tmp_path):
@@ -124,7 +129,7 @@ def test_interrupted_generation_leaves_no_metadata(tmp_path, monkeypatch):
     out = tmp_path / "s"
     generate(out, num_items=4, image_size=32, workers=1, progress=False)
     calls = {"n": 0}
-    real = eng._render_task
+    real = dataset._render_task
 
     def flaky(task):
         calls["n"] += 1
@@ -132,7 +137,7 @@ def test_interrupted_generation_leaves_no_metadata(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(task)
 
-    monkeypatch.setattr(eng, "_render_task", flaky)
+    monkeypatch.setattr(dataset, "_render_task", flaky)
     with pytest.raises(KeyboardInterrupt):
         generate(out, num_items=4, image_size=32, seed=9, workers=1, progress=False)
     assert not (out / "metadata.jsonl").exists()
@@ -159,7 +164,7 @@ def test_ensure_sample_does_not_regenerate_when_metadata_exists(small_set, capsy
     def boom(*a, **k):
         raise AssertionError("generate must not be called")
 
-    monkeypatch.setattr(eng, "generate", boom)
+    monkeypatch.setattr(dataset, "generate", boom)
     assert ensure_sample(small_set, num_items=24, image_size=32) == small_set
     assert (meta.stat().st_mtime_ns, img.stat().st_mtime_ns) == before
     assert capsys.readouterr().out == ""
@@ -170,6 +175,36 @@ def test_ensure_sample_generates_when_missing(tmp_path, capsys):
     assert len(_read_metadata(out)) == 5
     printed = capsys.readouterr().out
     assert "engraving" in printed and "5" in printed
+
+
+@pytest.fixture
+def old_home(tmp_path, monkeypatch):
+    """data/engravings/ in a checkout updated from before the generator became a package there: the package's code
+    beside the set that earlier versions generated into that folder."""
+    home = tmp_path / "data" / "engravings"
+    generate(home, num_items=4, image_size=16, workers=1, progress=False)
+    (home / "__init__.py").write_text("")
+    monkeypatch.setattr(dataset, "OLD_HOME", home)
+    return home
+
+
+def test_ensure_sample_moves_a_set_generated_into_the_package_folder_to_data_bundled(old_home, capsys,
+                                                                                     monkeypatch):
+    before = (old_home / "metadata.jsonl").read_bytes()
+    monkeypatch.setattr(dataset, "generate", lambda *a, **k: pytest.fail("the old set must be moved, not redone"))
+    out = ensure_sample(old_home.parent / "bundled", num_items=4, image_size=16)
+    assert (out / "metadata.jsonl").read_bytes() == before
+    assert len(list((out / "images").iterdir())) == 4
+    assert sorted(p.name for p in old_home.iterdir()) == ["__init__.py"]  # only the code stays
+    assert "Moved the bundled set" in capsys.readouterr().out
+
+
+def test_ensure_sample_leaves_the_old_set_alone_when_data_bundled_exists_or_another_folder_is_asked(old_home):
+    ensure_sample(old_home.parent / "elsewhere", num_items=2, image_size=16)
+    (old_home.parent / "bundled").mkdir()
+    ensure_sample(old_home.parent / "bundled", num_items=2, image_size=16)
+    assert len(_read_metadata(old_home)) == 4
+    assert len(_read_metadata(old_home.parent / "bundled")) == 2
 
 
 # --- captions follow the scene ----------------------------------------------------
@@ -237,3 +272,12 @@ def test_large_objects_rise_above_small_ones_in_their_slot(kind):
             lo = round(0.03 * S) + pos_index * slot_w
             assert cols.min() >= lo - 2 and cols.max() <= lo + slot_w + 2, (kind, pos, cols)
             assert len(_band_ink_columns(kind, "small", pos, seed)) == 0, (kind, pos, seed)
+
+
+@pytest.mark.slow
+def test_python_m_data_engravings_writes_a_set(tmp_path):
+    """The command the README gives runs the package's __main__ and writes a complete set."""
+    result = subprocess.run([sys.executable, "-m", "data.engravings", "--out", str(tmp_path / "s"), "--num-items", "3",
+                             "--image-size", "16", "--quiet"], cwd=REPO_DIR, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert len(_read_metadata(tmp_path / "s")) == 3

@@ -14,6 +14,7 @@ from data.engravings import (
     ensure_sample,
     generate,
     grounded_match,
+    grounding,
     make_scene,
     truth_for,
 )
@@ -102,8 +103,8 @@ def test_caption_names_the_main_object_first():
     for i in range(300):
         scene = make_scene(i)
         text = " ".join(caption_tokens(caption_for(scene)))
-        first = eng._NOUN_RE.search(text)
-        assert eng._NOUNS[first.group(0)][0] == scene.objects[scene.main].kind, (i, text)
+        first = grounding._NOUN_RE.search(text)
+        assert grounding._NOUNS[first.group(0)][0] == scene.objects[scene.main].kind, (i, text)
 
 
 def test_the_main_group_is_large_and_the_others_small():

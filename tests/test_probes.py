@@ -2,7 +2,16 @@
 import pytest
 import torch
 
-from probes import RIDGE_FACTORS, LatentProbe, Ridge, content_words, untrained_levels, word_aucs
+from probes import (
+    RIDGE_FACTORS,
+    LatentProbe,
+    LatentReference,
+    Ridge,
+    content_words,
+    ledoit_wolf,
+    untrained_levels,
+    word_aucs,
+)
 from train_wandb import CaptionTokenizer
 
 COLOURS = ("red", "blue", "green", "grey", "black")
@@ -135,3 +144,42 @@ def test_the_untrained_levels_are_logged_beside_chance_for_the_probes_chance_kno
     chance = {"probe_word_auc": 0.5, "probe_kind": 0.03}
     untrained = {"probe_word_auc": 0.61, "probe_kind": 0.19, "probe_word_auc_se": 0.01, "probe_words_best": "sun 0.9"}
     assert untrained_levels(chance, untrained) == {"probe_word_auc_untrained": 0.61, "probe_kind_untrained": 0.19}
+
+
+# --- novelty: does an image look like anything the model was trained on? -----------------------------------------
+
+
+def test_ledoit_wolf_matches_sklearns_formula_on_a_hand_checked_case():
+    # 3 items in 2 dimensions: x = z - mean = [[-1, -1], [0, 0], [1, 1]], cov = [[2/3, 2/3], [2/3, 2/3]], mu = 2/3,
+    # delta = ((0)^2 + (2/3)^2 * 2 + 0) / 2 = 4/9; beta = (sum ||x_k||^4 / n - ||cov||^2) / n / d
+    # = ((4 + 0 + 4) / 3 - 16/9) / 3 / 2 = (8/3 - 16/9) / 6 = 4/27; shrink = (4/27) / (4/9) = 1/3
+    z = torch.tensor([[0.0, 1.0], [1.0, 2.0], [2.0, 3.0]])
+    mean, cov = ledoit_wolf(z)
+    assert torch.allclose(mean, torch.tensor([1.0, 2.0], dtype=torch.float64))
+    expected = (2 / 3) * torch.tensor([[2 / 3, 2 / 3], [2 / 3, 2 / 3]], dtype=torch.float64) \
+        + (1 / 3) * (2 / 3) * torch.eye(2, dtype=torch.float64)
+    assert torch.allclose(cov, expected)
+
+
+def test_a_z_from_the_training_distribution_is_familiar_and_a_far_one_is_not():
+    g = torch.Generator().manual_seed(0)
+    scale = torch.linspace(0.1, 3.0, 16)
+    train, val = torch.randn(2000, 16, generator=g) * scale, torch.randn(500, 16, generator=g) * scale
+    reference = LatentReference.fit(train, val)
+    fresh = torch.randn(1000, 16, generator=g) * scale
+    assert 0.0 < reference.unfamiliar(fresh).float().mean().item() < 0.04  # about 1% by construction
+    # 3.0 along the dimension whose spread is 0.1 is far out (the shrunk covariance widens it a little), though it
+    # is one standard deviation along the widest one
+    odd = torch.zeros(1, 16)
+    odd[0, 0] = 3.0
+    assert reference.unfamiliar(odd).item()
+    assert not reference.unfamiliar(torch.zeros(1, 16)).item()
+
+
+def test_the_reference_survives_a_round_trip_through_its_state_dict():
+    g = torch.Generator().manual_seed(1)
+    reference = LatentReference.fit(torch.randn(300, 8, generator=g), torch.randn(100, 8, generator=g))
+    again = LatentReference.from_state_dict(reference.state_dict())
+    z = torch.randn(20, 8, generator=g)
+    assert torch.allclose(again.distance(z), reference.distance(z), rtol=1e-5)
+    assert again.threshold == reference.threshold
