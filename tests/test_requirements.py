@@ -101,6 +101,7 @@ OLD_TORCH = set("""
     torch.autograd.Function torch.autograd.grad torch.enable_grad torch.float16 torch.randn_like torch.cuda.Event
     torch.nn.functional.layer_norm torch.overrides.TorchFunctionMode torch.utils._pytree.tree_flatten
     torch.profiler.profile torch.profiler.ProfilerActivity.CUDA torch.testing.assert_close torch._dynamo.reset
+    torch.linalg.inv torch.linspace torch.quantile
     torch.backends.cuda.matmul.allow_tf32 torch.backends.cudnn.allow_tf32 torch.backends.cudnn.benchmark
     torch.cuda.device_count torch.cuda.empty_cache torch.cuda.get_device_name torch.cuda.is_available
     torch.cuda.max_memory_allocated torch.cuda.mem_get_info torch.cuda.reset_peak_memory_stats
