@@ -20,7 +20,7 @@ recorded as one op forward and one backward (FusedAttention).
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from unittest import mock
 
 import torch
@@ -178,7 +178,6 @@ class StepCount:
     ops: list
     parameters: int
     batch_size: int
-    by_phase: dict = field(default_factory=dict)
 
     def totals(self, phase=None):
         ops = [o for o in self.ops if phase is None or o.phase == phase]
