@@ -4,6 +4,8 @@
     python benchmark.py --preset=quick --rounds=5 --max-rounds=10  # more turns; skip disturbed ones
     python benchmark.py --device=cuda                        # the default ~84M config on a GPU
     python benchmark.py --data=bundled --batch_size=128      # bundled engravings; any --field=value of train_wandb.py
+    python benchmark.py --roofline                           # predicted H100/H200 step time, top ops (roofline.py)
+    python benchmark.py --check-compile --preset=quick       # graph breaks and recompiles of the compiled Trainer
 
 Each round builds four variants with train_wandb's builders (build_model, create_logger, build_trainer), each
 on a fresh model (same seed, same data):
@@ -35,8 +37,8 @@ The Trainers' console is kept quiet (QuietLogger: no progress bars; health findi
 summed up in one line at the end). The last line of stdout is one JSON object with every number.
 
 Flags of this script: --steps, --warmup, --rounds, --max-rounds, --max-other-cores, --turn-steps,
---device, --data, --variants, --threads; every other argument is a train_wandb.py `--field=value` (with --preset=NAME),
-parsed by train_wandb.parse_args.
+--device, --data, --variants, --threads, --roofline, --check-compile; every other argument is a train_wandb.py
+`--field=value` (with --preset=NAME), parsed by train_wandb.parse_args.
 CPU timings on a shared machine are noisy: compare the medians, their spread, and the attributed
 logging cost (measured directly, so background load does not move it).
 """
@@ -54,6 +56,7 @@ import gc
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import platform
@@ -73,6 +76,7 @@ from tqdm import tqdm
 
 REPO_DIR = Path(__file__).resolve().parent
 
+import roofline
 import train_wandb as tw
 from logger import create_logger
 from model_architecture_large import MultimodalModel, estimate_flops
@@ -122,6 +126,12 @@ def parse(argv):
                         help="random images and captions of the configured shape, or the configured data_dir")
     parser.add_argument("--variants", default="abcd", help="which of a b c d to run (default: all)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--roofline", action="store_true",
+                        help="print the roofline model's predicted step time on an H100 SXM and an H200 and the "
+                             "top ops (roofline.py; counted on meta tensors, nothing is trained) and exit")
+    parser.add_argument("--check-compile", action="store_true",
+                        help="train two short epochs with validation, compiled (aot_eager on a CPU), and print "
+                             "`graph breaks: N, recompiles: M` (check_compile) and exit")
     parser.add_argument("--turn-steps", type=int, default=None,
                         help="steps a variant runs before the next one's turn (default: 1 on a CPU, "
                              "log_frequency on a GPU); must divide log_frequency")
@@ -132,6 +142,7 @@ def parse(argv):
         parser.error("--variants: letters from abcd")
     try:
         cfg, wcfg, health = tw.parse_args([*rest, f"--device={args.device}"])
+        tw.resolve_device(cfg)  # --device=cuda without CUDA: one line, not a traceback
     except tw.ConfigError as e:
         parser.error(str(e))
     return args, cfg, wcfg, health
@@ -150,6 +161,95 @@ def synthetic_dataset(cfg, tokenizer, n, seed):
         tokens[i, 1:length + 1] = torch.randint(len(tokenizer.SPECIALS), len(tokenizer), (length,), generator=g)
         tokens[i, length + 1] = tokenizer.EOS
     return types.SimpleNamespace(images=images, tokens=tokens)
+
+
+def synthetic_tokenizer():
+    """A tokenizer the size of the bundled collection's (1266 tokens with the specials)."""
+    return tw.CaptionTokenizer([f"word{i}" for i in range(1262)])
+
+
+def print_roofline(cfg, wcfg):
+    """The roofline model of one training step of this config (roofline.py) on the GPUs it knows."""
+    model_cfg = tw.model_config(cfg, synthetic_tokenizer())
+    count = roofline.count_step(model_cfg, cfg.batch_size, bf16=cfg.precision != "fp32",
+                                track_gradients=wcfg.track_gradients)
+    print(f"Roofline of one training step (predictions, not measurements): {count.parameters / 1e6:.1f}M "
+          f"parameters, batch {cfg.batch_size}, {'fp32' if cfg.precision == 'fp32' else 'bf16 autocast'}, eager")
+    print(roofline.report(count))
+    print(json.dumps({"roofline": {gpu: {"step_ms": 1e3 * p["step_s"], "gpu_ms": 1e3 * p["gpu_s"],
+                                         "samples_per_s": cfg.batch_size / p["step_s"]}
+                                   for gpu, p in ((g, roofline.predict(count, g)) for g in roofline.GPUS)},
+                      "batch_size": cfg.batch_size, **count.totals()}))
+
+
+@contextlib.contextmanager
+def recompile_log():
+    """-> a list that gets dynamo's reason for every recompilation while the block runs (its recompiles log,
+    kept off the console)."""
+    reasons = []
+    handler = logging.Handler()
+    handler.emit = lambda record: reasons.append(record.getMessage())
+    log = torch._logging.getArtifactLogger("torch._dynamo.guards", "recompiles")
+    torch._logging.set_logs(recompiles=True)
+    propagate, log.propagate = log.propagate, False
+    log.addHandler(handler)
+    try:
+        yield reasons
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
+        torch._logging.set_logs()
+
+
+def check_compile(cfg, wcfg, health, tmp, batch_size=8):
+    """The compiled Trainer over two short epochs with validation -> (graph breaks, recompiles).
+
+    The configured model, compiled as the Trainer compiles it (on a CPU with the aot_eager backend: traced
+    forward and backward, no code generated), trained on synthetic data of batch_size (at most the configured
+    one; a graph does not depend on the batch size, only on its staying fixed): 3 steps an epoch, each epoch
+    validated on 1.5 batches, so the last validation batch is smaller. Graph breaks: torch._dynamo.explain of
+    the training forward (train mode, autocast as configured), the step's metrics and the evaluation graph;
+    recompiles: every recompilation dynamo logs during the run (the first compilation of each graph is not
+    one)."""
+    device = tw.resolve_device(cfg)
+    mode = "aot_eager" if device.type == "cpu" else cfg.compile_mode
+    batch = min(batch_size, cfg.batch_size)
+    cfg = dataclasses.replace(cfg, compile=True, compile_mode=mode, batch_size=batch, num_epochs=2, max_steps=0,
+                              checkpoint_every=0.0, out_dir=str(Path(tmp) / "check-compile"))
+    wcfg = dataclasses.replace(wcfg, mode="disabled", log_frequency=2)
+    tokenizer = synthetic_tokenizer()
+    n_train, n_val = 3 * batch, batch + batch // 2 + 1
+    dataset = synthetic_dataset(cfg, tokenizer, n_train + n_val, cfg.seed)
+    train_idx, val_idx = torch.arange(n_train), torch.arange(n_train, n_train + n_val)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        model = tw.build_model(cfg, tokenizer, device)
+        train_loader, val_loader = tw.build_loaders(dataset, train_idx, val_idx, cfg, device)
+        data = tw.Data(tokenizer, dataset, train_loader, val_loader, skipped=0)
+        logger = QuietLogger(create_logger(wcfg, tw.flat_config(cfg, wcfg, health), model, rank=0))
+        trainer = tw.build_trainer(cfg, wcfg, health, model, data, device, logger)
+
+    images_u8, captions = next(iter(train_loader))
+    images = images_u8.float() / 255
+    with trainer.autocast:
+        breaks = torch._dynamo.explain(model)(images, captions).graph_break_count
+        with torch.no_grad():
+            out = model(images, captions)
+            breaks += torch._dynamo.explain(tw.model_metrics)(out, images, tokenizer.PAD,
+                                                             trainer.weights).graph_break_count
+        model.eval()
+        with torch.no_grad():
+            breaks += torch._dynamo.explain(tw._evaluate)(model, images[:3], captions[:3]).graph_break_count
+        model.train()
+    torch._dynamo.reset()
+    with recompile_log() as recompiles, contextlib.redirect_stdout(printed):
+        trainer.fit()
+    logger.call("finish", exit_code=0)
+    print(f"Compiled ({mode}) the {trainer.model.num_parameters():,}-parameter model: the first step took "
+          f"{trainer.first_step_s:.1f} s with its compilation; {trainer.step} steps, {trainer.epoch} epochs validated")
+    for reason in recompiles:
+        print("  recompiled: " + "; ".join(line.strip() for line in reason.splitlines()[1:]))
+    return breaks, len(recompiles)
 
 
 def device_name(device):
@@ -296,7 +396,7 @@ class Bench:
                 data = tw.build_data(cfg, torch.device("cpu"))
             train_idx, val_idx = tw.split_indices(len(data.dataset), cfg.val_fraction, cfg.seed)  # build_data's
             return data.dataset, data.tokenizer, f"{cfg.data_dir} ({len(data.dataset)} items)", train_idx, val_idx
-        tokenizer = tw.CaptionTokenizer([f"word{i}" for i in range(1262)])
+        tokenizer = synthetic_tokenizer()
         batch_bytes = cfg.batch_size * 3 * cfg.image_size ** 2
         n_train = cfg.batch_size * min(self.steps + 1, max(16, SYNTHETIC_MAX_BYTES // batch_bytes))
         n = n_train + cfg.batch_size  # and one validation batch
@@ -633,7 +733,7 @@ def startup(bench, variants, round_info):
         "first_variant": VARIANTS[first][0],
         "model_build_s": round_info[0][first]["build_s"],
         "wandb_init_s": round_info[0][first]["wandb_init_s"],
-        "note": f"includes the first step itself (compile={bench.cfg.compile})",
+        "note": f"includes the first step itself (compile={tw.compiles(bench.cfg, bench.device)})",
     }
 
 
@@ -693,7 +793,7 @@ def print_setup(bench, variants):
     cfg, wcfg, args = bench.cfg, bench.wcfg, bench.args
     print(f"Device: {device_name(bench.device)}")
     print(f"Config: batch_size={cfg.batch_size} image_size={cfg.image_size} width={cfg.width} "
-          f"latent_dim={cfg.latent_dim} precision={cfg.precision} compile={cfg.compile} "
+          f"latent_dim={cfg.latent_dim} precision={cfg.precision} compile={tw.compiles(cfg, bench.device)} "
           f"log_frequency={wcfg.log_frequency} track_gradients={wcfg.track_gradients} "
           f"track_hardware={wcfg.track_hardware}; {parameter_count(bench.model_cfg):,} parameters")
     print(f"Data: {bench.data_name}. Per round: fresh models, {bench.warmup} warm-up steps each, then "
@@ -778,6 +878,13 @@ def print_breakdown_and_startup(variants, s):
 
 def main(argv=None):
     args, cfg, wcfg, health = parse(sys.argv[1:] if argv is None else argv)
+    if args.roofline:
+        print_roofline(cfg, wcfg)
+        return 0
+    if args.check_compile:
+        breaks, recompiles = check_compile(cfg, wcfg, health, prepare_environment())
+        print(f"graph breaks: {breaks}, recompiles: {recompiles}")
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     bench = Bench(args, cfg, wcfg, health, prepare_environment())

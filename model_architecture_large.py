@@ -133,7 +133,13 @@ class ImageEncoder(nn.Module):
 
 
 class ImageDecoder(nn.Module):
-    """Latent z -> reconstructed image in [0, 1]: patch queries attend to a token made from z."""
+    """Latent z -> reconstructed image in [0, 1]: one learned query per patch, each with z added, through a
+    transformer.
+
+    The sequence is the P patches alone (256 by default, a multiple of the attention kernels' tiles): z reaches
+    every position through the queries, and from there every key and value. Checkpoints from before issue 28 also
+    prepended z as a token of its own (sequence P + 1, the token dropped at the output); image_decoder_z_token
+    rebuilds them."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -146,8 +152,10 @@ class ImageDecoder(nn.Module):
     def forward(self, z):
         cfg = self.cfg
         cond = self.from_latent(z)[:, None, :]  # (B, 1, width)
-        x = torch.cat([cond, self.queries + cond], dim=1)  # (B, 1 + P, width)
-        patches = self.to_pixels(self.transformer(x)[:, 1:])  # (B, P, p*p*C)
+        x = self.queries + cond  # (B, P, width)
+        if cfg.image_decoder_z_token:
+            x = torch.cat([cond, x], dim=1)  # (B, 1 + P, width)
+        patches = self.to_pixels(self.transformer(x)[:, -cfg.num_patches:])  # (B, P, p*p*C)
         B, g, p, C = z.shape[0], cfg.image_size // cfg.patch_size, cfg.patch_size, cfg.image_channels
         logits = patches.view(B, g, g, p, p, C).permute(0, 5, 1, 3, 2, 4).reshape(B, C, g * p, g * p)
         return torch.sigmoid(logits)
@@ -159,9 +167,16 @@ class CaptionDecoder(nn.Module):
     def __init__(self, cfg, token_embedding):
         super().__init__()
         self.token_embedding = token_embedding  # shared with the caption encoder
+        self.vocab_size = cfg.vocab_size
         self.pos = nn.Parameter(torch.zeros(1, cfg.max_caption_len, cfg.width))
         self.from_latent = nn.Linear(cfg.latent_dim, cfg.width)
         self.transformer = Transformer(cfg.caption_decoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout)
+
+    def logits(self, h):
+        """(..., width) -> (..., vocab_size): the tied output projection. The embedding has padded_vocab rows (a
+        multiple of 64, the size matmul kernels tile best); the padding rows are never a token, and their
+        columns are sliced off here, so losses, accuracy and decoding see the vocabulary alone."""
+        return (h @ self.token_embedding.weight.T)[..., : self.vocab_size]
 
     def forward(self, z, tokens, last_only=False):
         """tokens (B, T) starting with <bos> -> logits (B, T, vocab) for the token after each position; with
@@ -173,7 +188,7 @@ class CaptionDecoder(nn.Module):
         h = self.transformer(x, causal=True)[:, 1:]  # drop the prefix position
         if last_only:
             h = h[:, -1:]
-        return h @ self.token_embedding.weight.T  # tied output projection
+        return self.logits(h)
 
     def generate(self, z, bos_id, eos_id, pad_id, max_len):
         """Greedy decoding with a key/value cache: each step runs only the newest token through the transformer
@@ -185,7 +200,7 @@ class CaptionDecoder(nn.Module):
         done = torch.zeros(B, dtype=torch.bool, device=z.device)
         for t in range(max_len - 1):
             h = self.transformer(x, causal=True, caches=caches)[:, -1]  # (B, width): the newest position
-            next_token = (h @ self.token_embedding.weight.T).argmax(dim=-1).masked_fill(done, pad_id)
+            next_token = self.logits(h).argmax(dim=-1).masked_fill(done, pad_id)
             tokens = torch.cat([tokens, next_token[:, None]], dim=1)
             done |= next_token == eos_id
             if bool(done.all()) or t == max_len - 2:
@@ -283,12 +298,17 @@ class ModelConfig:
     dropout: float = 0.0
     max_logit_scale: float = 100.0  # upper bound on exp(logit_scale), the inverse temperature (clamp_logit_scale_)
     contrastive_negatives: str = "global"  # under torchrun: "global", every rank's batch; "local", this rank's only
+    vocab_multiple: int = 64  # the token embedding's rows (the tied output projection's columns): vocab_size rounded
+    # up to a multiple of this, the size matmul kernels tile best (padded_vocab)
+    image_decoder_z_token: bool = False  # z also as a token of the image decoder's sequence (checkpoints before it)
 
     def __post_init__(self):
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.conv_stem and self.patch_size & (self.patch_size - 1):
             raise ValueError(f"conv_stem needs a power of 2 as patch_size, not {self.patch_size}")
+        if self.vocab_multiple < 1:
+            raise ValueError(f"vocab_multiple must be at least 1, not {self.vocab_multiple}")
         if self.latent_patch_dim < 0:
             raise ValueError(f"latent_patch_dim must be 0 or more, not {self.latent_patch_dim}")
         if self.contrastive_negatives not in ("global", "local"):
@@ -297,6 +317,11 @@ class ModelConfig:
     @property
     def num_patches(self):
         return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def padded_vocab(self):
+        """vocab_size rounded up to a multiple of vocab_multiple: the rows of the token embedding."""
+        return -(-self.vocab_size // self.vocab_multiple) * self.vocab_multiple
 
     @staticmethod
     def saved_fields(saved: dict) -> dict:
@@ -318,14 +343,14 @@ class ModelConfig:
 
 # ModelConfig fields added after checkpoints were first written -> the value that rebuilds those older models
 # (a checkpoint's model_config lacks the field): use ModelConfig.from_saved
-LEGACY_DEFAULTS = {"latent_patch_dim": 0}
+LEGACY_DEFAULTS = {"latent_patch_dim": 0, "vocab_multiple": 1, "image_decoder_z_token": True}
 
 
 class MultimodalModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
+        token_embedding = nn.Embedding(cfg.padded_vocab, cfg.width)
         self.image_encoder = ImageEncoder(cfg)
         self.image_decoder = ImageDecoder(cfg)
         self.caption_decoder = CaptionDecoder(cfg, token_embedding)
@@ -429,10 +454,10 @@ def estimate_flops(cfg: ModelConfig, batch_size: int = 1) -> dict:
     parts = {
         "image_encoder": patch_embedding() + transformer(cfg.image_encoder_depth, P)
         + (2 * P * W * K + 2 * P * K * D if K else 2 * W * D),  # squeeze every patch, to_latent (or the mean's)
-        "image_decoder": 2 * D * W + transformer(cfg.image_decoder_depth, P + 1)  # z token + P patch queries
+        "image_decoder": 2 * D * W + transformer(cfg.image_decoder_depth, P + cfg.image_decoder_z_token)  # queries
         + 2 * P * W * cfg.patch_size ** 2 * cfg.image_channels,  # to_pixels
         "caption_decoder": 2 * D * W + transformer(cfg.caption_decoder_depth, L)  # z prefix + L - 1 tokens
-        + 2 * (L - 1) * W * cfg.vocab_size,  # tied output projection
+        + 2 * (L - 1) * W * cfg.padded_vocab,  # tied output projection, padding included
         "caption_encoder": transformer(cfg.caption_encoder_depth, L) + 2 * W * D,
         "contrastive": 2 * batch_size * D,  # (B, D) @ (D, B) logits, per sample
     }

@@ -127,7 +127,8 @@ class Config:
     # hardware and outputs
     device: str = "auto"  # 'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'
     precision: str = "auto"  # 'auto' (bf16 autocast on CUDA, fp32 on CPU), 'bf16' or 'fp32'
-    compile: bool = False  # torch.compile the model
+    compile: bool | None = None  # torch.compile the model; None: on CUDA, not on a CPU (False: eager everywhere)
+    compile_mode: str = "default"  # torch.compile mode: default, reduce-overhead (CUDA graphs: small batches), max-autotune-no-cudagraphs; aot_eager: traced, no code generated (CPU checks)
     out_dir: str = "out"  # checkpoints (last.pt, best.pt), report.md, metrics.csv and plots go here
     best_metric: str = "loss_total"  # best.pt holds the epoch with the best val/<this>: a val loss or a measure (i2t_r1, psnr, ...)
     early_stopping_patience: int = 0  # stop once val/<best_metric> has not improved for this many epochs (0 = never)
@@ -143,7 +144,7 @@ class WandBConfig:
     run_name: str | None = None  # display name of the run (None = W&B picks one)
     mode: str = "auto"  # 'auto' (asks wandb's settings: online if logged in and reachable, else offline), 'online', 'offline', 'disabled'
     log_frequency: int = 10  # log the mean of every metric over this many batches
-    track_gradients: bool = True  # log grad_norm, grad_mean, grad_max
+    track_gradients: bool = True  # log grad_norm (every step), grad_mean and grad_max (the last step of each window)
     track_hardware: bool = True  # log gpu_memory_used, gpu_memory_percent, cpu_percent
     watch_gradients: bool = False  # wandb.watch: gradient histograms of every layer under gradients/ (costs time)
     log_model: str = "off"  # weights as a W&B Artifact: 'off', 'end' (best + last, at the end), 'best' (each new best), 'all' (every epoch)
@@ -192,12 +193,12 @@ def config_fields():
 
 def parse_value(name, raw, typ):
     """Turn the text of `--name=raw` into a value of the field's type, or raise ConfigError."""
-    optional = typ == str | None
+    optional = typ in (str | None, bool | None)
     if optional and raw in ("None", "none", ""):
         return None
-    if typ is str or optional:
+    if typ in (str, str | None):
         return raw
-    if typ is bool:
+    if typ in (bool, bool | None):
         lowered = raw.lower()
         if lowered in ("true", "1", "yes", "on"):
             return True
@@ -281,6 +282,7 @@ def validate(cfg, wcfg):
     except DeviceError as e:
         raise ConfigError(str(e)) from None
     check(cfg.precision in ("auto", "bf16", "fp32"), "precision", "choose 'auto', 'bf16' or 'fp32'")
+    check(cfg.compile_mode in COMPILE_MODES, "compile_mode", f"choose from {', '.join(COMPILE_MODES)}")
     check(cfg.contrastive_negatives in ("global", "local"), "contrastive_negatives", "choose 'global' or 'local'")
     check(cfg.best_metric in BEST_METRICS, "best_metric", f"choose a val loss or measure: {', '.join(BEST_METRICS)}")
     unknown = [f for f in filter(None, cfg.resume_changes.split(",")) if f not in SAME_OPTIMISATION]
@@ -318,6 +320,40 @@ def configure_cuda():
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "aot_eager")
+
+
+def compiles(cfg, device):
+    """Whether the model is compiled: cfg.compile, or where it is None, on CUDA (on a CPU compilation costs
+    minutes and gains little)."""
+    return device.type == "cuda" if cfg.compile is None else cfg.compile
+
+
+def compile_module(fn, mode):
+    """torch.compile in one of COMPILE_MODES (aot_eager: the backend that traces forward and backward but runs
+    them eagerly, to check graphs and recompiles on a CPU in seconds)."""
+    if mode == "aot_eager":
+        return torch.compile(fn, backend="aot_eager")
+    return torch.compile(fn, mode=None if mode == "default" else mode)
+
+
+def _evaluate(model, images, captions):
+    return model(images, captions)
+
+
+def evaluation_graph(model, mode):
+    """The model's forward compiled for evaluation: a function of its own, so its graphs are cached apart from the
+    training graph's (eval mode, no autograd), with the batch dimension dynamic, so that the last, smaller
+    validation batch reuses the graph instead of compiling another."""
+    compiled = compile_module(_evaluate, mode)
+
+    def forward(images, captions):
+        torch._dynamo.maybe_mark_dynamic(images, 0)
+        torch._dynamo.maybe_mark_dynamic(captions, 0)
+        return compiled(model, images, captions)
+    return forward
 
 
 def resolve_device(cfg):
@@ -465,17 +501,20 @@ def caption_perplexity(mean_loss_caption):
     return math.exp(min(mean_loss_caption, 700.0))  # 700 keeps a diverging run's value finite
 
 
-def gradient_stats(grads):
-    """grad_norm: global L2 norm; grad_mean: mean |g| over every element; grad_max: max |g| (of one step; a log
-    window keeps the largest, see WINDOW_MAXIMA).
+def gradient_stats(grads, extremes=True):
+    """grad_norm: global L2 norm; with extremes, also grad_mean: mean |g| over every element and grad_max: max |g|
+    (of one step; a log window keeps the largest, see WINDOW_MAXIMA).
 
-    Always 0 <= grad_mean <= grad_max <= grad_norm. Fused over all tensors, no host sync.
+    Always 0 <= grad_mean <= grad_max <= grad_norm. Fused over all tensors, no host sync. The L2 norm is needed at
+    every step (clipping); the two others cost a pass over every gradient each, so the Trainer takes them only on
+    the steps that end a log window.
     """
-    numel = sum(g.numel() for g in grads)
-    l2 = torch.stack(torch._foreach_norm(grads, 2)).float()
-    l1 = torch.stack(torch._foreach_norm(grads, 1)).float()
-    linf = torch.stack(torch._foreach_norm(grads, float("inf"))).float()
-    return {"grad_norm": l2.norm(), "grad_mean": l1.sum() / numel, "grad_max": linf.max()}
+    stats = {"grad_norm": torch.stack(torch._foreach_norm(grads, 2)).float().norm()}
+    if extremes:
+        l1 = torch.stack(torch._foreach_norm(grads, 1)).float()
+        linf = torch.stack(torch._foreach_norm(grads, float("inf"))).float()
+        stats.update(grad_mean=l1.sum() / sum(g.numel() for g in grads), grad_max=linf.max())
+    return stats
 
 
 def model_metrics(out, images, captions_pad_id, weights):
@@ -488,6 +527,21 @@ def model_metrics(out, images, captions_pad_id, weights):
         **image_errors(out["recon"].detach(), images),
         **caption_stats(out["logits"].detach(), out["targets"], captions_pad_id),
     }
+
+
+def step_metrics(out, images, pad_id, weights, params, track_gradients, clip, log_step=True,
+                 metrics_fn=model_metrics):
+    """A training step's metrics after backward (metrics_fn: model_metrics, or a compiled model_metrics; and
+    gradient_stats with track_gradients, grad_mean and grad_max on a log_step only), with the gradients clipped to
+    a global L2 norm of `clip` (0 = no clipping) on the way, reusing gradient_stats' norm."""
+    metrics = metrics_fn(out, images, pad_id, weights)
+    if track_gradients:
+        metrics.update(gradient_stats([p.grad for p in params if p.grad is not None], extremes=log_step))
+        if clip > 0:
+            torch.nn.utils.clip_grads_with_norm_(params, clip, metrics["grad_norm"])
+    elif clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+    return metrics
 
 
 def total_loss(out, weights):
@@ -566,22 +620,24 @@ def _gputil_device(device):
 
 
 # The window statistics that keep the extremes: logged name -> the per-step metric whose largest value over the
-# window's steps it is. grad_max is only a maximum; grad_norm is logged as its mean and, as grad_norm_max, its maximum
-# (a single-step spike would be averaged away in the mean).
+# window's steps it is (of the steps that have it: grad_max only the window's last). grad_max is only a maximum;
+# grad_norm is logged as its mean and, as grad_norm_max, its maximum (a single-step spike would be averaged away).
 WINDOW_MAXIMA = {"grad_max": "grad_max", "grad_norm_max": "grad_norm"}
 
 
 class MetricWindow:
-    """Accumulates metric tensors on the device: the (weighted) mean of every metric, and the maximum of those
-    in WINDOW_MAXIMA. `means()` is the single host sync of a log window."""
+    """Accumulates metric tensors on the device: the (weighted) mean of every metric over the steps that have it
+    (grad_mean and grad_max: the log steps only), and the maximum of those in WINDOW_MAXIMA. `means()` is the
+    single host sync of a log window."""
 
     def __init__(self):
-        self.sums, self.maxima, self.weight = {}, {}, 0.0
+        self.sums, self.weights, self.maxima, self.weight = {}, {}, {}, 0.0
 
     def add(self, metrics, weight=1.0):
         for k, v in metrics.items():
             if k not in WINDOW_MAXIMA:
                 self.sums[k] = self.sums[k] + v * weight if k in self.sums else v * weight
+                self.weights[k] = self.weights.get(k, 0.0) + weight
         for name, k in WINDOW_MAXIMA.items():
             if k in metrics:
                 self.maxima[name] = torch.maximum(self.maxima[name], metrics[k]) if name in self.maxima else metrics[k]
@@ -596,20 +652,20 @@ class MetricWindow:
         names, peaks = list(self.sums), list(self.maxima)
         if not names:
             return {}
-        weight = torch.tensor(self.weight, device=self.sums[names[0]].device)
-        sums = torch.stack([self.sums[k].float() for k in names] + [weight])
+        weights = torch.tensor([self.weights[k] for k in names], device=self.sums[names[0]].device)
+        sums = torch.cat([torch.stack([self.sums[k].float() for k in names]), weights])
         maxima = torch.stack([self.maxima[k].float() for k in peaks]) if peaks else sums[:0]
         if dist.is_initialized():  # every rank logs the same numbers: the mean and maxima over the global window
             dist.all_reduce(sums)
             if peaks:
                 dist.all_reduce(maxima, op=dist.ReduceOp.MAX)
         host = torch.cat([sums, maxima]).tolist()  # host sync
-        *values, weight = host[: len(sums)]
-        result = {k: v / weight for k, v in zip(names, values)}
-        result.update(zip(peaks, host[len(sums):]))
+        n = len(names)
+        result = {k: v / w for k, v, w in zip(names, host[:n], host[n: 2 * n])}
+        result.update(zip(peaks, host[2 * n:]))
         if "loss_caption" in result:
             result["caption_perplexity"] = caption_perplexity(result["loss_caption"])
-        self.sums, self.maxima, self.weight = {}, {}, 0.0
+        self.sums, self.weights, self.maxima, self.weight = {}, {}, {}, 0.0
         return result
 
 
@@ -817,7 +873,9 @@ class Trainer:
         self.autocast, peak = mixed_precision(cfg, device)
         self.flops_per_sample = estimate_flops(model.cfg)["training"]
         self.peak_flops = peak * world_size if peak else None  # samples_per_second counts every process
-        self.eval_forward, self.forward = forwards(model, cfg, device, world_size)
+        self.compiled = compiles(cfg, device)
+        self.eval_forward, self.forward = forwards(model, cfg, device, world_size, self.compiled)
+        self.metrics_fn = compile_module(model_metrics, cfg.compile_mode) if self.compiled else model_metrics
         self.optimizer = build_optimizer(model, cfg, device)
         self.total_steps = min(len(self.train_loader) * cfg.num_epochs, cfg.max_steps or float("inf"))
         self.scheduler = build_schedule(self.optimizer, cfg, self.total_steps)
@@ -849,8 +907,9 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------
 
-    def train_step(self, images_u8, captions):
-        """Forward, backward, clip, step. Returns the step's metrics as device tensors (no host sync)."""
+    def train_step(self, images_u8, captions, log_step=True):
+        """Forward, backward, clip, step. Returns the step's metrics as device tensors (no host sync); grad_mean
+        and grad_max only on a log_step (one that ends a log window)."""
         images = images_u8.float().div_(255)
         with self.autocast:
             out = self.forward(images, captions)
@@ -858,13 +917,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
-            metrics = model_metrics(out, images, self.tokenizer.PAD, self.weights)
-            if self.wcfg.track_gradients:
-                metrics.update(gradient_stats([p.grad for p in self.params if p.grad is not None]))
-                if self.cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grads_with_norm_(self.params, self.cfg.grad_clip, metrics["grad_norm"])
-            elif self.cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip, foreach=True)
+            metrics = step_metrics(out, images, self.tokenizer.PAD, self.weights, self.params,
+                                   self.wcfg.track_gradients, self.cfg.grad_clip, log_step, self.metrics_fn)
             metrics.update(self.custom_metrics(out, images, captions))
             self.non_finite.track(metrics, self.step + 1)
         self.lr = self.scheduler.get_last_lr()[0]  # the rate this step used
@@ -937,13 +991,14 @@ class Trainer:
         for i, (images, captions) in enumerate(window.timed(bar), first + 1):
             self.batches_done = i
             started = time.perf_counter()
-            metrics = self.train_step(images, captions)
+            reached_max = self.cfg.max_steps and self.step + 1 >= self.cfg.max_steps
+            # a step that ends a log window takes the gradient extremes as well (gradient_stats)
+            metrics = self.train_step(images, captions, window.due(self.step + 1) or reached_max or i == steps)
             if self.first_step_s is None:
                 self.first_step_s = time.perf_counter() - started
-                report_first_step(self.logger, self.first_step_s, self.cfg.compile)
+                report_first_step(self.logger, self.first_step_s, self.compiled)
             window.add(metrics, images.shape[0])
             epoch_loss.add({"loss_total": metrics["loss_total"]})
-            reached_max = self.cfg.max_steps and self.step >= self.cfg.max_steps
             window_end = window.due(self.step) or reached_max or i == steps
             stop = self.stop_requested(window_end)
             if window_end or stop:
@@ -1110,14 +1165,17 @@ def upload_final_model(logger, checkpoints):
     logger.log_model(final, aliases)
 
 
-def forwards(model, cfg, device, world_size):
-    """-> (the forward of validation: the model, compiled with compile=True; the training forward: the same,
-    wrapped in DDP under torchrun so that the gradients are all-reduced)."""
-    forward = torch.compile(model) if cfg.compile else model
+def forwards(model, cfg, device, world_size, compiled):
+    """-> (the forward of validation: compiled, a graph of its own with a dynamic batch (evaluation_graph); the
+    training forward: compiled, and wrapped in DDP under torchrun so that the gradients are all-reduced)."""
+    if not compiled:
+        evaluate, forward = model, model
+    else:
+        evaluate, forward = evaluation_graph(model, cfg.compile_mode), compile_module(model, cfg.compile_mode)
     if world_size == 1:
-        return forward, forward
+        return evaluate, forward
     device_ids = [device.index] if device.type == "cuda" else None
-    return forward, torch.nn.parallel.DistributedDataParallel(forward, device_ids=device_ids)
+    return evaluate, torch.nn.parallel.DistributedDataParallel(forward, device_ids=device_ids)
 
 
 def build_schedule(optimizer, cfg, total_steps):

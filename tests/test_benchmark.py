@@ -67,10 +67,10 @@ def test_benchmark_times_the_trainers_own_step_and_keeps_the_console_quiet(capsy
     import benchmark
     calls, train_step = [], train_wandb.Trainer.train_step
 
-    def slower_step(self, images_u8, captions):
+    def slower_step(self, images_u8, captions, log_step=True):
         calls.append("heavy" if self.wcfg.log_frequency == 1 else self.wcfg.mode)
         time.sleep(0.1)
-        return train_step(self, images_u8, captions)
+        return train_step(self, images_u8, captions, log_step)
 
     monkeypatch.setattr(train_wandb.Trainer, "train_step", slower_step)
     assert benchmark.main([*TINY_BENCHMARK, "--grad_vanish_norm=1e9"]) == 0

@@ -51,7 +51,7 @@ def test_config_fields_report_resolved_types():
     fields = config_fields()
     assert fields["batch_size"][1] is int
     assert fields["learning_rate"][1] is float
-    assert fields["compile"][1] is bool
+    assert fields["compile"][1] == bool | None
     assert fields["track_gradients"][1] is bool
     assert fields["data_dir"][1] is str
     assert fields["entity"][1] == str | None
@@ -75,6 +75,9 @@ def test_no_arguments_give_the_defaults():
     ("--compile=True", "compile", True),
     ("--compile=true", "compile", True),
     ("--compile=1", "compile", True),
+    ("--compile=False", "compile", False),
+    ("--compile=None", "compile", None),  # the default: compiled on CUDA, eager on a CPU
+    ("--compile_mode=reduce-overhead", "compile_mode", "reduce-overhead"),
     ("--resume=False", "resume", False),
     ("--resume=0", "resume", False),
     ("--track_gradients=False", "track_gradients", False),  # a bool field of WandBConfig
@@ -153,6 +156,19 @@ def test_wrong_type_raises_config_error_naming_the_field(arg, name):
 def test_bad_bool_message_says_what_is_expected():
     with pytest.raises(ConfigError, match=r"--compile=maybe: expected True or False"):
         parse_args(["--compile=maybe"])
+
+
+def test_compilation_is_the_default_on_cuda_only_and_false_turns_it_off():
+    from train_wandb import compiles
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert Config().compile is None
+    assert compiles(Config(), cuda) and not compiles(Config(), cpu)
+    assert not compiles(Config(compile=False), cuda) and compiles(Config(compile=True), cpu)
+
+
+def test_an_unknown_compile_mode_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"--compile_mode=fast: choose from default, reduce-overhead"):
+        parse_args(["--compile_mode=fast"])
 
 
 def test_float_for_int_field_message_names_both_types():

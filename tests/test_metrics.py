@@ -71,6 +71,19 @@ def test_gradient_stats_on_known_gradients():
     assert stats["grad_max"].item() == pytest.approx(12.0)
 
 
+def test_gradient_stats_without_extremes_take_the_l2_norm_alone():
+    grads = [torch.tensor([3.0, -4.0]), torch.tensor([[0.0, 12.0]])]
+    assert gradient_stats(grads, extremes=False) == {"grad_norm": gradient_stats(grads)["grad_norm"]}
+
+
+def test_a_metric_of_some_steps_only_is_averaged_over_those_steps():
+    window = MetricWindow()
+    window.add({"loss_total": torch.tensor(1.0)})
+    window.add({"loss_total": torch.tensor(3.0), "grad_mean": torch.tensor(0.5), "grad_max": torch.tensor(2.0)})
+    row = window.means()
+    assert row["loss_total"] == 2.0 and row["grad_mean"] == 0.5 and row["grad_max"] == 2.0
+
+
 def test_gradient_stats_are_ordered_for_random_gradients():
     torch.manual_seed(0)
     grads = [torch.randn(17, 5), torch.randn(3), torch.randn(2, 2, 2) * 100]

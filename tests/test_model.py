@@ -245,3 +245,76 @@ def test_only_the_conv_stem_lets_a_patch_see_across_its_border(conv_stem):
     assert moved[0, 0]
     assert bool(moved[0, 1] and moved[1, 0] and moved[1, 1]) == conv_stem
     assert not moved[2:, :].any() and not moved[:, 2:].any()  # nothing reaches patches further away
+
+
+# -- shapes the GPU kernels like (issue 28) ----------------------------------------------------------------
+
+
+def attention_calls(model, images, captions, monkeypatch):
+    """Every scaled_dot_product_attention call of one forward and backward: (q, k, v, attn_mask, is_causal)."""
+    calls, sdpa = [], F.scaled_dot_product_attention
+
+    def recording(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, **kwargs):
+        calls.append((q, k, v, attn_mask, is_causal))
+        return sdpa(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, **kwargs)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
+    out = model(images, captions)
+    (out["loss_image"] + out["loss_caption"] + out["loss_alignment"]).backward()
+    return calls
+
+
+def test_every_attention_call_is_eligible_for_flash_or_cudnn(monkeypatch):
+    # Flash and cuDNN attention need the head dim a multiple of 8 and the last dim contiguous; a mask rules flash
+    # out, so there is one only where padding must be hidden from a non-causal encoder (a key mask, (B, 1, 1, T)
+    # with T a multiple of 8, which the memory-efficient and cuDNN kernels take); causal attention says is_causal
+    cfg = ModelConfig(vocab_size=SEED_VOCAB)
+    with torch.device("meta"):
+        model = MultimodalModel(cfg)
+        images = torch.empty(2, 3, cfg.image_size, cfg.image_size)
+        captions = torch.zeros(2, cfg.max_caption_len, dtype=torch.long)
+    calls = attention_calls(model, images, captions, monkeypatch)
+    assert len(calls) == cfg.image_encoder_depth + cfg.image_decoder_depth + cfg.caption_decoder_depth + \
+        cfg.caption_encoder_depth
+    for q, k, v, mask, is_causal in calls:
+        for t in (q, k, v):
+            assert t.stride(-1) == 1 and t.shape[-1] % 8 == 0 and t.shape[-1] <= 256
+        assert q.shape[2] % 16 == 0  # sequence lengths fill whole tiles: 256 patches, 48 caption positions
+        if mask is not None:
+            assert not is_causal and mask.dtype == torch.bool and mask.shape == (2, 1, 1, k.shape[2])
+    assert sum(mask is not None for *_, mask, _ in calls) == cfg.caption_encoder_depth  # the caption encoder only
+    assert sum(is_causal for *_, is_causal in calls) == cfg.caption_decoder_depth
+
+
+def test_the_image_decoder_attends_over_the_patches_alone(monkeypatch):
+    cfg = ModelConfig(vocab_size=SEED_VOCAB)
+    with torch.device("meta"):
+        model = MultimodalModel(cfg)
+        recon = model.image_decoder(torch.empty(2, cfg.latent_dim))
+    assert cfg.num_patches == 256 and recon.shape == (2, 3, cfg.image_size, cfg.image_size)
+    seen = []
+    monkeypatch.setattr(model.image_decoder.transformer, "forward", lambda x, **kw: seen.append(x.shape) or x)
+    model.image_decoder(torch.empty(2, cfg.latent_dim, device="meta"))
+    assert seen == [(2, 256, cfg.width)]
+
+
+def test_the_vocabulary_projection_is_padded_to_a_multiple_of_64_and_its_logits_are_not(small_batch):
+    model, images, captions = small_batch
+    assert model.cfg.vocab_size == 50 and model.caption_decoder.token_embedding.num_embeddings == 64
+    out = model(images, captions)
+    assert out["logits"].shape[-1] == 50
+    h = torch.randn(3, model.cfg.width)
+    full = h @ model.caption_decoder.token_embedding.weight.T  # (3, 64): the padded projection
+    assert torch.equal(model.caption_decoder.logits(h), full[:, :50])
+    generated = model.generate_captions(images, bos_id=1, eos_id=2, max_len=8)
+    assert int(generated.max()) < 50  # a padding row is never decoded
+
+
+def test_a_checkpoint_from_before_issue_28_rebuilds_its_z_token_and_unpadded_vocabulary(small_batch):
+    model, images, captions = small_batch
+    torch.manual_seed(1)
+    old = MultimodalModel(ModelConfig(**{**model.config_dict(), "vocab_multiple": 1, "image_decoder_z_token": True}))
+    saved = {k: v for k, v in old.config_dict().items() if k not in ("vocab_multiple", "image_decoder_z_token")}
+    rebuilt = MultimodalModel(ModelConfig.from_saved(saved))
+    rebuilt.load_state_dict(old.state_dict())  # every tensor fits: 50 embedding rows
+    old.eval(), rebuilt.eval()
+    assert torch.equal(rebuilt(images, captions)["recon"], old(images, captions)["recon"])

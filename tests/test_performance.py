@@ -244,6 +244,40 @@ def test_training_steps_force_no_host_device_sync(cpu_trainer, monkeypatch, over
     assert ("grad_norm" in means) == trainer.wcfg.track_gradients
 
 
+def test_only_a_log_step_takes_the_l1_and_linf_gradient_norms(cpu_trainer):
+    """Issue 28: two of the three passes over every gradient run only on the steps that log them. Counted with the
+    roofline's OpCounter on the real CPU step: every aten op, views and allocations aside."""
+    import roofline
+    trainer, batches = cpu_trainer
+    ops = {}
+    for log_step in (False, True):
+        counter = roofline.OpCounter()
+        with counter:
+            metrics = trainer.train_step(*batches[1], log_step=log_step)
+        ops[log_step] = collections.Counter(op.name.split()[0] for op in counter.ops)
+        assert ("grad_max" in metrics) == log_step and "grad_norm" in metrics
+    assert ops[False]["_foreach_norm"] == 1 and ops[True]["_foreach_norm"] == 3
+    assert sum(ops[False].values()) < sum(ops[True].values())
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ((), [False, False, True, True]),  # 4 steps an epoch: a window ends at step 3 and at the epoch's end
+    (("--max_steps=2",), [False, True]),  # and at max_steps
+])
+def test_the_loop_asks_for_the_extremes_at_every_window_end(assemble_trainer, tmp_path, monkeypatch, overrides,
+                                                            expected):
+    trainer, _ = build_trainer(assemble_trainer, tmp_path, torch.device("cpu"), "--log_frequency=3", *overrides)
+    asked, train_step = [], train_wandb.Trainer.train_step
+
+    def recording(self, images_u8, captions, log_step=True):
+        asked.append(log_step)
+        return train_step(self, images_u8, captions, log_step)
+    monkeypatch.setattr(train_wandb.Trainer, "train_step", recording)
+    for _ in trainer.train_epoch():
+        pass
+    assert len(trainer.train_loader) == 4 and asked == expected
+
+
 def test_sync_counter_catches_syncs():
     """The counter itself: every way of reading a device value on the host is seen, once."""
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.ones(2))])

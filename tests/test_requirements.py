@@ -68,6 +68,18 @@ NEWER_APIS = {
         "wbnetrc.read_netrc_auth_with_source), an internal module, checked in the installed 0.31.0 "
         "(wandb/sdk/lib/wbauth); its first release was not looked up, so the floor stays at the version tested",
         pattern=r"wbauth\."),
+    "torch._dynamo.explain": Api(
+        "torch", "2.1", "explain(fn)(*args) returning ExplainOutput (graph_break_count): PR #102869 (Jun 2023)"),
+    "torch._dynamo.maybe_mark_dynamic": Api("torch", "2.1", "pytorch PR #105145 (Jul 2023)"),
+    "torch._logging.set_logs": Api("torch", "2.1", "torch._logging and TORCH_LOGS are new in the 2.1 release"),
+    "torch._logging.getArtifactLogger": Api("torch", "2.1", "torch._logging and TORCH_LOGS are new in the 2.1 release"),
+    "torch.nn.attention.sdpa_kernel": Api(
+        "torch", "2.3", "torch.nn.attention is new in 2.3; sdpa_kernel replaces torch.backends.cuda.sdp_kernel"),
+    "torch.nn.attention.SDPBackend": Api("torch", "2.3", "torch.nn.attention is new in 2.3"),
+    "torch.nn.attention.SDPBackend.CUDNN_ATTENTION": Api(
+        "torch", "2.5", "PyTorch 2.5 release notes: 'a new CuDNN backend for SDPA'"),
+    "torch.utils.flop_counter.flop_registry": Api(
+        "torch", "2.4", "the registry behind FlopCounterMode in flop_counter.py since pytorch PR #95751 (Mar 2023)"),
     'wandb.Settings(reinit="create_new")': Api(
         "wandb", "0.19.10", "wandb v0.19.10 release notes (wandb PR #9562)", pattern=r'reinit="create_new"'),
 }
@@ -86,6 +98,10 @@ OLD_TORCH = set("""
     torch.nonzero torch.ones torch.rand torch.randint torch.randn torch.randperm torch.save torch.set_num_threads
     torch.set_rng_state torch.sigmoid torch.stack torch.tensor torch.uint8 torch.unique torch.where torch.zeros
     torch.zeros_like torch.ops.aten
+    torch.autograd.Function torch.autograd.grad torch.enable_grad torch.float16 torch.randn_like torch.cuda.Event
+    torch.nn.functional.layer_norm torch.overrides.TorchFunctionMode torch.utils._pytree.tree_flatten
+    torch.profiler.profile torch.profiler.ProfilerActivity.CUDA torch.testing.assert_close torch._dynamo.reset
+    torch.linalg.inv torch.linspace torch.quantile
     torch.backends.cuda.matmul.allow_tf32 torch.backends.cudnn.allow_tf32 torch.backends.cudnn.benchmark
     torch.cuda.device_count torch.cuda.empty_cache torch.cuda.get_device_name torch.cuda.is_available
     torch.cuda.max_memory_allocated torch.cuda.mem_get_info torch.cuda.reset_peak_memory_stats
