@@ -898,10 +898,6 @@ class Trainer:
         self.started = None  # perf_counter() when this process began training
 
     @property
-    def history(self):
-        return self.logger.history
-
-    @property
     def best_val_loss(self):
         return self.best.lowest_loss
 
@@ -1094,9 +1090,8 @@ class Trainer:
             "batches_done": self.batches_done,  # position inside `epoch` (0: the epoch is complete)
             "loader_rng": (self.train_loader.epoch_rng_state if self.batches_done
                            else self.train_loader.generator.get_state()),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-            "history": self.history,  # every logged row: a resumed run's report and metrics.csv cover the whole run
+            **rng_state(self.device),  # torch_rng, cuda_rng
+            "history": self.logger.history,  # every logged row: a resumed run's report and metrics.csv cover the whole run
             "config": self.run_config,
             "model_config": self.model.config_dict(),
             "tokenizer": self.tokenizer.state_dict(),
@@ -1116,9 +1111,7 @@ class Trainer:
         self.best.load_state_dict(state)
         if state.get("latent_reference"):  # a resumed run's checkpoints keep it until its next validation
             self.validator.reference = LatentReference.from_state_dict(state["latent_reference"])
-        torch.set_rng_state(state["torch_rng"])
-        if self.device.type == "cuda" and len(state.get("cuda_rng", [])) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        set_rng_state(state, self.device)
         self.train_loader.generator.set_state(state["loader_rng"])
         if state["batches_done"]:  # stopped mid-epoch: replay that epoch's batch order from where it stopped
             self.epoch -= 1
@@ -1131,6 +1124,19 @@ def mixed_precision(cfg, device):
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     precision = "bf16" if use_bf16 else "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16), peak_flops(device, precision)
+
+
+def rng_state(device):
+    """The random generators' state, for a checkpoint: torch's, and CUDA's on a GPU."""
+    return {"torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}
+
+
+def set_rng_state(state, device):
+    """Restore rng_state(); CUDA's only on as many GPUs as it was saved from."""
+    torch.set_rng_state(state["torch_rng"])
+    if device.type == "cuda" and len(state.get("cuda_rng", [])) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
 def report_first_step(logger, seconds, compiled):
@@ -1463,7 +1469,7 @@ def resume(trainer, checkpoint):
     changed = check_resume(checkpoint, trainer.run_config, allowed=cfg.resume_changes.split(","))
     trainer.load_state_dict(checkpoint)
     logger.history[:] = checkpoint["history"]
-    trainer.monitor = replay(trainer.history, trainer.run_config, trainer.health)
+    trainer.monitor = replay(logger.history, trainer.run_config, trainer.health)
     if math.isfinite(trainer.best_val_loss):  # a resumed run keeps the best result so far in its summary
         logger.summary({"best_val_loss": trainer.best_val_loss})
     if trainer.best.epoch:
