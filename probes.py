@@ -252,6 +252,13 @@ def ledoit_wolf(z):
     return mean, (1 - shrink) * cov + shrink * mu * torch.eye(d, dtype=z.dtype, device=z.device)
 
 
+def invertible(cov):
+    """cov with a floor under its diagonal (a millionth of its mean variance, at least 1e-12), so that a collapsed z
+    (every image on one point: no spread at all) still gives a precision matrix."""
+    d = cov.shape[0]
+    return cov + (1e-6 * cov.trace().item() / d + 1e-12) * torch.eye(d, dtype=cov.dtype, device=cov.device)
+
+
 class LatentReference:
     """Where the training images' z lie, to tell an image that looks like nothing the model was trained on.
 
@@ -266,8 +273,12 @@ class LatentReference:
 
     @classmethod
     def fit(cls, z_train, z_val, quantile=NOVELTY_QUANTILE):
-        mean, cov = ledoit_wolf(z_train.detach().float())
-        reference = cls(mean, torch.linalg.inv(cov), float("inf"))
+        """-> the reference, or None where fewer than 2 training and 1 validation z are finite."""
+        z_train, z_val = (z[torch.isfinite(z).all(dim=1)] for z in (z_train.detach().float(), z_val.detach().float()))
+        if len(z_train) < 2 or not len(z_val):
+            return None
+        mean, cov = ledoit_wolf(z_train)
+        reference = cls(mean, torch.linalg.inv(invertible(cov)), float("inf"))
         reference.threshold = torch.quantile(reference.distance(z_val), quantile).item()
         return reference
 

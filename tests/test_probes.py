@@ -183,3 +183,12 @@ def test_the_reference_survives_a_round_trip_through_its_state_dict():
     z = torch.randn(20, 8, generator=g)
     assert torch.allclose(again.distance(z), reference.distance(z), rtol=1e-5)
     assert again.threshold == reference.threshold
+
+
+def test_a_collapsed_or_non_finite_z_gives_a_reference_or_none_and_never_an_error():
+    same = torch.ones(50, 8)  # every image on one point: no spread at all
+    reference = LatentReference.fit(same, same[:10])
+    assert reference.distance(same[:3]).max().item() < 1e-3 and not reference.unfamiliar(same[:3]).any()
+    assert reference.unfamiliar(same[:1] + 0.1).item()
+    nan = torch.full((50, 8), float("nan"))
+    assert LatentReference.fit(nan, nan) is None
