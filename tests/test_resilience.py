@@ -57,15 +57,21 @@ def test_a_working_run_is_passed_through_untouched():
     assert not logger.failed and logger.run.summary_updates == [{"x": 1}] and logger.run.logged == [{"a": 1}]
 
 
+class AlertingRun(FlakyRun):
+    """A run that keeps the alerts sent to it."""
+
+    def __init__(self):
+        super().__init__()
+        self.alerts = []
+
+    def alert(self, **kwargs):
+        self.alerts.append(kwargs)
+
+
 def test_an_info_finding_is_printed_as_info_and_sent_as_no_alert_while_a_warning_is_a_warn_alert(capsys):
     from health import Finding
 
-    class AlertingRun(FlakyRun):
-        def alert(self, **kwargs):
-            self.alerts.append(kwargs)
-
     run = AlertingRun()
-    run.alerts = []
     logger = RunLogger(run, "offline")
     logger.alert(Finding("overfitting", "generalization_gap", "info", 700, "gap +27%", "none"), 10)
     err = capsys.readouterr().err
@@ -82,12 +88,7 @@ def test_alerts_are_rate_limited_per_cause_not_per_rule(capsys):
     are one alert; another cause is alerted at once; a finding of the first cause after the interval is again."""
     from health import Finding
 
-    class AlertingRun(FlakyRun):
-        def alert(self, **kwargs):
-            self.alerts.append(kwargs)
-
     run = AlertingRun()
-    run.alerts = []
     logger = RunLogger(run, "offline")
     lr = "raise learning_rate from 1e-06 to 1e-05"
     logger.alert(Finding("training_health", "not_learning", "warning", 288, "flat", lr), 10)
