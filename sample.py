@@ -223,13 +223,14 @@ def write_captions(model, tokenizer, images_u8, paths, args, reference=None):
     generator = torch.Generator(device=images_u8.device).manual_seed(args.seed)
     unfamiliar = 0
     for start, images in zip(range(0, len(paths), args.batch_size), batches(images_u8, args.batch_size, "Captioning")):
-        unfamiliar += warn_unfamiliar(reference, model.image_encoder(images), paths[start:start + len(images)])
+        z = model.image_encoder(images)  # once a batch: the reference and the decoding read the same latents
+        unfamiliar += warn_unfamiliar(reference, z, paths[start:start + len(images)])
         if args.decode == "greedy":
-            ids = model.generate_captions(images, bos, eos)
+            ids = model.captions_from_latents(z, bos, eos)
         elif args.decode == "beam":
-            ids = beam_search(model, model.image_encoder(images), bos, eos, args.beam_size)
+            ids = beam_search(model, z, bos, eos, args.beam_size)
         else:
-            ids = sample_captions(model, model.image_encoder(images), bos, eos, args.temperature, generator)
+            ids = sample_captions(model, z, bos, eos, args.temperature, generator)
         for path, row in zip(paths[start:], ids.tolist()):
             print(f"{path}\t{tokenizer.decode(row)}")
     if reference is None:

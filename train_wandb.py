@@ -830,9 +830,10 @@ class Validator:
         self.shown = {**first, "generated": captions[:shown], "captions": self.val_loader.tokens[:shown].tolist()}
         started = time.perf_counter()
         fit = image_latents(self.model, self.train_images[self.probe_items], autocast=self.autocast)
-        probes = self.probe.score(fit, torch.cat(latents))  # a host sync
+        val_z = torch.cat(latents)
+        probes = self.probe.score(fit, val_z)  # a host sync
         # where these weights put the training images' z, for sample.py to tell an image unlike them (checkpoints)
-        self.reference = LatentReference.fit(fit, torch.cat(latents))
+        self.reference = LatentReference.fit(fit, val_z)
         self.probe_s = time.perf_counter() - started
         # how many items each share is over (evaluation.Measure.share_of): its standard error follows from it
         counts = {"items": float(len(captions))}
