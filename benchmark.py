@@ -498,6 +498,8 @@ class Runner:
         while True:  # epoch after epoch of the Trainer's loader
             for images_u8, captions in clock.timed(trainer.train_loader):
                 with clock.timing("step"):
+                    if trainer.cudagraphs:
+                        torch.compiler.cudagraph_mark_step_begin()
                     images = images_u8.float().div_(255)
                     with trainer.autocast:
                         loss = tw.total_loss(trainer.forward(images, captions), trainer.weights)
@@ -708,7 +710,7 @@ def utilisation(bench, variants, sps, flops):
     """MFU against the device's dense peak (the Trainer's own denominator); on a CPU the fraction of a
     measured fp32 matmul rate instead."""
     cfg, device = bench.cfg, bench.device
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    bf16 = tw.uses_bf16(cfg, device)
     peak = tw.peak_flops(device, "bf16" if bf16 else "tf32")
     matmul = measured_matmul_flops(device) if device.type == "cpu" else None
     mfu = {}
@@ -795,7 +797,12 @@ def print_setup(bench, variants):
     print(f"Config: batch_size={cfg.batch_size} image_size={cfg.image_size} width={cfg.width} "
           f"latent_dim={cfg.latent_dim} precision={cfg.precision} compile={tw.compiles(cfg, bench.device)} "
           f"log_frequency={wcfg.log_frequency} track_gradients={wcfg.track_gradients} "
-          f"track_hardware={wcfg.track_hardware}; {parameter_count(bench.model_cfg):,} parameters")
+          f"track_hardware={wcfg.track_hardware}; {parameter_count(bench.model_cfg):,} parameters"
+          + (f", compile_mode={cfg.compile_mode}" if tw.compiles(cfg, bench.device) else ""))
+    if bench.device.type == "cuda":
+        dtype = torch.bfloat16 if tw.uses_bf16(cfg, bench.device) else torch.float32
+        kernels = tw.attention_kernels(bench.model_cfg, cfg.batch_size, bench.device, dtype)
+        print("Attention kernels: " + ", ".join(f"{k}={v}" for k, v in kernels.items()))
     print(f"Data: {bench.data_name}. Per round: fresh models, {bench.warmup} warm-up steps each, then "
           f"{bench.windows * bench.window} measured steps each, interleaved {bench.turn} step(s) per turn; "
           f"{args.rounds} round(s)" + (f", up to {args.max_rounds} to collect {args.rounds} rounds' worth of "

@@ -42,6 +42,7 @@ import psutil
 import torch
 import torch.distributed as dist
 from PIL import Image
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
 import devices
@@ -314,15 +315,52 @@ def setup_distributed(cfg):
     return rank, world_size, device
 
 
+# The attention kernels in the order SDPA tries them. PyTorch's own order is flash, memory-efficient, math, cuDNN,
+# so cuDNN never runs; on an H200 at the default shapes cuDNN's forward + backward takes 0.45 ms at the image's 256
+# positions against flash's 0.72, and 0.25 against 0.37 (memory-efficient) for the caption encoder's padding mask
+# (BENCHMARKS.md, "Attention kernels"; tools/sdpa_backends.py measures it again).
+ATTENTION_ORDER = (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                   SDPBackend.MATH)
+
+_attention_order = None  # the sdpa_kernel context configure_cuda holds
+
+
 def configure_cuda():
-    """TF32 for the fp32 matmuls and convolutions autocast leaves, and cuDNN's autotuner for the patch
-    embedding (every training batch has the same shape)."""
+    """TF32 for the fp32 matmuls and convolutions autocast leaves, cuDNN's autotuner for the patch embedding
+    (every training batch has the same shape), and ATTENTION_ORDER for the rest of the process."""
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
+    global _attention_order
+    if _attention_order is None:  # entered once and held for the life of the process (torch.compile traces under it)
+        _attention_order = sdpa_kernel(list(ATTENTION_ORDER), set_priority=True)
+        _attention_order.__enter__()
+
+
+def attention_kernels(model_cfg, batch_size, device, dtype=torch.bfloat16):
+    """-> {the model's attention calls: the SDPA kernel PyTorch picks for them on `device` now}, e.g.
+    {"image": "cudnn", "caption_decoder": "cudnn", "caption_encoder": "cudnn"}: what ran, for the run's config."""
+    heads, T, L = model_cfg.num_heads, model_cfg.num_patches, model_cfg.max_caption_len
+    q = torch.empty(batch_size, heads, T, model_cfg.width // heads, device=device, dtype=dtype)
+    mask = torch.ones(batch_size, 1, 1, L, dtype=torch.bool, device=device)
+    calls = {"image": (q, None, False), "caption_decoder": (q[:, :, :L], None, True),
+             "caption_encoder": (q[:, :, :L], mask, False)}
+    names = {SDPBackend.CUDNN_ATTENTION: "cudnn", SDPBackend.FLASH_ATTENTION: "flash",
+             SDPBackend.EFFICIENT_ATTENTION: "efficient", SDPBackend.MATH: "math"}
+    return {name: names.get(SDPBackend(torch._fused_sdp_choice(x, x, x, m, 0.0, causal)), "other")
+            for name, (x, m, causal) in calls.items()}
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "aot_eager")
+# the modes that replay CUDA graphs, and each one's mode without them
+CUDAGRAPH_MODES = {"reduce-overhead": "default", "max-autotune": "max-autotune-no-cudagraphs"}
+
+
+def without_cudagraphs(mode):
+    """The compile mode for the graphs beside the training forward (the step's metrics, evaluation): `mode`
+    without CUDA graphs, since a graph's outputs are overwritten by its next replay, and the step's metrics are kept
+    over a log window and the validation latents over an epoch."""
+    return CUDAGRAPH_MODES.get(mode, mode)
 
 
 def compiles(cfg, device):
@@ -347,7 +385,7 @@ def evaluation_graph(model, mode):
     """The model's forward compiled for evaluation: a function of its own, so its graphs are cached apart from the
     training graph's (eval mode, no autograd), with the batch dimension dynamic, so that the last, smaller
     validation batch reuses the graph instead of compiling another."""
-    compiled = compile_module(_evaluate, mode)
+    compiled = compile_module(_evaluate, without_cudagraphs(mode))
 
     def forward(images, captions):
         torch._dynamo.maybe_mark_dynamic(images, 0)
@@ -876,7 +914,13 @@ class Trainer:
         self.peak_flops = peak * world_size if peak else None  # samples_per_second counts every process
         self.compiled = compiles(cfg, device)
         self.eval_forward, self.forward = forwards(model, cfg, device, world_size, self.compiled)
-        self.metrics_fn = compile_module(model_metrics, cfg.compile_mode) if self.compiled else model_metrics
+        self.metrics_fn = (compile_module(model_metrics, without_cudagraphs(cfg.compile_mode)) if self.compiled
+                           else model_metrics)
+        # CUDA graphs: each step tells torch.compile that the last step's graph outputs are no longer needed
+        self.cudagraphs = self.compiled and cfg.compile_mode in CUDAGRAPH_MODES
+        self.attention = (attention_kernels(model.cfg, cfg.batch_size, device,
+                                            torch.bfloat16 if uses_bf16(cfg, device) else torch.float32)
+                          if device.type == "cuda" else None)
         self.optimizer = build_optimizer(model, cfg, device)
         self.total_steps = min(len(self.train_loader) * cfg.num_epochs, cfg.max_steps or float("inf"))
         self.scheduler = build_schedule(self.optimizer, cfg, self.total_steps)
@@ -908,6 +952,8 @@ class Trainer:
         """Forward, backward, clip, step. Returns the step's metrics as device tensors (no host sync); grad_mean
         and grad_max only on a log_step (one that ends a log window)."""
         images = images_u8.float().div_(255)
+        if self.cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
         with self.autocast:
             out = self.forward(images, captions)
             loss = total_loss(out, self.weights)
@@ -993,7 +1039,7 @@ class Trainer:
             metrics = self.train_step(images, captions, window.due(self.step + 1) or reached_max or i == steps)
             if self.first_step_s is None:
                 self.first_step_s = time.perf_counter() - started
-                report_first_step(self.logger, self.first_step_s, self.compiled)
+                report_first_step(self.logger, self.first_step_s, self.compiled, self.attention)
             window.add(metrics, images.shape[0])
             epoch_loss.add({"loss_total": metrics["loss_total"]})
             window_end = window.due(self.step) or reached_max or i == steps
@@ -1119,10 +1165,15 @@ class Trainer:
             self.train_loader.skip = self.batches_done = state["batches_done"]
 
 
+def uses_bf16(cfg, device):
+    """Whether the step runs under bf16 autocast: precision 'bf16', or 'auto' on CUDA."""
+    return cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+
+
 def mixed_precision(cfg, device):
     """-> (the autocast context: bf16 on CUDA unless precision says otherwise, the device's peak FLOP/s for the
     matmul precision that results, or None where unknown)."""
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    use_bf16 = uses_bf16(cfg, device)
     precision = "bf16" if use_bf16 else "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16), peak_flops(device, precision)
 
@@ -1140,13 +1191,17 @@ def set_rng_state(state, device):
         torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
-def report_first_step(logger, seconds, compiled):
+def report_first_step(logger, seconds, compiled, attention=None):
     """perf/time_to_first_step_s (process start to the first step issued) and perf/first_step_s (that step
-    alone, `seconds`; with compile=True it holds the compilation) in the summary, and a console line."""
+    alone, `seconds`; with compile=True it holds the compilation) in the summary, and a console line; on a GPU
+    also perf/attention_kernels, the SDPA kernel of each attention call (attention_kernels)."""
     since_start = time.time() - psutil.Process().create_time()
-    logger.summary({"perf/time_to_first_step_s": since_start, "perf/first_step_s": seconds})
+    kernels = ", ".join(f"{k}={v}" for k, v in (attention or {}).items())
+    logger.summary({"perf/time_to_first_step_s": since_start, "perf/first_step_s": seconds,
+                    **({"perf/attention_kernels": kernels} if kernels else {})})
     logger.write(f"First optimizer step issued {since_start:.1f} s after start (the step itself: {seconds:.2f} s"
-                 + (", torch.compile included)" if compiled else ")"))
+                 + (", torch.compile included)" if compiled else ")")
+                 + (f"; attention kernels: {kernels}" if kernels else ""))
 
 
 def early_stopping_line(best, patience):
