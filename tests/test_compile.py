@@ -71,3 +71,29 @@ def test_check_compile_finds_no_graph_break_and_no_recompile(capsys, tmp_path, m
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     assert benchmark.main(["--check-compile", "--preset=quick", "--device=cpu"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == "graph breaks: 0, recompiles: 0"
+
+
+def test_the_graphs_beside_the_training_forward_never_replay_cuda_graphs():
+    # a CUDA graph's outputs are overwritten by its next replay: the step's metrics live for a log window
+    for mode in train_wandb.COMPILE_MODES:
+        other = train_wandb.without_cudagraphs(mode)
+        assert other in train_wandb.COMPILE_MODES and other not in train_wandb.CUDAGRAPH_MODES
+    assert train_wandb.without_cudagraphs("reduce-overhead") == "default"
+    assert train_wandb.without_cudagraphs("max-autotune") == "max-autotune-no-cudagraphs"
+
+
+def test_configure_cuda_puts_cudnn_attention_first_for_the_whole_process():
+    import subprocess
+    import sys
+    code = ("import gc, torch, train_wandb; train_wandb.configure_cuda(); gc.collect(); "
+            "from torch.nn.attention import _cur_sdpa_kernel_backends as cur; "
+            "print([b.name for b in cur(with_priority=True)])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=train_wandb.REPO_DIR).stdout
+    assert out.split() == ["['CUDNN_ATTENTION',", "'FLASH_ATTENTION',", "'EFFICIENT_ATTENTION',", "'MATH']"]
+
+
+def test_attention_kernels_names_the_kernel_of_each_attention_call():
+    kernels = train_wandb.attention_kernels(ModelConfig.small(), 2, torch.device("cpu"), torch.float32)
+    assert set(kernels) == {"image", "caption_decoder", "caption_encoder"}
+    assert set(kernels.values()) <= {"cudnn", "flash", "efficient", "math", "other"}

@@ -22,3 +22,12 @@ def test_a_measured_row_stands_beside_its_roofline_prediction_and_a_failed_one_s
     table = (tmp_path / "summary.md").read_text().splitlines()
     assert table[2] == "| compiled-b128 | 3,000 | 2,900 | 30.0% | 75 | 5,000 (H200) | 0.60 |"
     assert table[3].startswith("| seed-b16 | failed")
+
+
+def test_a_run_that_died_after_printing_other_json_counts_as_failed(tmp_path):
+    # max-autotune prints JSON lines of its own; a row killed while autotuning has no benchmark result
+    (tmp_path / "bench.txt").write_text(json.dumps({"num_choices": 22, "best_kernel": "triton_mm_1"}) + "\n")
+    (tmp_path / "roof.txt").write_text(json.dumps({"roofline": {"H200": {"samples_per_s": 5000.0}}}) + "\n")
+    line = json.loads(gpu_summary.result_line("autotune-b128", tmp_path / "bench.txt", tmp_path / "roof.txt"))
+    assert line["bench"] is None
+    assert line["roofline"]["roofline"]["H200"]["samples_per_s"] == 5000.0

@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 
-def last_json(path):
-    """The last line of a file that parses as a JSON object, or None."""
+def last_json(path, key):
+    """The last line of a file that parses as a JSON object holding `key`, or None (max-autotune, for one, prints
+    JSON lines of its own)."""
     try:
         lines = Path(path).read_text().strip().splitlines()
     except OSError:
@@ -25,7 +26,7 @@ def last_json(path):
             value = json.loads(line)
         except ValueError:
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key in value:
             return value
     return None
 
@@ -38,10 +39,10 @@ def gpu_key(device, gpus):
 def result_line(label, bench_output, roofline_output):
     """One row's JSON line: the last JSON objects of benchmark.py's and the roofline's output (None where the run
     failed), the benchmark's per-window and per-round lists left out."""
-    bench = last_json(bench_output)
+    bench = last_json(bench_output, "samples_per_s")
     if bench:
         bench = {k: v for k, v in bench.items() if k not in ("windows", "rounds")}
-    return json.dumps({"label": label, "bench": bench, "roofline": last_json(roofline_output)})
+    return json.dumps({"label": label, "bench": bench, "roofline": last_json(roofline_output, "roofline")})
 
 
 def rows(folder):
@@ -67,7 +68,7 @@ def rows(folder):
         lines.append(f"| {label} | {fmt(bare, ',.0f')} | {fmt(trainer, ',.0f')} | {fmt(mfu, '.1%')} | "
                      f"{fmt(first, '.0f')} | {fmt(predicted, ',.0f')} ({key or 'no prediction'}) | "
                      f"{fmt(ratio, '.2f')} |")
-    sdpa = last_json(Path(folder) / "sdpa.json")
+    sdpa = last_json(Path(folder) / "sdpa.json", "shapes")
     if sdpa:
         lines.append("")
         lines.append(f"SDPA forward + backward, batch {sdpa['batch']} (ms; fastest marked):")
