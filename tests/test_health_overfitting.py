@@ -1,4 +1,5 @@
 """health/overfitting.py: the gap between validation and training loss, epoch by epoch."""
+from health.core import action_changes
 from health_rows import RUN_CONFIG, by_code, history, observe, val_rows
 
 VAL_TOTAL = [3.0, 2.5, 2.3, 2.5, 2.7, 2.9]  # falls to epoch 3, then rises 3 epochs in a row
@@ -13,7 +14,7 @@ def set_val(rows, image, alignment, totals=VAL_TOTAL):
     return rows
 
 
-def test_val_loss_rising_3_epochs_while_train_falls_is_overfitting_with_a_weight_decay_action():
+def test_val_loss_rising_3_epochs_while_train_falls_is_overfitting_stopped_at_the_best_epoch_first():
     rows = set_val(history(), image=[t / 3 for t in VAL_TOTAL], alignment=[t / 3 for t in VAL_TOTAL])
     monitor, findings = observe(rows)
     codes = by_code(findings)
@@ -28,7 +29,8 @@ def test_val_loss_rising_3_epochs_while_train_falls_is_overfitting_with_a_weight
     assert ("and no better val loss_total since epoch 3 (2.3); it rose in loss_image 0.7667 -> 0.9667, loss_caption"
             in codes["overfitting"].message)  # the rise since the best epoch, split into its components
     for code in ("overfitting", "val_rising"):  # every component rose: stop at the best epoch
-        assert "lower num_epochs to 3" in codes[code].action
+        assert codes[code].action.startswith("lower num_epochs from 6 to 3 (best.pt holds epoch 3, val 2.3)")
+        assert action_changes(codes[code].action) == {"num_epochs": "3"}  # what a follow-up run applies
         assert "still fell" not in codes[code].message
     assert "it rose in loss_image 0.7667 -> 0.9667, loss_caption" in codes["val_rising"].message
     verdict = monitor.verdicts()["overfitting"]
@@ -70,11 +72,11 @@ def test_a_rise_in_one_component_while_another_still_falls_does_not_advise_stopp
 def test_when_best_pt_follows_a_measure_the_advice_does_not_say_best_pt_holds_the_lowest_val_loss():
     rows = set_val(history(), image=[t / 3 for t in VAL_TOTAL], alignment=[t / 3 for t in VAL_TOTAL])
     by_loss = by_code(observe(rows)[1])["val_rising"].action
-    assert "best.pt holds epoch 3 (val 2.3), so lower num_epochs to 3" in by_loss
+    assert "lower num_epochs from 6 to 3 (best.pt holds epoch 3, val 2.3)" in by_loss
     assert "or set early_stopping_patience" in by_loss  # it would follow val loss_total, as best.pt does
     by_r1 = by_code(observe(rows, {**RUN_CONFIG, "best_metric": "i2t_r1"})[1])["val_rising"].action
     assert "best.pt" not in by_r1
-    assert "the lowest val loss_total is at epoch 3 (val 2.3), so lower num_epochs to 3" in by_r1
+    assert "lower num_epochs from 6 to 3 (the lowest val loss_total is at epoch 3, val 2.3)" in by_r1
     assert "early_stopping_patience" not in by_r1  # it would follow i2t_r1, not the loss
 
 
