@@ -8,9 +8,25 @@ import statistics
 
 import numpy as np
 
-from .core import Analysis, change, finite, fmt, lower_lr
+from .core import Analysis, change, finite, fmt, fmt_config, lower_lr
 
 STEPS_TOO_LARGE = ("latent_blowup", "loss_diverging", "non_finite")  # findings whose cause is the learning rate
+LOSS_WEIGHTS = ("image_loss_weight", "caption_loss_weight", "alignment_loss_weight")
+EXTREME_WEIGHT_RATIO = 100  # a loss weight this many times the smallest scales the gradients by itself
+
+
+def extreme_weight(run_config):
+    """The action for gradients whose scale a loss weight sets: the largest weight, EXTREME_WEIGHT_RATIO or more
+    times the smallest positive one, lowered to 10x that one (the diagnosis benchmark's dominant_image, at 3,000,
+    spiked; the learning rate was not the cause). None when the weights are within that ratio."""
+    weights = {k: run_config[k] for k in LOSS_WEIGHTS if finite(run_config.get(k)) and run_config[k] > 0}
+    if len(weights) < 2:
+        return None
+    top, low = max(weights, key=weights.get), min(weights.values())
+    if weights[top] < EXTREME_WEIGHT_RATIO * low:
+        return None
+    return (f"lower {top} from {fmt_config(weights[top])} to {fmt_config(10 * low)}: it multiplies its loss's "
+            f"gradients {weights[top] / low:.0f}x the smallest weight's, and their spikes with them")
 
 
 def swing(values):
@@ -102,7 +118,7 @@ class TrainingHealth(Analysis):
             note = f" (grad_clip={clip:g} caps each update, but a spike still skews AdamW's moments)" if clip else ""
             self.emit("grad_explosion", "warning",
                       f"{peak_key} {peak:.4g} is {peak / median:.0f}x the running median of grad_norm {median:.4g}",
-                      lower_lr(self.run_config, 0.3) + note)
+                      extreme_weight(self.run_config) or lower_lr(self.run_config, 0.3) + note)
             level = self.h.recent("loss_total")
             if level is not None:
                 self.spike = (self.h.n_train, level)

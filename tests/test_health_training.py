@@ -17,6 +17,18 @@ def test_a_one_step_spike_inside_a_window_is_seen_through_grad_norm_max():
     assert "lower learning_rate from 0.001 to 0.0003" in explosion.action
 
 
+def test_a_spike_under_an_extreme_loss_weight_names_the_weight_not_the_learning_rate():
+    rows = history()
+    train_rows(rows)[30]["train/grad_norm_max"] = 100.0
+    config = {**RUN_CONFIG, "image_loss_weight": 3000.0, "caption_loss_weight": 1.0, "alignment_loss_weight": 0.5}
+    explosion = by_code(observe(rows, config)[1])["grad_explosion"]
+    assert explosion.action.startswith("lower image_loss_weight from 3000.0 to 5.0: it multiplies its loss's gradients "
+                                       "6000x the smallest weight's")
+    assert "learning_rate" not in explosion.action
+    config["image_loss_weight"] = 30.0  # within 100x of the smallest: the rate it is
+    assert "lower learning_rate" in by_code(observe(rows, config)[1])["grad_explosion"].action
+
+
 def test_without_grad_norm_max_a_grad_norm_spike_still_counts():
     rows = history()
     for row in train_rows(rows):
