@@ -97,3 +97,24 @@ def test_attention_kernels_names_the_kernel_of_each_attention_call():
     kernels = train_wandb.attention_kernels(ModelConfig.small(), 2, torch.device("cpu"), torch.float32)
     assert set(kernels) == {"image", "caption_decoder", "caption_encoder"}
     assert set(kernels.values()) <= {"cudnn", "flash", "efficient", "math", "other"}
+
+
+class RecordingLogger:
+    def __init__(self):
+        self.values, self.lines = {}, []
+
+    def summary(self, values):
+        self.values.update(values)
+
+    def write(self, line):
+        self.lines.append(line)
+
+
+def test_the_first_step_report_names_the_attention_kernels_where_there_are_any():
+    gpu, cpu = RecordingLogger(), RecordingLogger()
+    train_wandb.report_first_step(gpu, 1.5, True, {"image": "cudnn", "caption_decoder": "flash"})
+    train_wandb.report_first_step(cpu, 1.5, False)
+    assert gpu.values["perf/attention_kernels"] == "image=cudnn, caption_decoder=flash"
+    assert gpu.lines[0].endswith("(the step itself: 1.50 s, torch.compile included); attention kernels: "
+                                 "image=cudnn, caption_decoder=flash")
+    assert "perf/attention_kernels" not in cpu.values and cpu.lines[0].endswith("(the step itself: 1.50 s)")
