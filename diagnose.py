@@ -86,7 +86,7 @@ SCENARIOS = {
         "300 items, 40% for validation, 40 epochs",
         ["--num_epochs=40", "--log_frequency=5", "--val_fraction=0.4", "--batch_size=32"],
         {**HEALTHY, "overfitting": "warning", "training_health": ANY, "dominant_loss": ANY, "latent_space": ANY},
-        max_items=300, first_action=("overfitting", "lower num_epochs")),
+        max_items=300, first_action=("overfitting", "weight_decay")),
     "dominant_caption": Scenario(
         "caption_loss_weight=30", ["--num_epochs=3", "--log_frequency=4", "--caption_loss_weight=30.0"],
         {**HEALTHY, "dominant_loss": "warning", "training_health": ANY, "latent_space": ANY},
