@@ -87,3 +87,25 @@ def test_the_grad_spikes_scenario_trains_through_diagnose_and_the_others_through
     assert spiked[1:3] == [str(diagnose.REPO_DIR / "diagnose.py"), "--train-with-grad-spikes=20"]
     healthy = diagnose.SCENARIOS["healthy"].command(tmp_path / "out", 0.3)
     assert healthy[1] == str(diagnose.REPO_DIR / "train_wandb.py") and diagnose.SPIKED_TRAINING not in " ".join(healthy)
+
+
+def outcome_with(tmp_path, first_loss, last_loss, val, baseline):
+    (tmp_path / "metrics.csv").write_text(f"global_step,train/loss_total\n10,{first_loss}\n20,{last_loss}\n")
+    return diagnose.Outcome("run", summary={"config": {"out_dir": str(tmp_path)},
+                                            "final_train": {"loss_total": last_loss},
+                                            "final_val": val, "baseline": baseline})
+
+
+def test_a_healthy_outcome_halves_the_loss_and_beats_every_baseline_but_the_probes(tmp_path):
+    val, baseline = {"psnr": 17.5, "probe_count": 0.05}, {"psnr": 14.5, "probe_count": 0.05}
+    assert diagnose.good_outcome(outcome_with(tmp_path, 10.0, 2.0, val, baseline)) == (True, "")
+    assert diagnose.good_outcome(outcome_with(tmp_path, 10.0, 6.0, val, baseline))[1].endswith("fell less than 50%")
+    behind = diagnose.good_outcome(outcome_with(tmp_path, 10.0, 2.0, {**val, "psnr": 14.0}, baseline))
+    assert behind == (False, "not above baseline: psnr")
+
+
+def test_reuse_reads_a_finished_run_instead_of_training_it_again(tmp_path):
+    (tmp_path / "healthy").mkdir()
+    (tmp_path / "healthy" / "summary.json").write_text('{"verdicts": {}}')
+    outcome = diagnose.run("healthy", diagnose.SCENARIOS["healthy"], out_dir=tmp_path, reuse=True)
+    assert outcome.summary == {"verdicts": {}} and outcome.seconds == 0
