@@ -29,6 +29,17 @@ def extreme_weight(run_config):
             f"gradients {weights[top] / low:.0f}x the smallest weight's, and their spikes with them")
 
 
+def window_noise(values):
+    """The noise of one window's value, from the window-to-window differences: a robust standard deviation
+    (1.4826 x their median absolute deviation) over sqrt(2), as each difference holds two windows' noise. A steady
+    trend moves the differences' median, not their spread. 0 with fewer than 3 windows."""
+    if len(values) < 3:
+        return 0.0
+    diffs = np.diff(np.asarray(values, dtype=float))
+    with np.errstate(all="ignore"):
+        return float(1.4826 * np.median(np.abs(diffs - np.median(diffs))) / math.sqrt(2))
+
+
 def swing(values):
     """Mean back-and-forth move per window, over the mean level: the movement that does not add to the net
     change. A monotone curve, however steep or curved, scores 0; a zig-zag of +-a around c scores a/c."""
@@ -58,6 +69,7 @@ class TrainingHealth(Analysis):
         self.best_before_plateau = math.inf  # best settled loss_total before the plateau window
         self.gpu_baseline = None  # gpu_memory_percent of the first window after warm-up
         self.spike = None  # (window, loss_total level) at the last gradient spike, until the loss is back there
+        self.lowest_level = math.inf  # the lowest smoothed loss_total since the warm-up (check_divergence)
 
     def rule(self):
         c = self.cfg
@@ -69,7 +81,8 @@ class TrainingHealth(Analysis):
                 f"of the run; no {c.plateau_min_drop:.0%} gain in {c.plateau_windows} windows while lr > "
                 f"{c.plateau_lr_fraction:.0%} of peak; swings > {c.oscillation_swing:.0%} (neither judged once "
                 f"converged: within {c.converged_fraction:.0%} of the floor); giving back "
-                f"{c.divergence_fraction:.0%} of its progress")
+                f"{c.divergence_fraction:.0%} of its progress (median of {c.smoothing_windows} windows against its "
+                f"lowest, beyond {c.noise_errors:g} x the window-to-window noise)")
 
     def observe_non_finite(self, prefix, values):
         bad = [name for name, v in values.items() if name.startswith(("loss_", "grad_")) and not math.isfinite(v)]
@@ -222,15 +235,23 @@ class TrainingHealth(Analysis):
         return change(self.run_config, "learning_rate", 10.0)
 
     def check_divergence(self):
-        losses, cfg = self.h.settled["loss_total"], self.cfg
+        """loss_total's smoothed level (the median of the last smoothing_windows windows) against the lowest that
+        level has been since the warm-up. A rise counts when it gives back divergence_fraction of the progress, is
+        divergence_min_rise of the way from the start to the floor, and beats noise_errors x the window-to-window
+        noise (window_noise). Smoothed against smoothed: the lagging median against the newest single window made a
+        loss that fell fast look like one that rose (the diagnosis benchmark's overfitting scenario, seed 0)."""
+        cfg = self.cfg
         start, floor = self.progress_scale()
-        best, current = min(losses), self.h.recent("loss_total")
-        rise = current - best
-        if rise > cfg.divergence_fraction * (start - best) and rise > cfg.divergence_min_rise * (start - floor):
+        current = self.h.recent("loss_total")
+        best = self.lowest_level = min(self.lowest_level, current)
+        rise, noise = current - best, cfg.noise_errors * window_noise(self.h.train["loss_total"])
+        if (rise > noise and rise > cfg.divergence_fraction * (start - best)
+                and rise > cfg.divergence_min_rise * (start - floor)):
             given_back = f"{rise / (start - best):.0%} of its progress" if start > best else "more than its progress"
             self.emit("loss_diverging", "error",
                       f"loss_total {current:.4g} (median of the last windows) gave back {given_back} from the start "
-                      f"{start:.4g} to its best {best:.4g} (floor {floor:.4g})", lower_lr(self.run_config, 0.1))
+                      f"{start:.4g} to its lowest median {best:.4g} (floor {floor:.4g}; window noise x "
+                      f"{cfg.noise_errors:g} {noise:.3g})", lower_lr(self.run_config, 0.1))
 
     def check_plateau(self):
         losses, cfg, h = self.h.settled["loss_total"], self.cfg, self.h

@@ -1,8 +1,10 @@
 """health/training.py: spikes, vanishing gradients, not learning, plateau, oscillation, divergence, memory."""
 import math
 
+import numpy as np
+
 from health import HealthConfig, HealthMonitor
-from health.training import swing
+from health.training import swing, window_noise
 from health_rows import RUN_CONFIG, by_code, history, observe, set_train, train_row, train_rows
 
 
@@ -170,6 +172,22 @@ def test_a_run_sliding_back_to_chance_is_diverging_though_it_never_doubles_its_b
 
 def test_a_noisy_but_falling_loss_is_not_diverging():
     rows = set_train(history(), "loss_total", lambda t: 2.0 + 3.0 * math.exp(-t / 10) + 0.05 * (-1) ** t)
+    assert "loss_diverging" not in by_code(observe(rows)[1])
+
+
+def test_window_noise_is_the_spread_of_one_window_whatever_the_trend():
+    rng = np.random.default_rng(0)
+    t = np.arange(4000)
+    for trend in (0 * t, 5.0 - 0.001 * t, 3.0 + 2.0 * np.exp(-t / 500)):
+        assert abs(window_noise(trend + rng.normal(0, 0.1, t.size)) - 0.1) < 0.01
+    assert window_noise([3.0, 2.0]) == 0.0  # too few windows to tell
+
+
+def test_a_loss_falling_fast_is_not_diverging_though_its_lagging_median_is_above_its_newest_window():
+    """The diagnosis benchmark's overfitting scenario, seed 0, 3 steps a window: the median of the last five
+    windows (9.59) was far above the newest (8.57) while the loss fell, and the old check called it diverging."""
+    falling = [10.176, 9.616, 9.589, 9.622, 9.6, 9.111, 8.565, 7.911, 7.938, 7.644, 7.202, 7.293]
+    rows = set_train(history(), "loss_total", lambda t: falling[t] if t < len(falling) else 7.2 - 0.01 * t)
     assert "loss_diverging" not in by_code(observe(rows)[1])
 
 
