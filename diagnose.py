@@ -316,17 +316,17 @@ def right_first(scenario, outcome):
     return first is None or first["analysis"] == target(scenario)
 
 
-def follow_up(name, scenario, outcome, scale, out_dir, reuse=False):
-    """(the advice's field changes as text, fixed?) after running the scenario again with its advice applied:
-    fixed when the analysis it is about is healthy and no analysis says problem. None when the advice changes
-    no Config field."""
+def follow_up(name, scenario, outcome, scale, out_dir, reuse=False, seeded=()):
+    """(the advice's field changes as text, fixed?) after running the scenario again, on the same seed
+    (`seeded`, the run's own --seed), with its advice applied: fixed when the analysis it is about is healthy and
+    no analysis says problem. None when the advice changes no Config field."""
     from compare import advised_changes
 
     advice = advised_changes(outcome.summary)
     if advice is None:
         return None
     changes = [f"--{k}={v}" for k, v in advice[2].items()]
-    after = run(f"{name}_follow", scenario, scale, out_dir, extra=changes, reuse=reuse)
+    after = run(f"{name}_follow", scenario, scale, out_dir, extra=[*seeded, *changes], reuse=reuse)
     verdicts = {a: v.get("status") for a, v in after.summary.get("verdicts", {}).items()}
     fixed = verdicts.get(target(scenario)) == "healthy" and "problem" not in verdicts.values()
     return " ".join(changes), fixed
@@ -350,8 +350,8 @@ def run_faults(names, seeds, args):
         for seed in seeds:
             label = f"{name}_s{seed}" if len(seeds) > 1 else name
             print(f"{label}: {scenario.description} ...", flush=True)
-            outcome = run(label, scenario, args.scale, args.out_dir,
-                          extra=[f"--seed={seed}"] if len(seeds) > 1 else [], reuse=args.reuse)
+            seeded = [f"--seed={seed}"] if len(seeds) > 1 else []
+            outcome = run(label, scenario, args.scale, args.out_dir, extra=seeded, reuse=args.reuse)
             rows, agree = judge(scenario, outcome)
             results.append((label, rows, agree, outcome))
             print(f"{label}: {'agrees' if agree else 'DISAGREES'} ({outcome.seconds:.0f} s)", flush=True)
@@ -361,7 +361,7 @@ def run_faults(names, seeds, args):
             detected.append(status in ("warning", "problem"))
             first_right.append(right_first(scenario, outcome))
             if args.follow and scenario.first_action:
-                result = follow_up(label, scenario, outcome, args.scale, args.out_dir, args.reuse)
+                result = follow_up(label, scenario, outcome, args.scale, args.out_dir, args.reuse, seeded)
                 advice.append((label, *(result or ("no Config change advised", False))))
     print()
     print_table(results)

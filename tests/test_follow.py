@@ -89,3 +89,20 @@ def test_a_healthy_outcome_needs_the_loss_halved_and_every_measure_above_its_bas
     summary = {"config": {"out_dir": str(tmp_path)}, "final_train": {"loss_total": last},
                "final_val": {"i2t_r1": 0.2, **behind}, "baseline": {"i2t_r1": 0.05}}
     assert diagnose.good_outcome(diagnose.Outcome("x", summary))[0] is good
+
+
+def test_the_benchmarks_follow_up_runs_on_the_seed_of_the_run_it_follows(monkeypatch):
+    calls = []
+
+    def fake_run(name, scenario, scale=1.0, out_dir=None, extra=(), reuse=False):
+        calls.append((name, list(extra)))
+        return diagnose.Outcome(name, summary={"verdicts": {"training_health": {"status": "healthy"}}})
+
+    monkeypatch.setattr(diagnose, "run", fake_run)
+    outcome = diagnose.Outcome("low_lr_s1", summary={
+        "config": {"learning_rate": 1e-06},
+        "findings": [finding("not_learning", "raise learning_rate from 1e-06 to 0.001: the steps are too small")]})
+    changes, fixed = diagnose.follow_up("low_lr_s1", diagnose.SCENARIOS["low_lr"], outcome, 0.5, "out",
+                                        seeded=["--seed=1"])
+    assert calls == [("low_lr_s1_follow", ["--seed=1", "--learning_rate=0.001"])]
+    assert changes == "--learning_rate=0.001" and fixed
