@@ -46,7 +46,8 @@ class HealthConfig:
     grad_vanish_norm: float = 1e-6  # grad_norm below this = vanishing gradients
     stall_check_fraction: float = 0.2  # judge "not learning" and dominance once this share of the steps is done
     stall_min_drop: float = 0.05  # by then loss_total must have fallen this share of the way to its floor
-    typical_learning_rate: float = 1e-3  # not_learning advises at least this (AdamW's usual 1e-4..3e-3; the default)
+    typical_learning_rate: float = 1e-3  # not_learning advises at least this, a rate too fast at most this (AdamW's
+    # usual 1e-4..3e-3; the default)
     plateau_windows: int = 20  # loss_total must improve within this many windows ...
     plateau_min_drop: float = 0.01  # ... by this share of its distance to the floor, else a plateau ...
     plateau_lr_fraction: float = 0.5  # ... judged only while lr is above this share of its peak (not the cosine tail)
@@ -301,7 +302,13 @@ def change(run_config, name, factor, zero_to=1):
     return f"{verb} {name} from {fmt_config(current)} to {fmt_config(new)}"
 
 
-def lower_lr(run_config, factor):
+def lower_lr(run_config, factor, typical=None):
+    """'lower learning_rate from X to factor x X', and to at most `typical` (typical_learning_rate) when X is
+    above it: from 25x the preset's rate, a tenth was still too fast on one seed of the diagnosis benchmark, as
+    10x was too slow from 1e-6 (TrainingHealth.raise_lr, the mirror)."""
+    current = run_config.get("learning_rate")
+    if finite(typical) and finite(current) and current * factor > typical:
+        factor = typical / current
     action = change(run_config, "learning_rate", factor)
     if run_config.get("grad_clip") == 0:
         action += " and set grad_clip from 0 to 1.0"

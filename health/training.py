@@ -89,7 +89,7 @@ class TrainingHealth(Analysis):
         if bad:
             shown = ", ".join(f"{prefix}/{name}={values[name]}" for name in bad)
             self.emit("non_finite", "error", f"non-finite values at step {self.h.step}: {shown}",
-                      f"{lower_lr(self.run_config, 0.1)}; if it persists set precision to fp32")
+                      f"{self.slower(0.1)}; if it persists set precision to fp32")
 
     def observe_train(self, values):
         self.check_gradients(values)
@@ -131,7 +131,7 @@ class TrainingHealth(Analysis):
             note = f" (grad_clip={clip:g} caps each update, but a spike still skews AdamW's moments)" if clip else ""
             self.emit("grad_explosion", "warning",
                       f"{peak_key} {peak:.4g} is {peak / median:.0f}x the running median of grad_norm {median:.4g}",
-                      extreme_weight(self.run_config) or lower_lr(self.run_config, 0.3) + note)
+                      extreme_weight(self.run_config) or self.slower(0.3) + note)
             level = self.h.recent("loss_total")
             if level is not None:
                 self.spike = (self.h.n_train, level)
@@ -158,7 +158,7 @@ class TrainingHealth(Analysis):
             self.emit("latent_blowup", "error",
                       f"z's RMS per dimension is {rms:.3g} (latent_norm {norm:.4g} over sqrt(latent_dim={dim})"
                       f"; limit {self.cfg.latent_rms_max:g}): each step moves the weights too far",
-                      lower_lr(self.run_config, 0.1))
+                      self.slower(0.1))
 
     def check_decay(self):
         """AdamW's decoupled weight decay multiplies every weight by (1 - lr x weight_decay) each step: above
@@ -225,6 +225,10 @@ class TrainingHealth(Analysis):
                       f"{floor:.4g} (needs {cfg.stall_min_drop:.0%}) with lr {fmt(lr)}, still near its peak",
                       f"{self.raise_lr()}: the steps are too small to learn")
 
+    def slower(self, factor):
+        """The advice for steps too large: factor x the rate, and at most typical_learning_rate (lower_lr)."""
+        return lower_lr(self.run_config, factor, self.cfg.typical_learning_rate)
+
     def raise_lr(self):
         """The advice for a loss that does not move: 10x the rate, and at least typical_learning_rate (from a
         rate far below it, 10x is still too small: 1e-6 -> 1e-5 did not learn in the diagnosis benchmark)."""
@@ -251,7 +255,7 @@ class TrainingHealth(Analysis):
             self.emit("loss_diverging", "error",
                       f"loss_total {current:.4g} (median of the last windows) gave back {given_back} from the start "
                       f"{start:.4g} to its lowest median {best:.4g} (floor {floor:.4g}; window noise x "
-                      f"{cfg.noise_errors:g} {noise:.3g})", lower_lr(self.run_config, 0.1))
+                      f"{cfg.noise_errors:g} {noise:.3g})", self.slower(0.1))
 
     def check_plateau(self):
         losses, cfg, h = self.h.settled["loss_total"], self.cfg, self.h

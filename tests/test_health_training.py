@@ -263,3 +263,12 @@ def test_a_batch_of_two_is_named_with_a_batch_size_that_gives_the_contrastive_lo
     # under torchrun the global batch counts: 4 processes of 4 are 16
     assert "batch_too_small" not in by_code(observe(history(), {**RUN_CONFIG, "batch_size": 4,
                                                                 "global_batch_size": 16})[1])
+
+
+def test_a_rate_far_too_fast_is_lowered_to_the_typical_rate_at_least():
+    rows = history()
+    train_rows(rows)[30]["train/grad_norm_max"] = 100.0
+    fast = by_code(observe(rows, {**RUN_CONFIG, "learning_rate": 0.05})[1])["grad_explosion"]
+    assert fast.action.startswith("lower learning_rate from 0.05 to 0.001")  # 0.3x would be 0.015, still fast
+    usual = by_code(observe(rows)[1])["grad_explosion"]
+    assert usual.action.startswith("lower learning_rate from 0.001 to 0.0003")  # below the typical rate: 0.3x
