@@ -334,7 +334,7 @@ def configure_cuda():
     global _attention_order
     if _attention_order is None:  # entered once and held for the life of the process (torch.compile traces under it)
         _attention_order = sdpa_kernel(list(ATTENTION_ORDER), set_priority=True)
-        _attention_order.__enter__()
+        _attention_order.__enter__()  # torch 2.6's compile ignores the order (fixed in 2.7): slower, not wrong
 
 
 def attention_kernels(model_cfg, batch_size, device, dtype=torch.bfloat16):

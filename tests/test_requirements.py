@@ -78,6 +78,15 @@ NEWER_APIS = {
     "torch.nn.attention.SDPBackend": Api("torch", "2.3", "torch.nn.attention is new in 2.3"),
     "torch.nn.attention.SDPBackend.CUDNN_ATTENTION": Api(
         "torch", "2.5", "PyTorch 2.5 release notes: 'a new CuDNN backend for SDPA'"),
+    "torch.nn.attention.sdpa_kernel(set_priority=True)": Api(
+        "torch", "2.6", "pytorch PR #140467 (Nov 2024) added set_priority; torch.compile honours the order since "
+        "PR #147768 (Mar 2025, 2.7): on 2.6 a compiled model keeps PyTorch's own order", pattern=r"set_priority=True"),
+    "torch.compiler.cudagraph_mark_step_begin": Api(
+        "torch", "2.5", "listed in the 2.5 docs' torch.compiler API reference (torch.compiler_api.rst); its first "
+        "release was not looked up further, the floor is above it"),
+    "torch._fused_sdp_choice": Api(
+        "torch", "2.6", "a private op (which SDPA kernel a call would get); seen in 2.11 and 2.14 where this ran, "
+        "its first release not looked up, so the floor (2.6) is recorded"),
     "torch.utils.flop_counter.flop_registry": Api(
         "torch", "2.4", "the registry behind FlopCounterMode in flop_counter.py since pytorch PR #95751 (Mar 2023)"),
     'wandb.Settings(reinit="create_new")': Api(
