@@ -76,11 +76,13 @@ def test_the_rise_is_named_in_the_caption_loss_and_stopping_early_is_not_advised
     assert "lower num_epochs" not in rising.action and "would give up loss_image, loss_alignment" in rising.action
 
 
-def test_without_the_convergence_gate_the_live_false_alarms_come_back():
-    """The replay reproduces the live run: with converged_fraction=0 the plateau and oscillation warnings fire
-    where they fired live, on a train loss within 1% of its floor that later fell threefold."""
+def test_without_the_convergence_gate_the_live_oscillation_false_alarm_comes_back():
+    """The replay reproduces the live run: with converged_fraction=0 the oscillation warning fires where it fired
+    live (step 1560), on a train loss within 1% of its floor that later fell threefold. The plateau that fired
+    live at step 1540 no longer does even without the gate: the plateau rule now reads the loss's trend against
+    its noise (theil_sen), and the memorised loss's windows are too noisy to call flat."""
     monitor, codes = h200_run(converged_fraction=0.0)
-    assert (codes["loss_plateau"].step, codes["loss_oscillation"].step) == (1540, 1560)
+    assert codes["loss_oscillation"].step == 1560 and "loss_plateau" not in codes
     assert monitor.verdicts()["training_health"].status == "warning"
 
 

@@ -2,9 +2,10 @@
 import math
 
 import numpy as np
+import pytest
 
 from health import HealthConfig, HealthMonitor
-from health.training import swing, window_noise
+from health.training import swing, theil_sen, window_noise
 from health_rows import RUN_CONFIG, by_code, history, observe, set_train, train_row, train_rows
 
 
@@ -189,6 +190,41 @@ def test_a_loss_falling_fast_is_not_diverging_though_its_lagging_median_is_above
     falling = [10.176, 9.616, 9.589, 9.622, 9.6, 9.111, 8.565, 7.911, 7.938, 7.644, 7.202, 7.293]
     rows = set_train(history(), "loss_total", lambda t: falling[t] if t < len(falling) else 7.2 - 0.01 * t)
     assert "loss_diverging" not in by_code(observe(rows)[1])
+
+
+def test_theil_sen_finds_the_trend_and_a_bound_that_covers_it():
+    assert theil_sen([2.0 - 0.1 * t for t in range(20)]) == pytest.approx((-0.1, -0.1, -0.1))
+    rng = np.random.default_rng(1)
+    slope, low, high = theil_sen(3.0 - 0.01 * np.arange(40) + rng.normal(0, 0.05, 40))
+    assert low < -0.01 < high and abs(slope + 0.01) < 0.01
+    flat = theil_sen(3.0 + rng.normal(0, 0.05, 40))
+    assert flat[1] < 0 < flat[2]  # no trend: the bound spans zero
+
+
+# a sweep.yaml draw's train loss_total (batch 16, patch 8; healthy population, seed-0 draw 2), windows 192-251 of 578:
+# the old rule (best window against an earlier best) called its end, step 2,510, a plateau; the loss then fell to 2.6
+SLOW_STRETCH = (
+    3.781, 3.692, 3.586, 3.823, 3.683, 3.773, 3.667, 3.586, 3.814, 3.564, 3.494, 3.604, 3.484, 3.596, 3.746,
+    3.533, 3.657, 3.667, 3.482, 3.572, 3.405, 3.619, 3.583, 3.674, 3.352, 3.56, 3.568, 3.552, 3.555, 3.673,
+    3.469, 3.522, 3.578, 3.466, 3.716, 3.586, 3.647, 3.658, 3.499, 3.203, 3.308, 3.559, 3.277, 3.343, 3.489,
+    3.44, 3.31, 3.393, 3.456, 3.329, 3.615, 3.325, 3.635, 3.531, 3.442, 3.458, 3.429, 3.457, 3.194, 3.337
+)
+
+
+def test_a_noisy_stretch_of_a_falling_loss_is_not_a_plateau_but_a_flat_quiet_one_is():
+    noisy = set_train(history(), "loss_total", lambda t: SLOW_STRETCH[t])
+    assert "loss_plateau" not in by_code(observe(noisy)[1])
+    quiet = set_train(history(), "loss_total", lambda t: 2.0 + 1.0 * math.exp(-t / 3) if t < 10 else 2.0)
+    assert not by_code(observe(quiet)[1])["loss_plateau"].resolved
+
+
+def test_a_plateau_the_loss_moves_on_from_is_resolved():
+    stalled = set_train(history(), "loss_total", lambda t: 3.0 - 0.1 * t if t < 10 else 2.0 if t < 40 else
+                        2.0 - 0.05 * (t - 40))
+    monitor, findings = observe(stalled)
+    plateau = by_code(findings)["loss_plateau"]
+    assert plateau.resolved.endswith("moving again below the plateau's 2")
+    assert monitor.verdicts()["training_health"].status == "healthy"
 
 
 def test_rising_gpu_memory_is_a_memory_creep():
