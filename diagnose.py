@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from health import ANALYSES
@@ -203,7 +203,7 @@ def run(name, scenario, scale=1.0, out_dir=OUT_DIR, extra=(), reuse=False):
     already there (its summary.json) is read instead of trained again."""
     out = Path(out_dir) / name
     if reuse and (out / "summary.json").is_file():
-        return Outcome(name, summary=json.loads((out / "summary.json").read_text()))
+        return Outcome(name, summary=rejudged(out))
     shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     command = scenario.command(out, scale, extra)
@@ -217,6 +217,21 @@ def run(name, scenario, scale=1.0, out_dir=OUT_DIR, extra=(), reuse=False):
     else:
         outcome.error = f"exit {result.returncode}, no summary.json (see {out}.log)"
     return outcome
+
+
+def rejudged(out):
+    """A finished run's summary.json with its findings and verdicts judged again by the analyses as they are now:
+    its metrics.csv replayed through a fresh monitor (health.replay, as a resumed run does), so that --reuse
+    tables a change to the analyses without training again."""
+    from health import replay
+    from report import read_metrics_csv
+
+    summary = json.loads((out / "summary.json").read_text())
+    monitor = replay(read_metrics_csv(out / "metrics.csv"), summary.get("config"))
+    summary["findings"] = [asdict(f) for f in monitor.findings]
+    summary["verdicts"] = {a: {"status": v.status, "summary": v.summary, "rule": v.rule}
+                           for a, v in monitor.verdicts().items()}
+    return summary
 
 
 # ----------------------------------------------------------------------------
@@ -411,8 +426,8 @@ def main(argv=None):
     parser.add_argument("--follow", action="store_true",
                         help="after each config-induced fault, run it again with its first advice applied")
     parser.add_argument("--reuse", action="store_true",
-                        help="read the runs already in OUT_DIR (their summary.json) instead of training them again: "
-                             "the tables again, without the hours")
+                        help="judge the runs already in OUT_DIR again (their metrics.csv replayed through the "
+                             "analyses as they are now) instead of training them: the tables again, without the hours")
     parser.add_argument("--population", action="store_true",
                         help="also run the healthy population (the preset on 3 seeds, 8 configs from sweep.yaml) "
                              "and count the warnings and alerts of those with a healthy outcome")

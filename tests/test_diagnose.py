@@ -1,4 +1,6 @@
 """diagnose.py at reduced size: real training runs whose health verdicts must match the scenario."""
+import json
+
 import pytest
 
 import diagnose
@@ -104,8 +106,17 @@ def test_a_healthy_outcome_halves_the_loss_and_beats_every_baseline_but_the_prob
     assert behind == (False, "not above baseline: psnr")
 
 
-def test_reuse_reads_a_finished_run_instead_of_training_it_again(tmp_path):
-    (tmp_path / "healthy").mkdir()
-    (tmp_path / "healthy" / "summary.json").write_text('{"verdicts": {}}')
+def test_reuse_judges_a_finished_run_again_instead_of_training_it(tmp_path):
+    """Its saved verdict said warning with a finding; replayed through the analyses of today it has neither."""
+    run = tmp_path / "healthy"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({
+        "config": {"learning_rate": 0.001, "total_steps": 60}, "steps": 60,
+        "findings": [{"analysis": "training_health", "code": "loss_plateau", "severity": "warning"}],
+        "verdicts": {"training_health": {"status": "warning"}}}))
+    steps = range(2, 62, 2)
+    (run / "metrics.csv").write_text("global_step,epoch,train/loss_total,train/lr\n" + "".join(
+        f"{s},{s // 20},{5.0 * 0.97 ** s:.4f},0.001\n" for s in steps))
     outcome = diagnose.run("healthy", diagnose.SCENARIOS["healthy"], out_dir=tmp_path, reuse=True)
-    assert outcome.summary == {"verdicts": {}} and outcome.seconds == 0
+    assert outcome.seconds == 0 and outcome.summary["steps"] == 60  # read, not trained
+    assert outcome.summary["findings"] == [] and outcome.summary["verdicts"]["training_health"]["status"] == "healthy"
