@@ -104,8 +104,8 @@ class Overfitting(Analysis):
     def explain_rise(self, first, last):
         """A val loss_total higher at epoch `last` than at epoch `first`, split into its components ->
         (text for the message: which rose and which still fell; the action). When every component that moved
-        rose, the first advice is to stop at the best epoch (fewer epochs; the diagnosis benchmark's follow-up
-        runs: more weight decay did not make 120 training items enough, stopping did), then to regularise. When
+        rose, the first advice is to stop at the best epoch (fewer epochs, early stopping's usual remedy), then to
+        regularise. When
         one still improves (the quick preset's captions while its alignment memorises the training pairs),
         stopping at the best epoch would give it up: regularise, and the advice says so."""
         best_epoch, best = self.h.best_val()
