@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from health import ANALYSES
@@ -224,14 +224,11 @@ def rejudged(out):
     its metrics.csv replayed through a fresh monitor (health.replay, as a resumed run does), so that --reuse
     tables a change to the analyses without training again."""
     from health import replay
-    from report import read_metrics_csv
+    from report import judgement, read_metrics_csv
 
     summary = json.loads((out / "summary.json").read_text())
     monitor = replay(read_metrics_csv(out / "metrics.csv"), summary.get("config"))
-    summary["findings"] = [asdict(f) for f in monitor.findings]
-    summary["verdicts"] = {a: {"status": v.status, "summary": v.summary, "rule": v.rule}
-                           for a, v in monitor.verdicts().items()}
-    return summary
+    return {**summary, **judgement(monitor.verdicts(), monitor)}
 
 
 # ----------------------------------------------------------------------------

@@ -646,9 +646,14 @@ def summary_json(facts, info, verdicts, monitor):
                                  "best_metric", "best_epoch", "steps", "epochs", "wandb_run", "final_train",
                                  "final_val", "baseline", "probe_words", "config")},
         "info": {k: v for k, v in info.items() if k != "config"},
-        "verdicts": {a: {"status": v.status, "summary": v.summary, "rule": v.rule} for a, v in verdicts.items()},
-        "findings": [asdict(f) for f in monitor.findings],
+        **judgement(verdicts, monitor),
     }
+
+
+def judgement(verdicts, monitor):
+    """summary.json's "verdicts" and "findings": what the analyses said (also what diagnose.py --reuse rewrites)."""
+    return {"verdicts": {a: {"status": v.status, "summary": v.summary, "rule": v.rule} for a, v in verdicts.items()},
+            "findings": [asdict(f) for f in monitor.findings]}
 
 
 def write_report(out_dir, rows, monitor=None, info=None, samples=()) -> dict[str, Path]:

@@ -11,6 +11,7 @@ import numpy as np
 from .core import Analysis, change, finite, fmt, fmt_config, lower_lr
 
 STEPS_TOO_LARGE = ("latent_blowup", "loss_diverging", "non_finite")  # findings whose cause is the learning rate
+PLATEAU_POINTS = 400  # the most windows a plateau's trend is fit on (80,000 slope pairs); a longer span is thinned
 LOSS_WEIGHTS = ("image_loss_weight", "caption_loss_weight", "alignment_loss_weight")
 EXTREME_WEIGHT_RATIO = 100  # a loss weight this many times the smallest scales the gradients by itself
 
@@ -293,7 +294,8 @@ class TrainingHealth(Analysis):
             return
         if self.converged() or any(f.code == "not_learning" for f in self.findings()):  # one cause, one finding
             return
-        recent = losses[-span:]
+        step = math.ceil(span / PLATEAU_POINTS)  # slope pairs grow as n^2: a longer span keeps every step-th window
+        recent = losses[-span:][::-step][::-1]  # (the newest among them)
         level = float(np.median(recent))
         _, steepest, _ = theil_sen(recent)
         drop = -steepest * (len(recent) - 1) / (level - floor) if level > floor else math.inf

@@ -308,3 +308,12 @@ def test_a_rate_far_too_fast_is_lowered_to_the_typical_rate_at_least():
     assert fast.action.startswith("lower learning_rate from 0.05 to 0.001")  # 0.3x would be 0.015, still fast
     usual = by_code(observe(rows)[1])["grad_explosion"]
     assert usual.action.startswith("lower learning_rate from 0.001 to 0.0003")  # below the typical rate: 0.3x
+
+
+def test_a_long_plateau_span_is_thinned_to_at_most_plateau_points_windows(monkeypatch):
+    import health.training as training
+    seen = []
+    monkeypatch.setattr(training, "theil_sen", lambda values: seen.append(len(values)) or (0.0, 0.0, 0.0))
+    monkeypatch.setattr(training, "PLATEAU_POINTS", 7)  # the history's 20-window span -> every 3rd window
+    observe(set_train(history(), "loss_total", lambda t: 2.0 + 1.0 * math.exp(-t / 3) if t < 10 else 2.0))
+    assert seen and max(seen) == 7
