@@ -3,6 +3,7 @@
     python ceiling.py                                   # a small CNN at 64 px, 12 epochs
     python ceiling.py --model=encoder --image_size=64   # the quick preset's image encoder with a linear head
     python ceiling.py --image_size=128 --epochs=8
+    python ceiling.py --channels=16,32,64,128 --convs=1    # a cheaper CNN: one convolution per stage
 
 Each classifier predicts the main object's kind (cross-entropy) and which kinds are drawn (binary
 cross-entropy per kind), from the image only, on the trainer's own split (val_fraction 0.1, seed 42). Per
@@ -46,15 +47,26 @@ def load(data_dir, image_size):
     return images, main, present
 
 
-def cnn(channels=(32, 64, 128, 256)):
-    """Four stages of two 3x3 conv + BatchNorm + ReLU, each followed by 2x2 max-pooling; global mean pool."""
+def cnn(channels=(32, 64, 128, 256), convs=2):
+    """Stages of `convs` 3x3 conv + BatchNorm + ReLU, each followed by 2x2 max-pooling; global mean pool."""
     layers, c_in = [], 3
     for c in channels:
-        for _ in range(2):
+        for _ in range(convs):
             layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
             c_in = c
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), c_in
+
+
+def channel_list(text):
+    """'16,32,64' -> (16, 32, 64), for --channels."""
+    try:
+        channels = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        channels = ()
+    if not channels or min(channels) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of positive channel counts")
+    return channels
 
 
 def quick_encoder(image_size, conv_stem=False):
@@ -95,6 +107,9 @@ def main(argv=None):
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--conv_stem", action="store_true", help="the encoder with the model's conv_stem")
     parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--channels", type=channel_list, default=(32, 64, 128, 256),
+                        help="the CNN's channels per stage, comma-separated (default 32,64,128,256)")
+    parser.add_argument("--convs", type=int, default=2, help="the CNN's 3x3 convolutions per stage")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--data_dir", default=str(REPO_DIR / BUNDLED_DATA_DIR))
@@ -106,7 +121,7 @@ def main(argv=None):
     images, main_kind, present = load(args.data_dir, args.image_size)
     train, val = split_indices(len(images), 0.1, 42)
     torch.manual_seed(args.seed)
-    trunk, features = cnn() if args.model == "cnn" else quick_encoder(args.image_size, args.conv_stem)
+    trunk, features = cnn(args.channels, args.convs) if args.model == "cnn" else quick_encoder(args.image_size, args.conv_stem)
     model = Classifier(trunk, features)
     steps = args.epochs * (len(train) // args.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.05)
