@@ -121,7 +121,10 @@ def main(argv=None):
     images, main_kind, present = load(args.data_dir, args.image_size)
     train, val = split_indices(len(images), 0.1, 42)
     torch.manual_seed(args.seed)
-    trunk, features = cnn(args.channels, args.convs) if args.model == "cnn" else quick_encoder(args.image_size, args.conv_stem)
+    if args.model == "cnn":
+        trunk, features = cnn(args.channels, args.convs)
+    else:
+        trunk, features = quick_encoder(args.image_size, args.conv_stem)
     model = Classifier(trunk, features)
     steps = args.epochs * (len(train) // args.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.05)

@@ -250,6 +250,24 @@ def gather_from_all_ranks(x):
     return torch.cat(shards)
 
 
+def caption_loss(logits, targets, pad_id, lead_weight=1.0, lead_end_id=-1):
+    """Next-token cross-entropy (nats) averaged over the targets that are not padding: logits (B, T, V), targets (B, T).
+
+    With lead_weight != 1 and a lead_end_id, each caption's lead, its tokens up to and including the first
+    lead_end_id (the end of its first sentence), counts lead_weight times in that mean (a weighted mean, so the
+    loss stays in nats per token). The object a caption is about is a token or two of about forty: in a plain mean
+    the scenery words outweigh it, and the quick model learns the scenery alone (docs/LOG.md, 2026-12-04, fifth
+    session); captions that name their subject first can weigh it like a label. A caption without lead_end_id is
+    all lead, which is the plain mean."""
+    if lead_weight == 1.0 or lead_end_id < 0:
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=pad_id)
+    ce = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=pad_id, reduction="none")  # (B, T)
+    ends = (targets == lead_end_id).long()
+    in_lead = ends.cumsum(dim=1) - ends == 0  # (B, T): no lead end before this position
+    weights = (targets != pad_id).float() * torch.where(in_lead, lead_weight, 1.0)
+    return (ce * weights).sum() / weights.sum()
+
+
 def contrastive_loss(image_emb, caption_emb, captions, logit_scale, negatives="global"):
     """Symmetric InfoNCE between image latents and caption embeddings (CLIP, arXiv:2103.00020).
 
@@ -296,6 +314,8 @@ class ModelConfig:
     conv_stem: bool = False  # embed patches with 3x3 convolutions (patch_size a power of 2), not one linear map:
     # measured on the quick preset, not adopted (docs/LOG.md, 2026-12-01)
     dropout: float = 0.0
+    caption_lead_weight: float = 1.0  # each caption's first sentence counts this many times in loss_caption (1 = plain)
+    lead_end_id: int = -1  # the token that ends a caption's first sentence ('.'; set from the tokenizer; -1 = none)
     max_logit_scale: float = 100.0  # upper bound on exp(logit_scale), the inverse temperature (clamp_logit_scale_)
     contrastive_negatives: str = "global"  # under torchrun: "global", every rank's batch; "local", this rank's only
     vocab_multiple: int = 64  # the token embedding's rows (the tied output projection's columns): vocab_size rounded
@@ -309,6 +329,8 @@ class ModelConfig:
             raise ValueError(f"conv_stem needs a power of 2 as patch_size, not {self.patch_size}")
         if self.vocab_multiple < 1:
             raise ValueError(f"vocab_multiple must be at least 1, not {self.vocab_multiple}")
+        if not self.caption_lead_weight > 0:
+            raise ValueError(f"caption_lead_weight must be above 0, not {self.caption_lead_weight}")
         if self.latent_patch_dim < 0:
             raise ValueError(f"latent_patch_dim must be 0 or more, not {self.latent_patch_dim}")
         if self.contrastive_negatives not in ("global", "local"):
@@ -343,7 +365,8 @@ class ModelConfig:
 
 # ModelConfig fields added after checkpoints were first written -> the value that rebuilds those older models
 # (a checkpoint's model_config lacks the field): use ModelConfig.from_saved
-LEGACY_DEFAULTS = {"latent_patch_dim": 0, "vocab_multiple": 1, "image_decoder_z_token": True}
+LEGACY_DEFAULTS = {"latent_patch_dim": 0, "vocab_multiple": 1, "image_decoder_z_token": True}  # caption_lead_weight
+# and lead_end_id need none: their defaults are the plain mean that older checkpoints trained with
 
 
 class MultimodalModel(nn.Module):
@@ -389,7 +412,7 @@ class MultimodalModel(nn.Module):
             "logits": logits,
             "targets": targets,
             "loss_image": F.mse_loss(recon.float(), images.float()),
-            "loss_caption": F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=cfg.pad_id),
+            "loss_caption": caption_loss(logits, targets, cfg.pad_id, cfg.caption_lead_weight, cfg.lead_end_id),
             "loss_alignment": contrastive_loss(z, caption_emb, captions, self.logit_scale.exp(), negatives),
         }
 

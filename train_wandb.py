@@ -111,6 +111,7 @@ class Config:
     caption_decoder_depth: int = ModelConfig.caption_decoder_depth  # transformer blocks of the caption decoder
     caption_encoder_depth: int = ModelConfig.caption_encoder_depth  # transformer blocks of the caption encoder
     dropout: float = ModelConfig.dropout  # dropout in attention and MLPs
+    caption_lead_weight: float = ModelConfig.caption_lead_weight  # each caption's first sentence (to its first '.') counts this many times in loss_caption
     contrastive_negatives: str = ModelConfig.contrastive_negatives  # under torchrun: 'global' (every process's batch) or 'local'
     # optimisation
     batch_size: int = 128  # samples per optimizer step (the seed used 16, which leaves a large GPU idle: --preset=seed)
@@ -273,6 +274,7 @@ def validate(cfg, wcfg):
     check(0 <= cfg.warmup_fraction < 1, "warmup_fraction", "must be in [0, 1)")
     check(0 <= cfg.min_lr_fraction <= 1, "min_lr_fraction", "must be in [0, 1]")
     check(0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)")
+    check(cfg.caption_lead_weight > 0, "caption_lead_weight", "must be above 0 (1 weighs every caption token alike)")
     check(cfg.image_size >= SSIM_WINDOW, "image_size", f"must be at least {SSIM_WINDOW} (the SSIM measure's window)")
     check(cfg.image_size % cfg.patch_size == 0, "image_size", f"must be a multiple of patch_size ({cfg.patch_size})")
     check(not cfg.conv_stem or (cfg.patch_size & (cfg.patch_size - 1)) == 0, "patch_size",
@@ -1313,6 +1315,7 @@ def model_state(state):
 def model_config(cfg, tokenizer):
     """The model's configuration from the Config fields and the caption vocabulary."""
     return ModelConfig(vocab_size=len(tokenizer), pad_id=tokenizer.PAD,
+                       lead_end_id=tokenizer.stoi.get(".", -1) if cfg.caption_lead_weight != 1 else -1,
                        **{name: getattr(cfg, name) for name in MODEL_FIELDS})
 
 

@@ -12,6 +12,7 @@ import torch
 import train_wandb
 from health import HealthConfig
 from logger import resolve_wandb_mode
+from tokenizer import CaptionTokenizer
 from train_wandb import (
     PRESETS,
     Config,
@@ -234,6 +235,7 @@ def test_unknown_preset_names_the_known_ones():
     (["--warmup_fraction=1.0"], "warmup_fraction"),
     (["--min_lr_fraction=1.5"], "min_lr_fraction"),
     (["--dropout=1.0"], "dropout"),
+    (["--caption_lead_weight=0"], "caption_lead_weight"),
     (["--image_size=100"], "image_size"),  # not a multiple of patch_size 8
     (["--patch_size=6"], "image_size"),  # 128 is not a multiple of 6: the message names image_size
     (["--conv_stem=true", "--image_size=96", "--patch_size=12"], "patch_size"),  # the stem halves it: a power of 2
@@ -500,3 +502,11 @@ def test_a_missing_measure_library_is_a_one_line_error_before_any_training(monke
                         lambda name, *args: None if name == "sacrebleu" else real_find_spec(name, *args))
     with pytest.raises(ConfigError, match=r"^sacrebleu not installed .*pip install -r requirements.txt$"):
         parse_args(["--preset=quick"])
+
+
+def test_only_a_lead_weight_gives_the_model_a_lead_end():
+    tokenizer, _ = CaptionTokenizer.build(["Windmill. A windmill on the left."])
+    plain = train_wandb.model_config(parse_args([])[0], tokenizer)
+    assert plain.lead_end_id == -1  # as in every checkpoint from before the field: those resume unchanged
+    weighted = train_wandb.model_config(parse_args(["--caption_lead_weight=20"])[0], tokenizer)
+    assert (weighted.caption_lead_weight, weighted.lead_end_id) == (20.0, tokenizer.stoi["."])

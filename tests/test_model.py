@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model_architecture_large import ModelConfig, MultimodalModel, contrastive_loss
+from model_architecture_large import ModelConfig, MultimodalModel, caption_loss, contrastive_loss
 
 SEED_PARAMETERS = 85_000_000  # the seed's model
 SEED_VOCAB = 1266  # the seed's tokenizer size
@@ -60,6 +60,36 @@ def test_loss_caption_ignores_padding(small_batch):
     keep = targets != 0
     expected = F.cross_entropy(logits[keep], targets[keep])
     assert out["loss_caption"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_the_caption_lead_counts_lead_weight_times_in_a_mean_per_token():
+    # two captions: "w w . x <eos>" and "y <eos> <pad> <pad> <pad>" (no '.': all lead); '.' is token 5, pad 0
+    targets = torch.tensor([[7, 7, 5, 8, 2], [9, 2, 0, 0, 0]])
+    logits = torch.randn(2, 5, 12)
+    ce = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    lead = ce[0, :3].sum() + ce[1, :2].sum()  # the first sentence, its '.' included; the whole second caption
+    expected = (3 * lead + ce[0, 3:].sum()) / (3 * 5 + 2)
+    assert caption_loss(logits, targets, 0, 3.0, 5).item() == pytest.approx(expected.item(), rel=1e-6)
+    plain = F.cross_entropy(logits[targets != 0], targets[targets != 0])
+    for weight, end in ((1.0, 5), (3.0, -1)):  # weight 1, or no lead end: the plain mean
+        assert caption_loss(logits, targets, 0, weight, end).item() == pytest.approx(plain.item(), rel=1e-6)
+    # a caption with no '.' is all lead: weighting it alone changes nothing
+    alone = caption_loss(logits[1:], targets[1:], 0, 3.0, 5)
+    assert alone.item() == pytest.approx(F.cross_entropy(logits[1, :2], targets[1, :2]).item(), rel=1e-6)
+
+
+def test_the_model_weighs_the_lead_only_when_asked(small_batch):
+    model, images, captions = small_batch
+    dot = int(captions[2, 3])  # the third caption's third word ends its lead
+    weighted = MultimodalModel(ModelConfig.small(vocab_size=50, image_size=32, max_caption_len=12,
+                                                 caption_lead_weight=10.0, lead_end_id=dot))
+    weighted.load_state_dict(model.state_dict())
+    plain, lead = model(images, captions)["loss_caption"], weighted(images, captions)["loss_caption"]
+    out = model(images, captions)
+    assert lead.item() == pytest.approx(caption_loss(out["logits"], out["targets"], 0, 10.0, dot).item(), rel=1e-5)
+    assert lead.item() != pytest.approx(plain.item(), rel=1e-3)
+    with pytest.raises(ValueError, match="caption_lead_weight"):
+        ModelConfig.small(caption_lead_weight=0.0)
 
 
 def test_caption_logits_depend_only_on_the_tokens_up_to_their_position(small_batch):
