@@ -329,8 +329,8 @@ class ModelConfig:
             raise ValueError(f"conv_stem needs a power of 2 as patch_size, not {self.patch_size}")
         if self.vocab_multiple < 1:
             raise ValueError(f"vocab_multiple must be at least 1, not {self.vocab_multiple}")
-        if not self.caption_lead_weight > 0:
-            raise ValueError(f"caption_lead_weight must be above 0, not {self.caption_lead_weight}")
+        if not 0 < self.caption_lead_weight < math.inf:
+            raise ValueError(f"caption_lead_weight must be a finite number above 0, not {self.caption_lead_weight}")
         if self.latent_patch_dim < 0:
             raise ValueError(f"latent_patch_dim must be 0 or more, not {self.latent_patch_dim}")
         if self.contrastive_negatives not in ("global", "local"):

@@ -274,7 +274,8 @@ def validate(cfg, wcfg):
     check(0 <= cfg.warmup_fraction < 1, "warmup_fraction", "must be in [0, 1)")
     check(0 <= cfg.min_lr_fraction <= 1, "min_lr_fraction", "must be in [0, 1]")
     check(0 <= cfg.dropout < 1, "dropout", "must be in [0, 1)")
-    check(cfg.caption_lead_weight > 0, "caption_lead_weight", "must be above 0 (1 weighs every caption token alike)")
+    check(0 < cfg.caption_lead_weight < math.inf, "caption_lead_weight",
+          "must be a finite number above 0 (1 weighs every caption token alike)")
     check(cfg.image_size >= SSIM_WINDOW, "image_size", f"must be at least {SSIM_WINDOW} (the SSIM measure's window)")
     check(cfg.image_size % cfg.patch_size == 0, "image_size", f"must be a multiple of patch_size ({cfg.patch_size})")
     check(not cfg.conv_stem or (cfg.patch_size & (cfg.patch_size - 1)) == 0, "patch_size",

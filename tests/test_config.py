@@ -236,6 +236,7 @@ def test_unknown_preset_names_the_known_ones():
     (["--min_lr_fraction=1.5"], "min_lr_fraction"),
     (["--dropout=1.0"], "dropout"),
     (["--caption_lead_weight=0"], "caption_lead_weight"),
+    (["--caption_lead_weight=inf"], "caption_lead_weight"),
     (["--image_size=100"], "image_size"),  # not a multiple of patch_size 8
     (["--patch_size=6"], "image_size"),  # 128 is not a multiple of 6: the message names image_size
     (["--conv_stem=true", "--image_size=96", "--patch_size=12"], "patch_size"),  # the stem halves it: a power of 2
