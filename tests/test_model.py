@@ -84,8 +84,8 @@ def test_the_model_weighs_the_lead_only_when_asked(small_batch):
     weighted = MultimodalModel(ModelConfig.small(vocab_size=50, image_size=32, max_caption_len=12,
                                                  caption_lead_weight=10.0, lead_end_id=dot))
     weighted.load_state_dict(model.state_dict())
-    plain, lead = model(images, captions)["loss_caption"], weighted(images, captions)["loss_caption"]
-    out = model(images, captions)
+    out, lead = model(images, captions), weighted(images, captions)["loss_caption"]
+    plain = out["loss_caption"]
     assert lead.item() == pytest.approx(caption_loss(out["logits"], out["targets"], 0, 10.0, dot).item(), rel=1e-5)
     assert lead.item() != pytest.approx(plain.item(), rel=1e-3)
     with pytest.raises(ValueError, match="caption_lead_weight"):
