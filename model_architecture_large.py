@@ -297,7 +297,7 @@ def contrastive_loss(image_emb, caption_emb, captions, logit_scale, negatives="g
 @dataclass
 class ModelConfig:
     vocab_size: int = 1266  # set from the tokenizer
-    max_caption_len: int = 48  # tokens, <bos> and <eos> included (the bundled captions need up to 42)
+    max_caption_len: int = 48  # tokens, <bos> and <eos> included (the bundled captions need up to 48)
     pad_id: int = 0
     image_size: int = 128  # pixels, square
     image_channels: int = 3

@@ -191,10 +191,7 @@ class LatentSpace(Analysis):
             return Verdict("warning", f"{knows}, but no better than the untrained model's z reads the main object "
                            f"({kind[0]:.2f}, untrained {untrained:.2f}): training has not taught z the objects",
                            evidence + [f"probe_kind untrained {fmt(untrained, 3)}: random features already read "
-                                       "what fills the picture"], [
-                               f"{change(rc, 'caption_loss_weight', 2)} (the captions are what name the objects), or "
-                               f"{change(rc, 'num_epochs', 2)} (objects are learned last); on the bundled set "
-                               "`python ceiling.py` shows how far a supervised encoder gets"], rule=self.rule())
+                                       "what fills the picture"], [lead_action(rc)], rule=self.rule())
         if "probe_kind" in at_chance:
             return Verdict("warning", f"{knows}, but the object kind is at chance ({numbers('probe_kind', probes)}): "
                            "the latent is not learning the objects", evidence, [
@@ -209,6 +206,17 @@ class LatentSpace(Analysis):
                                       f"{change(rc, 'caption_loss_weight', 2)}"], rule=self.rule())
         return Verdict("healthy", knows + (f"; at chance: {describe(at_chance, probes)}" if at_chance else ""),
                        evidence, rule=self.rule())
+
+
+def lead_action(run_config):
+    """What teaches z the objects, by measurement (BENCHMARKS.md, issue 24): the caption's first sentence weighed
+    like a label, where it names the subject (the bundled captions open with "Two statues on the right."); a
+    larger caption_loss_weight or more epochs move the object far less."""
+    lead = run_config.get("caption_lead_weight")
+    lead = change(run_config, "caption_lead_weight", 7 if not finite(lead) or lead <= 1 else 1.5)
+    return (f"{lead} if each caption's first sentence names what the picture shows (it then counts like a label "
+            f"in loss_caption); else {change(run_config, 'num_epochs', 2)} (objects are learned last); on the "
+            "bundled set `python ceiling.py` shows how far a supervised encoder gets")
 
 
 def numbers(name, probes):

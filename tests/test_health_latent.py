@@ -82,7 +82,8 @@ def probed(rows, last=None, earlier=None, fields=True):
     return rows
 
 
-QUICK = {**RUN_CONFIG, "image_size": 64, "patch_size": 16, "caption_loss_weight": 1.0, "num_epochs": 20}
+QUICK = {**RUN_CONFIG, "image_size": 64, "patch_size": 16, "caption_loss_weight": 1.0, "caption_lead_weight": 1.0,
+         "num_epochs": 20}
 
 
 def test_z_that_encodes_the_words_and_the_main_object_is_healthy_and_the_summary_names_them():
@@ -175,7 +176,14 @@ def test_an_object_read_no_better_than_by_the_untrained_z_is_a_warning_that_trai
     assert verdict.status == "warning"
     assert verdict.summary.endswith("but no better than the untrained model's z reads the main object (0.21, "
                                     "untrained 0.20): training has not taught z the objects")
-    assert verdict.actions[0].startswith("raise caption_loss_weight from 1.0 to 2.0")
+    assert verdict.actions[0].startswith("raise caption_lead_weight from 1.0 to 7.0 if each caption's first sentence")
+    assert "raise num_epochs from 20 to 40" in verdict.actions[0]
+
+
+def test_the_lead_weight_advice_goes_up_from_where_the_run_already_has_it():
+    rows = untrained(probed(history(), {**SCENERY, "probe_kind": 0.21}), {"probe_kind": 0.2, "probe_word_auc": 0.6})
+    verdict = observe(rows, {**QUICK, "caption_lead_weight": 7.0})[0].verdicts()["latent_space"]
+    assert verdict.actions[0].startswith("raise caption_lead_weight from 7.0 to 10.5")
 
 
 def test_an_object_read_well_beyond_the_untrained_z_is_healthy():

@@ -31,7 +31,7 @@ from .vocabulary import (
     WEATHER_WORDS,
 )
 
-MAX_CAPTION_TOKENS = 40  # words + punctuation as the trainer splits them; fits --max_caption_len=48 whole
+MAX_CAPTION_TOKENS = 46  # words + punctuation as the trainer splits them; with <bos>, <eos> fits --max_caption_len=48
 
 
 def caption_tokens(text: str) -> list:
@@ -226,8 +226,18 @@ def _articles(text: str) -> str:
     return re.sub(r"\b([Aa]) (?=[aeiouAEIOU])", r"\1n ", text)
 
 
+def _subject(main: PlacedObject) -> str:
+    """The catalogue heading that opens every caption, in the plainest words: "Two statues on the right."
+    Count, kind and position of the main group, each always in the same words, so that a caption's first
+    tokens say what the picture is of (what --caption_lead_weight weighs; docs/LOG.md, issue 24)."""
+    singular, plural = KIND_NAMES[main.kind][0]
+    noun = singular if main.count == 1 else plural
+    return _capitalize(f"{COUNT_WORDS[main.count][0]} {noun} {POSITION_WORDS[main.position][0]}.")
+
+
 def _compose(scene: Scene, r: random.Random, level: int) -> str:
-    """One caption in one of five catalogue forms; the main group always comes first, with its position."""
+    """A subject heading, then one caption in one of five catalogue forms; the main group always comes first,
+    with its position."""
     main = scene.objects[scene.main]
     np0, where0, verb0 = _noun_phrase(main, r, level), _where(main, r, level), _verb(main, r)
     others = _secondaries(scene, r, level)
@@ -256,7 +266,7 @@ def _compose(scene: Scene, r: random.Random, level: int) -> str:
         head = f"{_capitalize(np0)} {where0}"
         rest = "".join(f", {p}" for p in others + scenery)
         text = f"{title}{head}{rest}. {_capitalize(tech)}."
-    return _articles(text)
+    return _articles(f"{_subject(main)} {text}")
 
 
 def caption_for(scene: Scene) -> str:

@@ -15,7 +15,7 @@ from .scene import truth_for
 
 DEFAULT_NUM_ITEMS = 5141
 DEFAULT_IMAGE_SIZE = 128
-GENERATOR_VERSION = 3  # bump when captions or drawings change: ensure_sample then regenerates the set
+GENERATOR_VERSION = 4  # bump when captions or drawings change: ensure_sample then regenerates the set
 METADATA = "metadata.jsonl"
 VERSION_FILE = "generator.json"  # the generator version that wrote the set
 # Before the generator became this package, the bundled set was written into this folder (data/engravings/); it
