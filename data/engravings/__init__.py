@@ -15,8 +15,9 @@ description that drives the drawing.  It opens with a heading that names the
 main group in fixed words ("Two statues on the right."), then describes the
 print: every object group is named with its count, size and position, and the
 other words (materials, states, details, sky, time, season, weather,
-technique) each have a visible effect in the picture.  ``metadata.jsonl`` keeps that scene description (the ground truth)
-beside each caption, and ``grounded_match`` reads a caption back against it.
+technique) each have a visible effect in the picture.  ``metadata.jsonl``
+keeps that scene description (the ground truth) beside each caption, and
+``grounded_match`` reads a caption back against it.
 
 Generation is deterministic: item ``index`` with ``seed`` always produces the
 same scene and caption, and the same PNG bytes for a given image size,
