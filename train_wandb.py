@@ -163,10 +163,11 @@ PRESETS = {
     # ModelConfig.small() (~1M parameters) at 64 px: learns the bundled engravings on a 2-core CPU in about five
     # minutes. The objects are what takes epochs: the grounded measures climb only after epoch 8, so the preset buys
     # epochs with 16-pixel patches (16 tokens an image: half the step time of 8-pixel ones) and no dropout (a
-    # quarter of the step time on a CPU), and a 10% warm-up keeps short runs on fewer items from collapsing z
-    # (docs/LOG.md, issue 12). What teaches z the objects at all is the caption's first sentence ("Two statues on
-    # the right.") weighed 7 times, with the convolutional stem that lets the encoder follow a silhouette across
-    # patches; weight decay 0.1 (0.5 before them) lets the encoder keep what it learns (BENCHMARKS.md, issue 24)
+    # quarter of the step time on a CPU), and a 10% warm-up keeps z from collapsing (docs/LOG.md, issue 12; with the
+    # stem, a run cut to a few dozen steps can still collapse: docs/LOG.md, sixth session). What teaches z the
+    # objects at all is the caption's first sentence ("Two statues on the right.") weighed 7 times, with the
+    # convolutional stem that lets the encoder follow a silhouette across patches; weight decay 0.1 (0.5 before
+    # them) lets the encoder keep what it learns (BENCHMARKS.md, issue 24)
     "quick": dict(**{name: getattr(ModelConfig.small(), name) for name in MODEL_FIELDS
                      if getattr(ModelConfig.small(), name) != getattr(ModelConfig(), name)},
                   image_size=64, patch_size=16, conv_stem=True, caption_lead_weight=7.0, batch_size=64,
