@@ -107,8 +107,8 @@ SAME_DATA = ("data_dir", "max_items", "val_fraction", "seed", "batch_size", "ima
 # Settings of the optimisation: a change makes the resumed run differ from one never stopped, so it is an error
 # unless named in --resume_changes, which continues with the new value from the current step on.
 SAME_OPTIMISATION = ("num_epochs", "max_steps", "early_stopping_patience", "learning_rate", "weight_decay",
-                     "warmup_fraction", "min_lr_fraction", "grad_clip", "image_loss_weight", "caption_loss_weight",
-                     "alignment_loss_weight", "precision", "contrastive_negatives")
+                     "warmup_fraction", "warmup_min_steps", "min_lr_fraction", "grad_clip", "image_loss_weight",
+                     "caption_loss_weight", "alignment_loss_weight", "precision", "contrastive_negatives")
 
 
 def check_resume(state, config, allowed=()):

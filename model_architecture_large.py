@@ -261,7 +261,10 @@ def caption_loss(logits, targets, pad_id, lead_weight=1.0, lead_end_id=-1):
     all lead, which is the plain mean."""
     if lead_weight == 1.0 or lead_end_id < 0:
         return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=pad_id)
-    ce = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=pad_id, reduction="none")  # (B, T)
+    # over flattened (B * T, V) rows: the class dimension last and contiguous, a third faster on a CPU than
+    # cross_entropy over (B, V, T), which copies the logits to put it in the middle
+    ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=pad_id,
+                         reduction="none").view_as(targets)  # (B, T)
     ends = (targets == lead_end_id).long()
     in_lead = ends.cumsum(dim=1) - ends == 0  # (B, T): no lead end before this position
     weights = (targets != pad_id).float() * torch.where(in_lead, lead_weight, 1.0)

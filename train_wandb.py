@@ -120,6 +120,8 @@ class Config:
     learning_rate: float = 1e-3  # peak AdamW learning rate
     weight_decay: float = 0.05  # AdamW decoupled weight decay, on weight matrices only
     warmup_fraction: float = 0.05  # share of all steps spent warming the learning rate up linearly
+    warmup_min_steps: int = 50  # with warmup_fraction > 0, warm up for at least this many steps (a quarter of the
+    # run at most): a short run reaches the peak rate within a few steps otherwise, which can collapse z (warmup_steps)
     min_lr_fraction: float = 0.1  # the cosine schedule ends at learning_rate * this
     grad_clip: float = 1.0  # clip the global gradient L2 norm to this (0 = off)
     # loss weights: loss_total = image * loss_image + caption * loss_caption + alignment * loss_alignment
@@ -163,15 +165,17 @@ PRESETS = {
     # ModelConfig.small() (~1M parameters) at 64 px: learns the bundled engravings on a 2-core CPU in about five
     # minutes. The objects are what takes epochs: the grounded measures climb only after epoch 8, so the preset buys
     # epochs with 16-pixel patches (16 tokens an image: half the step time of 8-pixel ones) and no dropout (a
-    # quarter of the step time on a CPU), and a 10% warm-up keeps z from collapsing (docs/LOG.md, issue 12; with the
-    # stem, a run cut to a few dozen steps can still collapse: docs/LOG.md, sixth session). What teaches z the
-    # objects at all is the caption's first sentence ("Two statues on the right.") weighed 7 times, with the
+    # quarter of the step time on a CPU), and a 10% warm-up keeps z from collapsing (docs/LOG.md, issue 12; a run
+    # cut to a few dozen steps warms up over warmup_min_steps or a quarter of it: warmup_steps). What teaches z the
+    # objects at all is the caption's first sentence ("Two statues on the right.") weighed 10 times, with the
     # convolutional stem that lets the encoder follow a silhouette across patches; weight decay 0.1 (0.5 before
-    # them) lets the encoder keep what it learns (BENCHMARKS.md, issue 24)
+    # them) lets the encoder keep what it learns, and caption_loss_weight 1.25 keeps the rest of the caption's
+    # words at the weight they had beside a lead weighed 7 times, which cost the sky (BENCHMARKS.md, issue 24)
     "quick": dict(**{name: getattr(ModelConfig.small(), name) for name in MODEL_FIELDS
                      if getattr(ModelConfig.small(), name) != getattr(ModelConfig(), name)},
-                  image_size=64, patch_size=16, conv_stem=True, caption_lead_weight=7.0, batch_size=64,
-                  num_epochs=22, learning_rate=2e-3, warmup_fraction=0.1, weight_decay=0.1, out_dir="out/quick"),
+                  image_size=64, patch_size=16, conv_stem=True, caption_lead_weight=10.0, caption_loss_weight=1.25,
+                  batch_size=64, num_epochs=26, learning_rate=2e-3, warmup_fraction=0.1, weight_decay=0.1,
+                  out_dir="out/quick"),
 }
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -268,7 +272,7 @@ def validate(cfg, wcfg):
                  "caption_encoder_depth"):
         check(getattr(cfg, name) >= 1, name, "must be at least 1")
     for name in ("max_items", "max_steps", "early_stopping_patience", "num_workers", "weight_decay", "grad_clip",
-                 "checkpoint_every", "latent_patch_dim",
+                 "checkpoint_every", "latent_patch_dim", "warmup_min_steps",
                  "image_loss_weight", "caption_loss_weight", "alignment_loss_weight"):
         check(getattr(cfg, name) >= 0, name, "must not be negative")
     check(cfg.max_caption_len >= 3, "max_caption_len", "must be at least 3 (<bos>, a word, <eos>)")
@@ -534,7 +538,10 @@ def caption_stats(logits, targets, pad_id):
     """Teacher-forced next-token accuracy and mean predictive entropy (nats), over non-pad targets."""
     mask = (targets != pad_id).float()
     count = mask.sum().clamp(min=1)
-    logp = torch.log_softmax(logits.float(), dim=-1)
+    # the model's logits are a slice of the padded vocabulary (CaptionDecoder.logits): over a contiguous copy, the
+    # softmax and argmax below take half the time on a CPU
+    logits = logits.float().contiguous()
+    logp = torch.log_softmax(logits, dim=-1)
     entropy = -(logp.exp() * logp).sum(dim=-1)
     correct = (logits.argmax(dim=-1) == targets).float()
     return {"caption_accuracy": (correct * mask).sum() / count, "caption_entropy": (entropy * mask).sum() / count}
@@ -1248,9 +1255,19 @@ def forwards(model, cfg, device, world_size, compiled):
 
 def build_schedule(optimizer, cfg, total_steps):
     """The learning rate of each step: lr_factor times the optimizer's, over total_steps."""
-    warmup_steps = int(cfg.warmup_fraction * total_steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
-        lr_factor, warmup_steps=warmup_steps, total_steps=total_steps, min_lr_fraction=cfg.min_lr_fraction))
+        lr_factor, warmup_steps=warmup_steps(cfg, total_steps), total_steps=total_steps,
+        min_lr_fraction=cfg.min_lr_fraction))
+
+
+def warmup_steps(cfg, total_steps):
+    """The warm-up's length in steps: warmup_fraction of the run, but at least warmup_min_steps or a quarter of the
+    run, whichever is fewer; none with warmup_fraction 0. The floor is for short runs: the quick preset cut to three
+    epochs of half the data reached its peak rate after 6 steps, and z collapsed on one seed of two; warmed up over
+    17 it did not (docs/LOG.md, seventh session)."""
+    if cfg.warmup_fraction == 0:
+        return 0
+    return max(int(cfg.warmup_fraction * total_steps), min(cfg.warmup_min_steps, total_steps // 4))
 
 
 def lr_factor(step, warmup_steps, total_steps, min_lr_fraction):

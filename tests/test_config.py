@@ -18,11 +18,13 @@ from train_wandb import (
     Config,
     ConfigError,
     WandBConfig,
+    build_schedule,
     config_fields,
     main,
     parse_args,
     parse_value,
     validate,
+    warmup_steps,
 )
 
 REPO_DIR = Path(train_wandb.__file__).resolve().parent
@@ -511,3 +513,32 @@ def test_only_a_lead_weight_gives_the_model_a_lead_end():
     assert plain.lead_end_id == -1  # as in every checkpoint from before the field: those resume unchanged
     weighted = train_wandb.model_config(parse_args(["--caption_lead_weight=20"])[0], tokenizer)
     assert (weighted.caption_lead_weight, weighted.lead_end_id) == (20.0, tokenizer.stoi["."])
+
+
+# -- the learning-rate schedule ---------------------------------------------------
+
+@pytest.mark.parametrize("fraction, min_steps, total, expected", [
+    (0.1, 50, 1584, 158),  # a long run: the fraction decides
+    (0.1, 50, 56, 14),  # a short run: the floor, capped at a quarter of the run
+    (0.1, 50, 400, 50),  # the floor itself
+    (0.0, 50, 56, 0),  # warmup_fraction 0 means no warm-up, whatever the floor
+    (0.1, 0, 56, 5),  # no floor: the fraction alone
+])
+def test_the_warm_up_is_the_fraction_with_a_floor_for_short_runs(fraction, min_steps, total, expected):
+    cfg = Config(warmup_fraction=fraction, warmup_min_steps=min_steps)
+    assert warmup_steps(cfg, total) == expected
+
+
+def test_the_schedule_rises_linearly_to_the_peak_then_decays_to_the_floor():
+    cfg = Config(learning_rate=1.0, warmup_fraction=0.1, warmup_min_steps=0, min_lr_fraction=0.1)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.learning_rate)
+    scheduler = build_schedule(optimizer, cfg, total_steps=100)
+    rates = []
+    for _ in range(100):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:10] == pytest.approx([(i + 1) / 10 for i in range(10)])
+    assert rates[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
+    assert scheduler.get_last_lr()[0] == pytest.approx(0.1)

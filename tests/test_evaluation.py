@@ -16,6 +16,7 @@ from evaluation import (
     mean_image,
     reconstruction_quality,
     retrieval_metrics,
+    ssim,
 )
 from model_architecture_large import ModelConfig, MultimodalModel
 from tokenizer import CaptionTokenizer
@@ -132,6 +133,34 @@ def test_caption_quality_is_bleu4_and_cider_d_of_the_same_captions():
 def test_identical_images_have_ssim_one():
     images = torch.rand(2, 3, 16, 16)
     assert reconstruction_quality(images, images)["ssim"].tolist() == pytest.approx([1.0, 1.0])
+
+
+@pytest.mark.parametrize("channels, size", [(3, 64), (1, 16), (3, 11)])
+def test_ssim_matches_torchmetrics_per_image(channels, size):
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    torch.manual_seed(0)
+    images = torch.rand(6, channels, size, size)
+    # from nearly the same image to unrelated noise, so the values span the range
+    recon = (images + torch.linspace(0.02, 1.0, 6).view(6, 1, 1, 1) * torch.randn_like(images)).clamp(0, 1)
+    expected = structural_similarity_index_measure(recon, images, data_range=1.0, reduction="none", kernel_size=11)
+    assert expected.max() - expected.min() > 0.5
+    assert ssim(recon, images).tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_psnr_matches_torchmetrics_per_image():
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    torch.manual_seed(0)
+    images = torch.rand(4, 3, 32, 32)
+    recon = (images + torch.linspace(0.01, 0.5, 4).view(4, 1, 1, 1) * torch.randn_like(images)).clamp(0, 1)
+    expected = peak_signal_noise_ratio(recon, images, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    assert reconstruction_quality(recon, images)["psnr"].tolist() == pytest.approx(expected.tolist(), rel=1e-5)
+
+
+def test_ssim_of_an_image_against_its_negative_is_below_zero():
+    images = torch.rand(2, 3, 16, 16)
+    assert (ssim(1 - images, images) < 0).all()
 
 
 def test_psnr_of_a_known_mse_per_image():

@@ -127,6 +127,7 @@ OLD_TORCH = set("""
     torch.nn.parallel.DistributedDataParallel torch.nn.utils.clip_grad_norm_
     torch.optim.AdamW torch.optim.lr_scheduler.LambdaLR torch.optim.optimizer.register_optimizer_step_post_hook
     torch.utils._python_dispatch.TorchDispatchMode torch.utils.data.Dataset
+    torch.exp torch.log10 torch.nn.functional.conv2d torch.nn.functional.pad torch.optim.SGD
 """.split())
 
 # in wandb 0.19.0 or earlier
