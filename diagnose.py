@@ -83,8 +83,8 @@ SCENARIOS = {
         ["--num_epochs=3", "--log_frequency=4"],
         {**HEALTHY, "latent_space": "problem", "dominant_loss": ANY, "training_health": ANY}, shuffled_pairs=True),
     "overfitting": Scenario(
-        "300 items, 40% for validation, 40 epochs",
-        ["--num_epochs=40", "--log_frequency=5", "--val_fraction=0.4", "--batch_size=32"],
+        "300 items, 40% for validation, 80 epochs",
+        ["--num_epochs=80", "--log_frequency=5", "--val_fraction=0.4", "--batch_size=32"],
         {**HEALTHY, "overfitting": "warning", "training_health": ANY, "dominant_loss": ANY, "latent_space": ANY},
         max_items=300, first_action=("overfitting", "weight_decay")),
     "dominant_caption": Scenario(

@@ -120,8 +120,8 @@ class Config:
     learning_rate: float = 1e-3  # peak AdamW learning rate
     weight_decay: float = 0.05  # AdamW decoupled weight decay, on weight matrices only
     warmup_fraction: float = 0.05  # share of all steps spent warming the learning rate up linearly
-    warmup_min_steps: int = 50  # with warmup_fraction > 0, warm up for at least this many steps (a quarter of the
-    # run at most): a short run reaches the peak rate within a few steps otherwise, which can collapse z (warmup_steps)
+    warmup_min_steps: int = 50  # with warmup_fraction > 0, warm up at least this many steps (or a quarter of the run)
+    # so that a short run does not reach the peak rate within a few steps, which can collapse z (warmup_steps)
     min_lr_fraction: float = 0.1  # the cosine schedule ends at learning_rate * this
     grad_clip: float = 1.0  # clip the global gradient L2 norm to this (0 = off)
     # loss weights: loss_total = image * loss_image + caption * loss_caption + alignment * loss_alignment
