@@ -169,8 +169,8 @@ PRESETS = {
     # cut to a few dozen steps warms up over warmup_min_steps or a quarter of it: warmup_steps). What teaches z the
     # objects at all is the caption's first sentence ("Two statues on the right.") weighed 10 times, with the
     # convolutional stem that lets the encoder follow a silhouette across patches; weight decay 0.1 (0.5 before
-    # them) lets the encoder keep what it learns, and caption_loss_weight 1.25 keeps the rest of the caption's
-    # words at the weight they had beside a lead weighed 7 times, which cost the sky (BENCHMARKS.md, issue 24)
+    # them) lets the encoder keep what it learns, and caption_loss_weight 1.25 gives the rest of the caption's words
+    # the weight they had beside a lead weighed 7 times (weight 10 alone cost the sky: BENCHMARKS.md, issue 24)
     "quick": dict(**{name: getattr(ModelConfig.small(), name) for name in MODEL_FIELDS
                      if getattr(ModelConfig.small(), name) != getattr(ModelConfig(), name)},
                   image_size=64, patch_size=16, conv_stem=True, caption_lead_weight=10.0, caption_loss_weight=1.25,
@@ -1262,9 +1262,9 @@ def build_schedule(optimizer, cfg, total_steps):
 
 def warmup_steps(cfg, total_steps):
     """The warm-up's length in steps: warmup_fraction of the run, but at least warmup_min_steps or a quarter of the
-    run, whichever is fewer; none with warmup_fraction 0. The floor is for short runs: the quick preset cut to three
-    epochs of half the data reached its peak rate after 6 steps, and z collapsed on one seed of two; warmed up over
-    17 it did not (docs/LOG.md, seventh session)."""
+    run, whichever is fewer; none with warmup_fraction 0. The floor is for short runs: the quick preset cut to four
+    epochs of half the data (56 steps) reached its peak rate after 5 steps, and z collapsed on one seed of two; over
+    16 steps (warmup_fraction=0.3) or the floor's 14 it did not (docs/LOG.md, sixth and seventh sessions)."""
     if cfg.warmup_fraction == 0:
         return 0
     return max(int(cfg.warmup_fraction * total_steps), min(cfg.warmup_min_steps, total_steps // 4))
