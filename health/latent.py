@@ -195,10 +195,9 @@ class LatentSpace(Analysis):
         if "probe_kind" in at_chance:
             return Verdict("warning", f"{knows}, but the object kind is at chance ({numbers('probe_kind', probes)}): "
                            "the latent is not learning the objects", evidence, [
-                               f"the objects are small in the picture: {change(rc, 'image_size', 2)} or "
-                               f"{change(rc, 'patch_size', 0.5)}; or {change(rc, 'caption_loss_weight', 2)} (the "
-                               f"captions name the objects), or {change(rc, 'num_epochs', 2)} (objects are learned "
-                               "last)"], rule=self.rule())
+                               f"{lead_action(rc)}; if the objects are small in the picture, "
+                               f"{change(rc, 'image_size', 2)} or {change(rc, 'patch_size', 0.5)}"],
+                           rule=self.rule())
         if "probe_word_auc" in at_chance:
             return Verdict("warning", f"{knows}, but it predicts no caption word better than chance "
                            f"({numbers('probe_word_auc', probes)}): the captions may not describe their images",

@@ -105,8 +105,10 @@ def test_scenery_without_the_object_is_a_warning_whose_action_follows_from_small
     assert verdict.summary.endswith("but the object kind is at chance (0.08, chance 0.06): the latent is not "
                                     "learning the objects")
     (action,) = verdict.actions
-    for change in ("raise image_size from 64 to 128", "lower patch_size from 16 to 8",
-                   "raise caption_loss_weight from 1.0 to 2.0", "raise num_epochs from 20 to 40"):
+    # the measured lever first (BENCHMARKS.md, issue 24), then the objects' size in the picture
+    assert action.startswith("raise caption_lead_weight from 1.0 to 7.0 if each caption's first sentence")
+    for change in ("raise num_epochs from 20 to 40", "raise image_size from 64 to 128",
+                   "lower patch_size from 16 to 8"):
         assert change in action, change
 
 

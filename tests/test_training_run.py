@@ -16,6 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
+from train_wandb import PRESETS
+
 REPO_DIR = Path(__file__).resolve().parents[1]
 # the wandb CLI of the Python running the tests: found whether or not its virtual environment is activated
 WANDB_CLI = str(Path(sys.executable).with_name("wandb"))
@@ -98,11 +100,15 @@ def test_every_metric_is_logged_finite_under_train_and_val(tiny_run):
 
 @pytest.mark.slow
 def test_logged_values_obey_their_definitions(tiny_run):
-    _, _, rows = tiny_run
+    _, tmp, rows = tiny_run
+    config = torch.load(tmp / "out" / "last.pt", map_location="cpu", weights_only=True)["config"]
+    w = {name: config[f"{name}_loss_weight"] for name in ("image", "caption", "alignment")}
+    assert w["caption"] != 1.0  # the quick preset's caption weight: a sum without the weights would fail
     for prefix in ("train", "val"):
         for row in (r for r in rows if f"{prefix}/loss_total" in r):
             m = {k.split("/", 1)[1]: v for k, v in row.items() if k.startswith(prefix + "/")}
-            weighted = m["loss_image"] + m["loss_caption"] + m["loss_alignment"]  # quick preset: weights 1.0
+            weighted = (w["image"] * m["loss_image"] + w["caption"] * m["loss_caption"]
+                        + w["alignment"] * m["loss_alignment"])
             assert m["loss_total"] == pytest.approx(weighted, rel=1e-4)
             assert m["image_mse"] >= m["image_l1"] ** 2
             assert 0 <= m["caption_accuracy"] <= 1 and m["latent_std"] > 0
@@ -183,7 +189,7 @@ def test_checkpoints_hold_model_config_and_tokenizer_and_load_with_weights_only(
     _, tmp, _ = tiny_run
     for name in ("last.pt", "best.pt"):
         state = torch.load(tmp / "out" / name, map_location="cpu", weights_only=True)
-        assert state["config"]["caption_loss_weight"] == 1.0
+        assert state["config"]["caption_loss_weight"] == PRESETS["quick"]["caption_loss_weight"]  # the run's preset
         assert state["tokenizer"]["itos"][:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
         assert state["wandb_run_id"]
     assert torch.load(tmp / "out" / "last.pt", weights_only=True)["epoch"] == 3
