@@ -538,10 +538,7 @@ def caption_stats(logits, targets, pad_id):
     """Teacher-forced next-token accuracy and mean predictive entropy (nats), over non-pad targets."""
     mask = (targets != pad_id).float()
     count = mask.sum().clamp(min=1)
-    # the model's logits are a slice of the padded vocabulary (CaptionDecoder.logits): over a contiguous copy, the
-    # softmax and argmax below take half the time on a CPU
-    logits = logits.float().contiguous()
-    logp = torch.log_softmax(logits, dim=-1)
+    logp = torch.log_softmax(logits.float(), dim=-1)
     entropy = -(logp.exp() * logp).sum(dim=-1)
     correct = (logits.argmax(dim=-1) == targets).float()
     return {"caption_accuracy": (correct * mask).sum() / count, "caption_entropy": (entropy * mask).sum() / count}
