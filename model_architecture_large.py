@@ -177,8 +177,7 @@ class CaptionDecoder(nn.Module):
         multiple of 64, the size matmul kernels tile best); the padding rows are never a token, and their
         columns are sliced off here, so losses, accuracy and decoding see the vocabulary alone. The slice is
         copied once into contiguous memory: the loss's flattened rows and the caption statistics' softmax are then
-        views of it, where each made its own copy of the strided slice before (a step of the quick preset on a
-        2-core CPU: 133 ms against 145)."""
+        views of it, where each made its own copy of the strided slice before (docs/LOG.md, seventh session)."""
         return (h @ self.token_embedding.weight.T)[..., : self.vocab_size].contiguous()
 
     def forward(self, z, tokens, last_only=False):
