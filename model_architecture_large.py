@@ -49,12 +49,33 @@ class Attention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
+def autocast_dtype(x):
+    """The dtype autocast runs x's matmuls in, or None where autocast is off for x's device. Meta tensors (the
+    roofline's count) read CUDA's autocast state, which roofline.count_step sets as CUDA's autocast would."""
+    device = "cuda" if x.device.type == "meta" else x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+
+
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm that hands a bf16 input back in bf16, as the residual stream is under bf16_residual.
+
+    CUDA's autocast runs layer_norm in fp32 and returns fp32, which would turn the stream back to fp32 and add a
+    cast before the next matmul; the kernel keeps the mean and variance in fp32 either way. An fp32 input (no
+    autocast, or bf16_residual=False) takes nn.LayerNorm's path unchanged."""
+
+    def forward(self, x):
+        if x.dtype == self.weight.dtype:
+            return super().forward(x)
+        with torch.autocast("cuda", enabled=False):  # CPU autocast leaves layer_norm alone
+            return F.layer_norm(x, self.normalized_shape, self.weight.to(x.dtype), self.bias.to(x.dtype), self.eps)
+
+
 class Block(nn.Module):
     def __init__(self, width, num_heads, mlp_ratio, dropout):
         super().__init__()
-        self.norm1 = nn.LayerNorm(width)
+        self.norm1 = LayerNorm(width)
         self.attn = Attention(width, num_heads, dropout)
-        self.norm2 = nn.LayerNorm(width)
+        self.norm2 = LayerNorm(width)
         self.mlp = nn.Sequential(
             nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width), nn.Dropout(dropout),
         )
@@ -65,13 +86,20 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, depth, width, num_heads, mlp_ratio, dropout):
+    def __init__(self, depth, width, num_heads, mlp_ratio, dropout, bf16_residual=False):
         super().__init__()
         self.blocks = nn.ModuleList(Block(width, num_heads, mlp_ratio, dropout) for _ in range(depth))
-        self.norm = nn.LayerNorm(width)
+        self.norm = LayerNorm(width)
+        self.bf16_residual = bf16_residual
 
     def forward(self, x, causal=False, key_mask=None, caches=None):
-        """caches: one dict per block for incremental decoding (see Attention), or None."""
+        """caches: one dict per block for incremental decoding (see Attention), or None.
+
+        With bf16_residual, under bf16 autocast the stream enters in bf16 and stays there: each block adds its bf16
+        output to it, and the output is bf16. Otherwise an fp32 parameter added at the input (positions, queries)
+        makes it fp32, and every residual add, LayerNorm and cast reads and writes twice the bytes (issue 28)."""
+        if self.bf16_residual and autocast_dtype(x) == torch.bfloat16:
+            x = x.to(torch.bfloat16)
         for i, block in enumerate(self.blocks):
             x = block(x, causal=causal, key_mask=key_mask, cache=None if caches is None else caches[i])
         return self.norm(x)
@@ -117,7 +145,8 @@ class ImageEncoder(nn.Module):
         self.patch_embed = (conv_stem(cfg.image_channels, cfg.width, cfg.patch_size) if cfg.conv_stem else
                             nn.Conv2d(cfg.image_channels, cfg.width, cfg.patch_size, stride=cfg.patch_size))
         self.pos = nn.Parameter(torch.zeros(1, cfg.num_patches, cfg.width))
-        self.transformer = Transformer(cfg.image_encoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout)
+        self.transformer = Transformer(cfg.image_encoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout,
+                                       cfg.bf16_residual)
         k = cfg.latent_patch_dim
         self.squeeze = nn.Linear(cfg.width, k) if k else None
         self.to_latent = nn.Linear(cfg.num_patches * k if k else cfg.width, cfg.latent_dim)
@@ -146,7 +175,8 @@ class ImageDecoder(nn.Module):
         self.cfg = cfg
         self.from_latent = nn.Linear(cfg.latent_dim, cfg.width)
         self.queries = nn.Parameter(torch.zeros(1, cfg.num_patches, cfg.width))
-        self.transformer = Transformer(cfg.image_decoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout)
+        self.transformer = Transformer(cfg.image_decoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout,
+                                       cfg.bf16_residual)
         self.to_pixels = nn.Linear(cfg.width, cfg.patch_size ** 2 * cfg.image_channels)
 
     def forward(self, z):
@@ -170,7 +200,8 @@ class CaptionDecoder(nn.Module):
         self.vocab_size = cfg.vocab_size
         self.pos = nn.Parameter(torch.zeros(1, cfg.max_caption_len, cfg.width))
         self.from_latent = nn.Linear(cfg.latent_dim, cfg.width)
-        self.transformer = Transformer(cfg.caption_decoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout)
+        self.transformer = Transformer(cfg.caption_decoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout,
+                                       cfg.bf16_residual)
 
     def logits(self, h):
         """(..., width) -> (..., vocab_size): the tied output projection. The embedding has padded_vocab rows (a
@@ -218,7 +249,8 @@ class CaptionEncoder(nn.Module):
         super().__init__()
         self.token_embedding = token_embedding
         self.pos = nn.Parameter(torch.zeros(1, cfg.max_caption_len, cfg.width))
-        self.transformer = Transformer(cfg.caption_encoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout)
+        self.transformer = Transformer(cfg.caption_encoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout,
+                                       cfg.bf16_residual)
         self.to_latent = nn.Linear(cfg.width, cfg.latent_dim)
 
     def forward(self, tokens, pad_id):
@@ -326,6 +358,8 @@ class ModelConfig:
     vocab_multiple: int = 64  # the token embedding's rows (the tied output projection's columns): vocab_size rounded
     # up to a multiple of this, the size matmul kernels tile best (padded_vocab)
     image_decoder_z_token: bool = False  # z also as a token of the image decoder's sequence (checkpoints before it)
+    bf16_residual: bool = True  # under bf16 autocast, the residual stream and LayerNorms in bf16 (half the bytes of
+    # fp32); no effect in fp32
 
     def __post_init__(self):
         if self.image_size % self.patch_size:
@@ -370,8 +404,9 @@ class ModelConfig:
 
 # ModelConfig fields added after checkpoints were first written -> the value that rebuilds those older models
 # (a checkpoint's model_config lacks the field): use ModelConfig.from_saved
-LEGACY_DEFAULTS = {"latent_patch_dim": 0, "vocab_multiple": 1, "image_decoder_z_token": True}  # caption_lead_weight
-# and lead_end_id need none: their defaults are the plain mean that older checkpoints trained with
+LEGACY_DEFAULTS = {"latent_patch_dim": 0, "vocab_multiple": 1, "image_decoder_z_token": True,
+                   "bf16_residual": False}  # caption_lead_weight and lead_end_id need none: their defaults are the
+# plain mean that older checkpoints trained with
 
 
 class MultimodalModel(nn.Module):

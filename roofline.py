@@ -147,16 +147,32 @@ class FusedAttention(torch.autograd.Function):
 
 class AutocastLikeCuda(TorchFunctionMode):
     """CUDA's bf16 autocast for meta tensors (see the module docstring), and fused attention; with bf16=False
-    only the fused attention."""
+    only the fused attention.
+
+    Inside it, CUDA's autocast flag and dtype are set as `torch.autocast("cuda", torch.bfloat16)` sets them (without
+    its check for a GPU): the model reads them (model_architecture_large.autocast_dtype), and a region the model
+    runs with CUDA's autocast off is emulated without casts. Meta tensors never dispatch to CUDA's autocast
+    kernels, so the flag changes nothing else."""
 
     def __init__(self, counter, bf16=True):
         super().__init__()
         self.counter, self.bf16 = counter, bf16
 
+    def __enter__(self):
+        self.saved = torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
+        torch.set_autocast_enabled("cuda", self.bf16)
+        torch.set_autocast_dtype("cuda", torch.bfloat16)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        torch.set_autocast_enabled("cuda", self.saved[0])
+        torch.set_autocast_dtype("cuda", self.saved[1])
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
-        if self.bf16 and name in LOWER_PRECISION | FP32:
+        if name in LOWER_PRECISION | FP32 and torch.is_autocast_enabled("cuda"):
             to = torch.bfloat16 if name in LOWER_PRECISION else torch.float32
 
             def cast(x):

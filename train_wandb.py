@@ -131,6 +131,7 @@ class Config:
     # hardware and outputs
     device: str = "auto"  # 'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'
     precision: str = "auto"  # 'auto' (bf16 autocast on CUDA, fp32 on CPU), 'bf16' or 'fp32'
+    bf16_residual: bool = ModelConfig.bf16_residual  # under bf16 autocast, the residual stream and LayerNorms in bf16, not fp32
     compile: bool | None = None  # torch.compile the model; None: on CUDA, not on a CPU (False: eager everywhere)
     compile_mode: str = "default"  # torch.compile mode: default, reduce-overhead (CUDA graphs: small batches), max-autotune-no-cudagraphs; aot_eager: traced, no code generated (CPU checks)
     out_dir: str = "out"  # checkpoints (last.pt, best.pt), report.md, metrics.csv and plots go here

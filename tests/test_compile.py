@@ -66,10 +66,27 @@ def test_the_recompile_log_counts_a_recompilation():
     assert len(recompiles) == 1 and "size mismatch" in recompiles[0]
 
 
+@pytest.mark.slow  # about 10 s of tracing
+def test_compiled_and_eager_agree_under_bf16_autocast_with_the_bf16_residual_stream():
+    # the branch CUDA runs: the stream cast at each transformer's input, LayerNorm with CUDA's autocast turned off
+    torch.manual_seed(0)
+    cfg = ModelConfig.small(vocab_size=60, image_size=32, patch_size=8, max_caption_len=12, bf16_residual=True)
+    model = MultimodalModel(cfg)
+    images, captions = small_batch(cfg)
+    compiled = train_wandb.compile_module(model, "aot_eager")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        eager_losses, eager_grads = losses_and_grads(model, model, images, captions)
+        losses, grads = losses_and_grads(compiled, model, images, captions)
+    for a, b in zip(losses + grads, eager_losses + eager_grads):
+        torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-3)  # bf16's rounding, where the traced graph may order
+        # an op differently
+
+
 @pytest.mark.slow
-def test_check_compile_finds_no_graph_break_and_no_recompile(capsys, tmp_path, monkeypatch):
+@pytest.mark.parametrize("precision", ["auto", "bf16"])  # bf16: the autocast branches CUDA takes
+def test_check_compile_finds_no_graph_break_and_no_recompile(capsys, tmp_path, monkeypatch, precision):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    assert benchmark.main(["--check-compile", "--preset=quick", "--device=cpu"]) == 0
+    assert benchmark.main(["--check-compile", "--preset=quick", "--device=cpu", f"--precision={precision}"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == "graph breaks: 0, recompiles: 0"
 
 

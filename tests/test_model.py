@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model_architecture_large import ModelConfig, MultimodalModel, caption_loss, contrastive_loss
+from model_architecture_large import LayerNorm, ModelConfig, MultimodalModel, caption_loss, contrastive_loss
 
 SEED_PARAMETERS = 85_000_000  # the seed's model
 SEED_VOCAB = 1266  # the seed's tokenizer size
@@ -348,3 +348,56 @@ def test_a_checkpoint_from_before_issue_28_rebuilds_its_z_token_and_unpadded_voc
     rebuilt.load_state_dict(old.state_dict())  # every tensor fits: 50 embedding rows
     old.eval(), rebuilt.eval()
     assert torch.equal(rebuilt(images, captions)["recon"], old(images, captions)["recon"])
+
+
+def stream_dtypes(model, images, captions):
+    """-> (dtypes of every block's output, dtypes of every LayerNorm's output) in one forward."""
+    blocks, norms = [], []
+    for module in model.modules():
+        if isinstance(module, LayerNorm):
+            module.register_forward_hook(lambda m, i, out: norms.append(out.dtype))
+        elif type(module).__name__ == "Block":
+            module.register_forward_hook(lambda m, i, out: blocks.append(out.dtype))
+    model(images, captions)
+    return set(blocks), set(norms)
+
+
+@pytest.mark.parametrize("bf16_residual", [True, False])
+def test_under_bf16_autocast_the_residual_stream_stays_bf16_only_with_bf16_residual(small_batch, bf16_residual):
+    model, images, captions = small_batch
+    model = MultimodalModel(ModelConfig(**{**model.config_dict(), "bf16_residual": bf16_residual}))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        blocks, norms = stream_dtypes(model, images, captions)
+    expected = torch.bfloat16 if bf16_residual else torch.float32
+    assert blocks == {expected} and norms == {expected}
+    assert stream_dtypes(model, images, captions) == ({torch.float32}, {torch.float32})  # no autocast: fp32
+
+
+def test_bf16_residual_changes_nothing_in_fp32(small_batch):
+    model, images, captions = small_batch
+    other = MultimodalModel(ModelConfig(**{**model.config_dict(), "bf16_residual": not model.cfg.bf16_residual}))
+    other.load_state_dict(model.state_dict())
+    a, b = model(images, captions), other(images, captions)
+    for key in ("z", "recon", "logits", "loss_alignment"):
+        assert torch.equal(a[key], b[key])
+
+
+def test_the_layer_norm_of_a_bf16_input_is_fp32_layer_norm_rounded_to_bf16_with_fp32_gradients():
+    torch.manual_seed(0)
+    norm = LayerNorm(64)
+    with torch.no_grad():
+        norm.weight.normal_(1, 0.1), norm.bias.normal_(0, 0.1)
+    x = (torch.randn(8, 64) * 3 + 1).bfloat16().requires_grad_()
+    y = norm(x)
+    reference = F.layer_norm(x.float(), (64,), norm.weight, norm.bias, norm.eps)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), reference, rtol=2 ** -7, atol=2 ** -7)  # bf16 keeps 8 bits
+    y.float().pow(2).sum().backward()
+    assert norm.weight.grad.dtype == torch.float32 and x.grad.dtype == torch.bfloat16
+    assert torch.isfinite(norm.weight.grad).all() and norm.weight.grad.abs().sum() > 0
+
+
+def test_a_checkpoint_from_before_bf16_residual_keeps_its_fp32_stream(small_batch):
+    model, *_ = small_batch
+    saved = {k: v for k, v in model.config_dict().items() if k != "bf16_residual"}
+    assert model.cfg.bf16_residual and not ModelConfig.from_saved(saved).bf16_residual

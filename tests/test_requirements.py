@@ -43,6 +43,10 @@ class Api:
 
 
 NEWER_APIS = {
+    **{name: Api("torch", "2.4", "the device-type autocast state functions, torch.get_autocast_dtype('cuda') and its "
+                 "kin, replace the per-device ones from 2.4 on (NVIDIA/TransformerEngine PR #1277)")
+       for name in ("torch.get_autocast_dtype", "torch.is_autocast_enabled", "torch.set_autocast_dtype",
+                    "torch.set_autocast_enabled")},
     "torch.nn.utils.clip_grads_with_norm_": Api(
         "torch", "2.6", "pytorch PR #139662 (Nov 2024) split clip_grad_norm_ into get_total_norm + "
         "clip_grads_with_norm_; they first shipped in 2.6.0 (allenai/OLMo-core issue #186)"),

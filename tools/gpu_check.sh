@@ -5,9 +5,10 @@
 #     ROWS="compiled-b128 seed-b16-cudagraphs" SDPA=0 BUDGET_S=250 bash tools/gpu_check.sh   # some rows only
 #
 # Each row is `python benchmark.py --device=cuda` (the bare loop and the Trainer with W&B disabled, one round)
-# beside `python benchmark.py --roofline` for the same config, then the attention kernels (tools/sdpa_backends.py)
-# and a table of all of it (tools/gpu_summary.py -> summary.md). Rows run in order of importance, each under a
-# time limit, and a row that would end past the 8-minute budget is skipped, so the folder always holds what ran.
+# beside `python benchmark.py --roofline` for the same config, then, time left, the attention kernels
+# (tools/sdpa_backends.py) and a table of all of it (tools/gpu_summary.py -> summary.md). Rows run in order of
+# importance, each under a time limit, and a row that would end past the 8-minute budget is skipped, so the folder
+# always holds what ran.
 #
 # benchmark.py needs wandb, which the device image lacks: if it cannot be imported, the wheels in .wheels/ (made
 # here by tools/gpu_wheels.sh; name .wheels in the device tool's carry) are installed first. Without them only the
@@ -70,18 +71,21 @@ row() {
         >> "$OUT/results.jsonl"
 }
 
-if (( ${SDPA:-1} && SECONDS + 60 <= BUDGET_S )); then  # SDPA=0 leaves the attention kernels out
+# the default first, then the step before bf16_residual: the pair that says what the bf16 stream is worth
+row compiled-b128 120
+row compiled-b128-fp32-residual 120 --bf16_residual=False
+row seed-b16-cudagraphs 100 --preset=seed --compile_mode=reduce-overhead
+row compiled-b256 110 --batch_size=256 --learning_rate=1.4e-3  # sqrt(2) x the batch-128 rate
+row eager-b128 60 --compile=False
+row seed-b16-eager 45 --preset=seed --compile=False
+row autotune-b128 150 --compile_mode=max-autotune-no-cudagraphs
+# the attention kernels, measured at 6cd5496 (BENCHMARKS.md), last; SDPA=0 leaves them out
+if (( ${SDPA:-1} && SECONDS + 60 <= BUDGET_S )); then
     echo "== attention kernels, at ${SECONDS} s"
     timeout 60 $PY tools/sdpa_backends.py --batch=128 > "$WORK/sdpa.txt" 2>&1
     grep -v '^{' "$WORK/sdpa.txt"
     grep '^{' "$WORK/sdpa.txt" > "$OUT/sdpa.json"
 fi
-row eager-b128 60 --compile=False
-row compiled-b128 120
-row seed-b16-cudagraphs 100 --preset=seed --compile_mode=reduce-overhead
-row seed-b16-eager 45 --preset=seed --compile=False
-row compiled-b256 110 --batch_size=256 --learning_rate=1.4e-3  # sqrt(2) x the batch-128 rate
-row autotune-b128 150 --compile_mode=max-autotune-no-cudagraphs
 
 echo "== summary, at ${SECONDS} s"
 $PY tools/gpu_summary.py "$OUT"
