@@ -321,6 +321,12 @@ def test_quick_preset_sets_every_value_it_names_and_keeps_the_other_defaults():
     assert wcfg == WandBConfig()
 
 
+def test_the_seed_preset_replays_cuda_graphs_where_it_is_compiled_and_runs_eagerly_on_a_cpu():
+    cfg, _, _ = parse_args(["--preset=seed"])
+    assert cfg.batch_size == 16 and cfg.compile_mode in train_wandb.CUDAGRAPH_MODES
+    assert not train_wandb.compiles(cfg, torch.device("cpu")) and train_wandb.compiles(cfg, torch.device("cuda"))
+
+
 @pytest.mark.parametrize("argv", [
     ["--preset=quick", "--batch_size=8"],
     ["--batch_size=8", "--preset=quick"],  # the field still wins although it comes first

@@ -74,7 +74,14 @@ row() {
 # the default first, then the step before bf16_residual: the pair that says what the bf16 stream is worth
 row compiled-b128 120
 row compiled-b128-fp32-residual 120 --bf16_residual=False
-row seed-b16-cudagraphs 100 --preset=seed --compile_mode=reduce-overhead
+row seed-b16-cudagraphs 100 --preset=seed  # CUDA graphs: the preset's compile_mode
+# the seed preset end to end with its CUDA graphs: 100 steps, validation, checkpoints and the report
+if [[ (-z "${ROWS:-}" || " $ROWS " == *" seed-e2e "*) ]] && (( HAVE_WANDB && SECONDS + 120 <= BUDGET_S )); then
+    echo "== seed-e2e (python train_wandb.py --preset=seed --max_steps=100), at ${SECONDS} s"
+    timeout 120 $PY train_wandb.py --preset=seed --max_steps=100 --mode=disabled --out_dir="$WORK/seed-e2e" \
+        > "$WORK/seed-e2e.txt" 2>&1
+    echo "   exit status $?"; grep -E "^Done in|Error|error" "$WORK/seed-e2e.txt" | tail -3
+fi
 row compiled-b256 110 --batch_size=256 --learning_rate=1.4e-3  # sqrt(2) x the batch-128 rate
 row eager-b128 60 --compile=False
 row seed-b16-eager 45 --preset=seed --compile=False
