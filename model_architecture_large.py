@@ -51,7 +51,7 @@ class Attention(nn.Module):
 
 def autocast_dtype(x):
     """The dtype autocast runs x's matmuls in, or None where autocast is off for x's device. Meta tensors (the
-    roofline's count) read CUDA's autocast state, which roofline.count_step sets as CUDA's autocast would."""
+    roofline's count) read CUDA's autocast state, which roofline.AutocastLikeCuda sets as CUDA's autocast would."""
     device = "cuda" if x.device.type == "meta" else x.device.type
     return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
 
@@ -60,8 +60,10 @@ class LayerNorm(nn.LayerNorm):
     """nn.LayerNorm that hands a bf16 input back in bf16, as the residual stream is under bf16_residual.
 
     CUDA's autocast runs layer_norm in fp32 and returns fp32, which would turn the stream back to fp32 and add a
-    cast before the next matmul; the kernel keeps the mean and variance in fp32 either way. An fp32 input (no
-    autocast, or bf16_residual=False) takes nn.LayerNorm's path unchanged."""
+    cast before the next matmul. Here it runs with autocast off, its weight and bias cast to bf16 (CUDA's kernel
+    takes them in the input's dtype); the kernel keeps the mean and variance in fp32 either way, and the gain's
+    rounding was measured not to matter (docs/LOG.md, eighth session). An fp32 input (no autocast, or
+    bf16_residual=False) takes nn.LayerNorm's path unchanged."""
 
     def forward(self, x):
         if x.dtype == self.weight.dtype:

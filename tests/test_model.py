@@ -398,6 +398,12 @@ def test_the_layer_norm_of_a_bf16_input_is_fp32_layer_norm_rounded_to_bf16_with_
 
 
 def test_a_checkpoint_from_before_bf16_residual_keeps_its_fp32_stream(small_batch):
+    from checkpoints import CheckpointError, check_model_config
+
     model, *_ = small_batch
     saved = {k: v for k, v in model.config_dict().items() if k != "bf16_residual"}
     assert model.cfg.bf16_residual and not ModelConfig.from_saved(saved).bf16_residual
+    # resuming it exactly needs the stream it trained with: the default now differs, and the error says which field
+    with pytest.raises(CheckpointError, match="bf16_residual"):
+        check_model_config({"model_config": saved}, model.config_dict())
+    check_model_config({"model_config": saved}, {**model.config_dict(), "bf16_residual": False})
