@@ -94,6 +94,11 @@ class Transformer(nn.Module):
         self.norm = LayerNorm(width)
         self.bf16_residual = bf16_residual
 
+    @classmethod
+    def from_config(cls, cfg, depth):
+        """A transformer of `depth` blocks with the model's width, heads, MLP ratio, dropout and residual dtype."""
+        return cls(depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout, cfg.bf16_residual)
+
     def forward(self, x, causal=False, key_mask=None, caches=None):
         """caches: one dict per block for incremental decoding (see Attention), or None.
 
@@ -147,8 +152,7 @@ class ImageEncoder(nn.Module):
         self.patch_embed = (conv_stem(cfg.image_channels, cfg.width, cfg.patch_size) if cfg.conv_stem else
                             nn.Conv2d(cfg.image_channels, cfg.width, cfg.patch_size, stride=cfg.patch_size))
         self.pos = nn.Parameter(torch.zeros(1, cfg.num_patches, cfg.width))
-        self.transformer = Transformer(cfg.image_encoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout,
-                                       cfg.bf16_residual)
+        self.transformer = Transformer.from_config(cfg, cfg.image_encoder_depth)
         k = cfg.latent_patch_dim
         self.squeeze = nn.Linear(cfg.width, k) if k else None
         self.to_latent = nn.Linear(cfg.num_patches * k if k else cfg.width, cfg.latent_dim)
@@ -177,8 +181,7 @@ class ImageDecoder(nn.Module):
         self.cfg = cfg
         self.from_latent = nn.Linear(cfg.latent_dim, cfg.width)
         self.queries = nn.Parameter(torch.zeros(1, cfg.num_patches, cfg.width))
-        self.transformer = Transformer(cfg.image_decoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout,
-                                       cfg.bf16_residual)
+        self.transformer = Transformer.from_config(cfg, cfg.image_decoder_depth)
         self.to_pixels = nn.Linear(cfg.width, cfg.patch_size ** 2 * cfg.image_channels)
 
     def forward(self, z):
@@ -202,8 +205,7 @@ class CaptionDecoder(nn.Module):
         self.vocab_size = cfg.vocab_size
         self.pos = nn.Parameter(torch.zeros(1, cfg.max_caption_len, cfg.width))
         self.from_latent = nn.Linear(cfg.latent_dim, cfg.width)
-        self.transformer = Transformer(cfg.caption_decoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout,
-                                       cfg.bf16_residual)
+        self.transformer = Transformer.from_config(cfg, cfg.caption_decoder_depth)
 
     def logits(self, h):
         """(..., width) -> (..., vocab_size): the tied output projection. The embedding has padded_vocab rows (a
@@ -251,8 +253,7 @@ class CaptionEncoder(nn.Module):
         super().__init__()
         self.token_embedding = token_embedding
         self.pos = nn.Parameter(torch.zeros(1, cfg.max_caption_len, cfg.width))
-        self.transformer = Transformer(cfg.caption_encoder_depth, cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.dropout,
-                                       cfg.bf16_residual)
+        self.transformer = Transformer.from_config(cfg, cfg.caption_encoder_depth)
         self.to_latent = nn.Linear(cfg.width, cfg.latent_dim)
 
     def forward(self, tokens, pad_id):

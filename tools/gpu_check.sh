@@ -43,17 +43,23 @@ fi
 # most 8 files); its numbers go to $OUT/results.jsonl as soon as it ends.
 WORK=$(mktemp -d)
 
+# due LABEL LIMIT_S: whether the step runs: ROWS names it (or is empty) and its limit fits in what is left of the budget
+due() {
+    local label=$1 limit=$2
+    if [[ -n "${ROWS:-}" && " $ROWS " != *" $label "* ]]; then
+        return 1  # ROWS names the rows to run, e.g. ROWS="compiled-b128 seed-b16-cudagraphs"
+    fi
+    if (( SECONDS + limit > BUDGET_S )); then
+        echo "== $label: skipped, ${limit} s would pass the ${BUDGET_S} s budget (${SECONDS} s used)"
+        return 1
+    fi
+}
+
 # row LABEL LIMIT_S ARGS...: the roofline's prediction (a few seconds, no GPU) and the benchmark.py measurement
 row() {
     local label=$1 limit=$2
     shift 2
-    if [[ -n "${ROWS:-}" && " $ROWS " != *" $label "* ]]; then
-        return  # ROWS names the rows to run, e.g. ROWS="compiled-b128 seed-b16-cudagraphs"
-    fi
-    if (( SECONDS + limit > BUDGET_S )); then
-        echo "== $label: skipped, ${limit} s would pass the ${BUDGET_S} s budget (${SECONDS} s used)"
-        return
-    fi
+    due "$label" "$limit" || return
     echo "== $label ($*), at ${SECONDS} s"
     $PY benchmark.py --roofline "$@" > "$WORK/roofline-$label.txt" 2>&1
     grep -E "^H[0-9]+.*predicted" "$WORK/roofline-$label.txt"
@@ -76,7 +82,7 @@ row compiled-b128 120
 row compiled-b128-fp32-residual 120 --bf16_residual=False
 row seed-b16-cudagraphs 100 --preset=seed  # CUDA graphs: the preset's compile_mode
 # the seed preset end to end with its CUDA graphs: 100 steps, validation, checkpoints and the report
-if [[ (-z "${ROWS:-}" || " $ROWS " == *" seed-e2e "*) ]] && (( HAVE_WANDB && SECONDS + 120 <= BUDGET_S )); then
+if (( HAVE_WANDB )) && due seed-e2e 120; then
     echo "== seed-e2e (python train_wandb.py --preset=seed --max_steps=100), at ${SECONDS} s"
     timeout 120 $PY train_wandb.py --preset=seed --max_steps=100 --mode=disabled --out_dir="$WORK/seed-e2e" \
         > "$WORK/seed-e2e.txt" 2>&1
