@@ -52,7 +52,7 @@ class HealthConfig:
     plateau_run_share: float = 0.1  # ... or this share of the run's windows, whichever is more ...
     plateau_min_drop: float = 0.01  # ... by this share of its distance to the floor, else a plateau ...
     plateau_lr_fraction: float = 0.5  # ... judged only while lr is above this share of its peak (not the cosine tail)
-    oscillation_windows: int = 10  # recent windows looked at by the oscillation check
+    oscillation_windows: int = 10  # recent whole windows (an epoch's tail joined to the next head) it looks at
     oscillation_swing: float = 0.1  # mean back-and-forth move of loss_total per window, over its mean, above this
     converged_fraction: float = 0.02  # loss_total this close to its floor (share of start - floor): no plateau or swing
     divergence_fraction: float = 0.5  # loss_total giving back this share of its progress from the start to its best ...
@@ -193,8 +193,15 @@ class History:
         self.settled: dict[str, list[float]] = defaultdict(list)  # finite SETTLED values after the warm-up
         self.last_val: dict[str, float] = {}  # the latest validation row
         self.last_baseline: dict[str, float] = {}  # the latest baseline row (logged beside each validation)
-        self.epoch_loss: dict[int, list[float]] = {}  # epoch -> [sum, count] of train loss_total
+        self.epoch_loss: dict[int, list[float]] = {}  # epoch -> [step-weighted sum, steps] of train loss_total
         self.val_epochs: list[tuple[int, float]] = []  # (epoch, val loss_total)
+        # settled loss_total over whole windows: the Trainer ends a window at each epoch's end, so an epoch's tail
+        # and the next one's head are two short windows (9 steps and 1 of 10, say), each as noisy as its few steps
+        # make it; joined (step-weighted) until they hold log_frequency steps, they are one window like the rest
+        self.whole_losses: list[float] = []
+        self.window_length = int(run_config.get("log_frequency") or 0)  # steps in a whole window; 0: unknown
+        self.partial = [0.0, 0]  # [step-weighted sum, steps] of the windows not yet joined into a whole one
+        self.train_step = 0  # global_step of the last train window
         self.n_train = 0
         self.step = 0
 
@@ -204,6 +211,8 @@ class History:
 
     def record_train(self, values):
         self.n_train += 1
+        steps = self.step - self.train_step if self.step > self.train_step else 1  # rows without steps: 1 each
+        self.train_step = self.step
         for name in TRACKED:
             value = values.get(name)
             if value is not None and math.isfinite(value):
@@ -211,12 +220,18 @@ class History:
                 if self.warm and name in SETTLED:
                     self.settled[name].append(value)
         loss = values.get("loss_total")
-        if finite(loss):  # the window ending at epoch e - 1 + i/steps belongs to epoch e
-            epoch = values.get("epoch")
-            e = max(1, math.ceil(epoch - 1e-9)) if finite(epoch) else len(self.val_epochs) + 1
-            total = self.epoch_loss.setdefault(e, [0.0, 0])
-            total[0] += loss
-            total[1] += 1
+        if not finite(loss):
+            return
+        if self.warm:
+            self.partial = [self.partial[0] + loss * steps, self.partial[1] + steps]
+            if self.partial[1] >= self.window_length:
+                self.whole_losses.append(self.partial[0] / self.partial[1])
+                self.partial = [0.0, 0]
+        epoch = values.get("epoch")  # the window ending at epoch e - 1 + i/steps belongs to epoch e
+        e = max(1, math.ceil(epoch - 1e-9)) if finite(epoch) else len(self.val_epochs) + 1
+        total = self.epoch_loss.setdefault(e, [0.0, 0])
+        total[0] += loss * steps
+        total[1] += steps
 
     def record_val(self, values):
         """-> the epoch of a validation row with a finite loss_total, else None."""

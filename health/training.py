@@ -95,8 +95,8 @@ class TrainingHealth(Analysis):
                 f"loss_total < {c.stall_min_drop:.0%} of the way to its floor at {c.stall_check_fraction:.0%} "
                 f"of the run; a loss_total trend (Theil-Sen, 95% bound) under {c.plateau_min_drop:.0%} in "
                 f"{c.plateau_windows} windows or {c.plateau_run_share:.0%} of the run while lr > "
-                f"{c.plateau_lr_fraction:.0%} of peak; swings > {c.oscillation_swing:.0%} (neither judged once "
-                f"converged: within {c.converged_fraction:.0%} of the floor); giving back "
+                f"{c.plateau_lr_fraction:.0%} of peak; swings > {c.oscillation_swing:.0%} over whole windows "
+                f"(neither judged once converged: within {c.converged_fraction:.0%} of the floor); giving back "
                 f"{c.divergence_fraction:.0%} of its progress (median of {c.smoothing_windows} windows against its "
                 f"lowest, beyond {c.noise_errors:g} x the window-to-window noise)")
 
@@ -319,7 +319,7 @@ class TrainingHealth(Analysis):
         return max(cfg.plateau_windows, round(cfg.plateau_run_share * self.h.n_train / done))
 
     def check_oscillation(self):
-        losses, n = self.h.settled["loss_total"], self.cfg.oscillation_windows
+        losses, n = self.h.whole_losses, self.cfg.oscillation_windows
         if n < 3 or len(losses) < n or self.converged():
             return
         recent = losses[-n:]

@@ -139,6 +139,51 @@ def test_a_zig_zag_loss_is_an_oscillation():
     assert "lower learning_rate from 0.001 to 0.0003" in oscillation.action and "batch_size" in oscillation.action
 
 
+def epoch_end_split(rows, outlier, epoch=3):
+    """rows with the Trainer's epoch-end windows: epoch `epoch` ends one step before its last 10-step window did, so
+    that window holds 9 steps and the next epoch opens with a 1-step window whose loss_total is `outlier` (one
+    batch's loss, as noisy as one batch makes it)."""
+    last = max((r for r in train_rows(rows) if r["train/epoch"] <= epoch), key=lambda r: r["global_step"])
+    step = last["global_step"]
+    for row in rows:
+        if row["global_step"] == step:
+            row["global_step"] = step - 1  # the epoch's 9-step tail window and its validation
+    head = {**last, "global_step": step, "train/epoch": epoch + 0.01, "train/loss_total": outlier}
+    at = max(i for i, r in enumerate(rows) if r["global_step"] == step - 1) + 1
+    return rows[:at] + [head] + rows[at:]
+
+
+def test_one_batch_at_an_epochs_start_is_joined_to_the_tail_before_it_not_called_an_oscillation():
+    """A 1-step window between 10-step ones is as noisy as one batch: joined step-weighted with the 9-step tail
+    before it (log_frequency 10), it is one window like the rest; counted as a window of its own it is the false
+    alarm a batch-16 run drew (tests/test_health_real_runs.py)."""
+    rows = epoch_end_split(history(), outlier=4.0)
+    assert "loss_oscillation" not in by_code(observe(rows, {**RUN_CONFIG, "log_frequency": 10})[1])
+    assert "loss_oscillation" in by_code(observe(rows, {**RUN_CONFIG, "log_frequency": 1})[1])  # every row whole
+    monitor, _ = observe(rows, {**RUN_CONFIG, "log_frequency": 10})
+    raw = monitor.history.settled["loss_total"]
+    joined = monitor.history.whole_losses
+    assert len(joined) == len(raw) - 1  # the two short windows are one
+    tail = next(r for r in rows if r["global_step"] == 299 and "train/loss_total" in r)["train/loss_total"]
+    assert joined.count(pytest.approx((9 * tail + 4.0) / 10)) == 1
+
+
+def test_a_zig_zag_in_split_windows_is_still_an_oscillation():
+    rows = set_train(history(), "loss_total", lambda t: (3.0 - 0.01 * t) * (1 + 0.3 * (-1) ** t))
+    rows = epoch_end_split(rows, outlier=2.0)
+    assert "loss_oscillation" in by_code(observe(rows, {**RUN_CONFIG, "log_frequency": 10})[1])
+
+
+def test_an_epochs_train_loss_is_the_mean_over_its_steps_not_its_windows():
+    rows = epoch_end_split(history(), outlier=4.0, epoch=3)
+    monitor, _ = observe(rows, {**RUN_CONFIG, "log_frequency": 10})
+    epoch_4 = [r for r in train_rows(rows) if 3 < r["train/epoch"] <= 4]
+    steps = [1] + [10] * (len(epoch_4) - 1)  # the 1-step head, then 10-step windows
+    expected = sum(n * r["train/loss_total"] for n, r in zip(steps, epoch_4)) / sum(steps)
+    assert monitor.history.train_epoch_mean(4) == pytest.approx(expected)
+    assert monitor.history.train_epoch_mean(4) < np.mean([r["train/loss_total"] for r in epoch_4])
+
+
 def memorised(level):
     """A loss that falls from 4 + level to `level` (floor 0), then zig-zags +-30% around it from window 30 on: a
     model that has memorised its training batches (level 1% of the start), or one that swings at a third of it."""
