@@ -110,10 +110,10 @@ class TrainingHealth(Analysis):
     def observe_train(self, values):
         self.check_gradients(values)
         self.check_recovery()
-        if not self.h.warm:
+        self.check_decay()  # from the config and the current lr: no warm-up to wait for, and a collapse it causes
+        if not self.h.warm:  # can show at the first validation, which blames it only if it is named by then
             return
         self.check_blowup()
-        self.check_decay()
         self.check_batch()
         if finite(values.get("loss_total")):
             self.check_not_learning()
