@@ -17,7 +17,7 @@ images first shrinks, then grows).
 
 from __future__ import annotations
 
-from .core import UNTRAINED, Analysis, Verdict, change, finite, fmt, median_tail, share_error
+from .core import UNTRAINED, Analysis, Verdict, change, finite, fmt, lower_lr, median_tail, share_error
 
 LOSS_STALLS = ("not_learning", "loss_plateau")  # training_health codes that say the loss is not moving
 PROBES = {  # the probes (probes.py) in the order a verdict names them -> what each tells z knows
@@ -29,7 +29,7 @@ FIELD_ITEMS = "grounded_items"  # the logged count of the validation items the f
 
 class LatentSpace(Analysis):
     """Reads: warmup_windows, smoothing_windows, latent_collapse_diversity, latent_collapse_spread,
-    latent_probe_errors, and without probes latent_growth_min, latent_judge_epochs.
+    latent_probe_errors, typical_learning_rate, and without probes latent_growth_min, latent_judge_epochs.
     Verdict: a collapse seen at any time is a problem; else the probes of the last validation (see the module's
     docstring); a run without probes is judged by the growth of latent_std."""
 
@@ -65,9 +65,10 @@ class LatentSpace(Analysis):
         if message and decay:  # the weights are decayed to 0: that is the cause
             self.emit("latent_collapse", "error", message, f"{decay.action} (training_health/{decay.code})")
         elif message:
+            slower = lower_lr(self.run_config, 0.3, self.cfg.typical_learning_rate)  # as for steps too large
             self.emit("latent_collapse", "error", message,
                       "check the data first (do the images differ? an encoder fed near-identical images has nothing "
-                      f"to tell apart); if they do, {change(self.run_config, 'learning_rate', 0.3)} and "
+                      f"to tell apart); if they do, {slower} and "
                       f"{change(self.run_config, 'alignment_loss_weight', 2.0)} (the contrastive term keeps z apart)")
 
     def observe_train(self, values):

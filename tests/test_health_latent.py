@@ -234,3 +234,13 @@ def test_a_collapse_at_the_first_validation_inside_the_warm_up_is_blamed_on_a_we
     assert collapse.step == 20  # the first validation, after 2 of the 5 warm-up windows
     assert findings[0].code == "weight_decay_too_high" and findings[0].step == 10
     assert collapse.action.startswith("lower weight_decay from 100.0 to 0.5")
+
+
+def test_a_collapse_at_a_rate_far_above_the_usual_advises_the_usual_rate_as_steps_too_large_do():
+    """At 10x the preset's rate with no warm-up, z collapsed before it blew up (the diagnosis benchmark's
+    no_warmup_high_lr, seed 0), and 0.3x the rate (0.006) collapsed again; lower_lr caps it at the usual rate."""
+    fast = observe(collapsed(history()), {**RUN_CONFIG, "learning_rate": 0.02})[1]
+    advice = by_code(fast)["latent_collapse"].action
+    assert "lower learning_rate from 0.02 to 0.001 and raise alignment_loss_weight" in advice
+    usual = observe(collapsed(history()), RUN_CONFIG)[1]  # from 0.001: 0.3x, as before
+    assert "lower learning_rate from 0.001 to 0.0003 and raise" in by_code(usual)["latent_collapse"].action
