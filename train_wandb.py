@@ -697,6 +697,16 @@ class MetricWindow:
     def __len__(self):
         return int(self.weight > 0)
 
+    def state_dict(self):
+        """The window so far, on the CPU (a checkpoint's part; the one copy is a host sync, as a save is)."""
+        return {"sums": {k: v.detach().cpu() for k, v in self.sums.items()}, "weights": dict(self.weights),
+                "maxima": {k: v.detach().cpu() for k, v in self.maxima.items()}, "weight": self.weight}
+
+    def load_state_dict(self, state, device):
+        self.sums = {k: v.to(device) for k, v in state["sums"].items()}
+        self.maxima = {k: v.to(device) for k, v in state["maxima"].items()}
+        self.weights, self.weight = dict(state["weights"]), state["weight"]
+
     def means(self):
         """Mean of every metric over the window (and over all ranks under torchrun), the maxima of WINDOW_MAXIMA,
         and caption_perplexity derived; resets the window."""
@@ -734,15 +744,24 @@ def waits(batches, clock=time.perf_counter):
 
 class LogWindow:
     """One log window of the training loop: the metric sums (MetricWindow), the time spent waiting for data,
-    whether the window is due, and its finished row."""
+    whether the window is due, and its finished row. A window ends every `frequency` global steps and runs on
+    across an epoch's end (its clock stopped during validation), so that every logged row but a run's last holds
+    the same number of steps; its unfinished state goes into each checkpoint (state_dict)."""
 
     def __init__(self, frequency, world_size):
         self.frequency, self.world_size = frequency, world_size
         self.metrics = MetricWindow()
-        self.restart()
+        self.samples, self.data_s, self.train_s, self.started = 0, 0.0, 0.0, None
 
-    def restart(self):
-        self.started, self.samples, self.data_s = time.perf_counter(), 0, 0.0
+    def start_clock(self):
+        """Training runs (an epoch starts): the window's time counts."""
+        self.started = time.perf_counter()
+
+    def stop_clock(self):
+        """Training pauses (validation, the end): samples_per_second counts training time only."""
+        if self.started is not None:
+            self.train_s += time.perf_counter() - self.started
+            self.started = None
 
     def timed(self, batches):
         """Yields the batches, adding the time spent waiting for each one to the window's data time."""
@@ -761,10 +780,24 @@ class LogWindow:
         """The window's row: the metric means and maxima, samples_per_second and data_time_fraction; starts the
         next window."""
         means = self.metrics.means()  # the one host-device sync of the window
-        elapsed = time.perf_counter() - self.started
+        running = self.started is not None
+        self.stop_clock()
+        elapsed = max(self.train_s, 1e-9)
         row = {**means, "samples_per_second": self.samples / elapsed, "data_time_fraction": self.data_s / elapsed}
-        self.restart()
+        self.samples, self.data_s, self.train_s = 0, 0.0, 0.0
+        if running:
+            self.start_clock()
         return row
+
+    def state_dict(self):
+        """The unfinished window, for a checkpoint: a resumed run logs it whole, as if it had never stopped (under
+        torchrun, each process resumes rank 0's share of it)."""
+        running = self.train_s + (time.perf_counter() - self.started if self.started is not None else 0.0)
+        return {**self.metrics.state_dict(), "samples": self.samples, "data_s": self.data_s, "train_s": running}
+
+    def load_state_dict(self, state, device):
+        self.metrics.load_state_dict(state, device)
+        self.samples, self.data_s, self.train_s = state["samples"], state["data_s"], state["train_s"]
 
 
 # ----------------------------------------------------------------------------
@@ -1026,6 +1059,9 @@ class Trainer:
             if complete:  # else max_steps ended it mid-epoch: the checkpoint keeps the position for a resume
                 self.batches_done = 0
             self.end_epoch(train_loss, start)
+        if len(self.window.metrics):  # stopped between epochs (early stopping, a signal during validation)
+            self.log_window(epoch=float(self.epoch))
+            self.save_checkpoint()  # the epoch's checkpoint held the window just logged: a resume must not log it again
         self.checkpoints.wait()  # the last checkpoint is on disk before the run is reported done
         if self.wcfg.log_model == "end":
             upload_final_model(self.logger, self.checkpoints)
@@ -1043,19 +1079,21 @@ class Trainer:
         epoch_loss, window = MetricWindow(), self.window
         steps, first = len(self.train_loader), self.train_loader.skip
         bar = self.logger.progress(self.train_loader, desc=f"Epoch {self.epoch} Train", total=steps, initial=first)
-        window.restart()
+        window.start_clock()
         for i, (images, captions) in enumerate(window.timed(bar), first + 1):
             self.batches_done = i
             started = time.perf_counter()
             reached_max = self.cfg.max_steps and self.step + 1 >= self.cfg.max_steps
+            # the log window runs on across the epoch's end, except the last epoch's (LogWindow)
+            last = reached_max or (i == steps and self.epoch >= self.cfg.num_epochs)
             # a step that ends a log window takes the gradient extremes as well (gradient_stats)
-            metrics = self.train_step(images, captions, window.due(self.step + 1) or reached_max or i == steps)
+            metrics = self.train_step(images, captions, window.due(self.step + 1) or last)
             if self.first_step_s is None:
                 self.first_step_s = time.perf_counter() - started
                 report_first_step(self.logger, self.first_step_s, self.compiled, self.attention)
             window.add(metrics, images.shape[0])
             epoch_loss.add({"loss_total": metrics["loss_total"]})
-            window_end = window.due(self.step) or reached_max or i == steps
+            window_end = window.due(self.step) or last
             stop = self.stop_requested(window_end)
             if window_end or stop:
                 row, findings = self.log_window(epoch=self.epoch - 1 + i / steps)
@@ -1066,6 +1104,7 @@ class Trainer:
                 break
             if self.checkpoints.due():
                 self.save_checkpoint()
+        window.stop_clock()
         bar.close()
         return epoch_loss.means().get("loss_total", float("nan"))  # nan: resumed at the very end of an epoch
 
@@ -1159,6 +1198,7 @@ class Trainer:
             "latent_reference": self.validator.reference.state_dict() if self.validator.reference else None,
             "wandb_run_id": self.logger.run_id,
             "training_time_s": self.training_time(),
+            "log_window": self.window.state_dict(),  # the steps since the last logged row
         }
 
     def load_state_dict(self, state):
@@ -1173,6 +1213,8 @@ class Trainer:
             self.validator.reference = LatentReference.from_state_dict(state["latent_reference"])
         set_rng_state(state, self.device)
         self.train_loader.generator.set_state(state["loader_rng"])
+        if state.get("log_window"):  # checkpoints before it: the resumed run's first window is a short one
+            self.window.load_state_dict(state["log_window"], self.device)
         if state["batches_done"]:  # stopped mid-epoch: replay that epoch's batch order from where it stopped
             self.epoch -= 1
             self.train_loader.skip = self.batches_done = state["batches_done"]

@@ -195,9 +195,10 @@ class History:
         self.last_baseline: dict[str, float] = {}  # the latest baseline row (logged beside each validation)
         self.epoch_loss: dict[int, list[float]] = {}  # epoch -> [step-weighted sum, steps] of train loss_total
         self.val_epochs: list[tuple[int, float]] = []  # (epoch, val loss_total)
-        # settled loss_total over whole windows: the Trainer ends a window at each epoch's end, so an epoch's tail
-        # and the next one's head are two short windows (9 steps and 1 of 10, say), each as noisy as its few steps
-        # make it; joined (step-weighted) until they hold log_frequency steps, they are one window like the rest
+        # settled loss_total over whole windows: runs logged before the Trainer carried a window across an epoch's end
+        # had an epoch's tail and the next one's head as two short windows (9 steps and 1 of 10, say), and a resumed
+        # or stopped run can still log one; each is as noisy as its few steps make it, so they are joined
+        # (step-weighted) until they hold log_frequency steps, one window like the rest
         self.whole_losses: list[float] = []
         self.window_length = int(run_config.get("log_frequency") or 0)  # steps in a whole window; 0: unknown
         self.partial = [0.0, 0]  # [step-weighted sum, steps] of the windows not yet joined into a whole one

@@ -1,4 +1,5 @@
 """Each logged metric's definition, checked on tensors whose answer is known by hand."""
+import io
 import math
 import sys
 import time
@@ -7,7 +8,9 @@ import psutil
 import pytest
 import torch
 
+import train_wandb
 from train_wandb import (
+    LogWindow,
     MetricWindow,
     caption_perplexity,
     caption_stats,
@@ -186,6 +189,66 @@ def test_a_log_window_keeps_the_largest_gradient_of_its_steps_not_their_mean():
     assert row["grad_norm_max"] == 20.0  # the spike itself, for the spike check
     assert row["grad_max"] == 3.0  # the largest |g| of any step, not a mean of maxima
     assert row["caption_perplexity"] == pytest.approx(math.e)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_log_window_counts_training_time_only_across_an_epochs_end(monkeypatch):
+    """samples_per_second of a window that spans a validation: its samples over the training time of its steps."""
+    clock = FakeClock()
+    monkeypatch.setattr(train_wandb.time, "perf_counter", clock)
+    window = LogWindow(frequency=10, world_size=2)
+    window.start_clock()
+    window.add({"loss_total": torch.tensor(1.0)}, batch_size=4)  # 8 samples: two processes
+    clock.now = 1.0
+    window.stop_clock()  # the epoch ends; validation takes 10 s
+    clock.now = 11.0
+    window.start_clock()
+    window.add({"loss_total": torch.tensor(3.0)}, batch_size=4)
+    clock.now = 12.0
+    row = window.finish()
+    assert row["samples_per_second"] == pytest.approx(16 / 2.0)  # not 16 / 12
+    assert row["loss_total"] == pytest.approx(2.0)
+    window.add({"loss_total": torch.tensor(5.0)}, batch_size=4)  # the next window's clock runs from the finish
+    clock.now = 14.0
+    assert window.finish()["samples_per_second"] == pytest.approx(8 / 2.0)
+
+
+def test_an_unfinished_log_window_survives_a_checkpoint(monkeypatch):
+    """A window resumed from its state_dict (as a checkpoint holds it) ends in the row it would have ended in."""
+    clock = FakeClock()
+    monkeypatch.setattr(train_wandb.time, "perf_counter", clock)
+    steps = [{"loss_total": torch.tensor(v), "grad_norm": torch.tensor(v * 2)} for v in (1.0, 4.0, 2.5)]
+    whole, parted = LogWindow(10, 1), LogWindow(10, 1)
+    for window in (whole, parted):
+        window.start_clock()
+        window.add(steps[0], batch_size=8)
+    clock.now = 2.0
+    state = parted.state_dict()
+    assert state["train_s"] == 2.0 and all(v.device.type == "cpu" for v in state["sums"].values())
+    resumed = LogWindow(10, 1)
+    resumed.load_state_dict(torch.load(io.BytesIO(save(state)), weights_only=True), torch.device("cpu"))
+    resumed.start_clock()
+    for window in (whole, resumed):
+        for metrics in steps[1:]:
+            window.add(metrics, batch_size=8)
+    clock.now = 3.0
+    a, b = whole.finish(), resumed.finish()
+    assert a == b
+    assert a["loss_total"] == pytest.approx(2.5) and a["grad_norm_max"] == 8.0
+    assert a["samples_per_second"] == pytest.approx(24 / 3.0)
+
+
+def save(state):
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 
 def test_latent_spread_between_images_is_zero_when_every_image_shares_one_z():

@@ -260,12 +260,16 @@ def test_only_a_log_step_takes_the_l1_and_linf_gradient_norms(cpu_trainer):
     assert sum(ops[False].values()) < sum(ops[True].values())
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    ((), [False, False, True, True]),  # 4 steps an epoch: a window ends at step 3 and at the epoch's end
-    (("--max_steps=2",), [False, True]),  # and at max_steps
+@pytest.mark.parametrize("overrides, expected, logged", [
+    # 4 steps an epoch, windows of 3: they end at steps 3 and 6, running on across the first epoch's end, and at the
+    # last epoch's end
+    (("--num_epochs=2",), [False, False, True, False, False, True, False, True], [3, 6, 8]),
+    (("--max_steps=2",), [False, True], [2]),  # and at max_steps
+    # a run of one epoch: its last window ends with it
+    (("--num_epochs=1",), [False, False, True, True], [3, 4]),
 ])
 def test_the_loop_asks_for_the_extremes_at_every_window_end(assemble_trainer, tmp_path, monkeypatch, overrides,
-                                                            expected):
+                                                            expected, logged):
     trainer, _ = build_trainer(assemble_trainer, tmp_path, torch.device("cpu"), "--log_frequency=3", *overrides)
     asked, train_step = [], train_wandb.Trainer.train_step
 
@@ -273,9 +277,30 @@ def test_the_loop_asks_for_the_extremes_at_every_window_end(assemble_trainer, tm
         asked.append(log_step)
         return train_step(self, images_u8, captions, log_step)
     monkeypatch.setattr(train_wandb.Trainer, "train_step", recording)
-    for _ in trainer.train_epoch():
-        pass
+    trainer.fit()
     assert len(trainer.train_loader) == 4 and asked == expected
+    rows = [r["global_step"] for r in trainer.logger.history if "train/loss_total" in r]
+    assert rows == logged
+
+
+def test_a_run_stopped_between_epochs_logs_its_unfinished_window_and_keeps_its_checkpoint_in_step(
+        assemble_trainer, tmp_path, monkeypatch):
+    """A stop found before an epoch starts (a signal during validation, early stopping) ends the run with the
+    window the first epoch left open: logged, and gone from last.pt, so that a resume does not log it twice."""
+    trainer, _ = build_trainer(assemble_trainer, tmp_path, torch.device("cpu"), "--log_frequency=3",
+                               "--num_epochs=3")
+    end_epoch = train_wandb.Trainer.end_epoch
+
+    def signalled(self, *args):
+        end_epoch(self, *args)
+        self.stop_signal = "SIGTERM"  # arrives during the first validation
+    monkeypatch.setattr(train_wandb.Trainer, "end_epoch", signalled)
+    trainer.fit()
+    rows = [r["global_step"] for r in trainer.logger.history if "train/loss_total" in r]
+    assert trainer.epoch == 1 and rows == [3, 4]
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["step"] == 4 and state["log_window"]["weight"] == 0
+    assert [r["global_step"] for r in state["history"] if "train/loss_total" in r] == [3, 4]
 
 
 def test_sync_counter_catches_syncs():
