@@ -1498,6 +1498,11 @@ def loaders_data(collection, tokenizer, cfg, device, rank=0, world_size=1):
     dataset, train_idx, val_idx, truths = (collection.dataset, collection.train_idx, collection.val_idx,
                                            collection.truths)
     train_loader, val_loader = build_loaders(dataset, train_idx, val_idx, cfg, device, rank, world_size)
+    shard = len(train_idx) // world_size
+    if cfg.batch_size > shard:
+        where = " of each process" if world_size > 1 else ""
+        warnings.warn(f"batch_size={cfg.batch_size} is more than the {shard} training items{where}: every step "
+                      f"takes those {shard}, one step an epoch; lower --batch_size for more steps", DataWarning)
     print0(f"Train samples: {len(train_idx)}")
     print0(f"Val samples: {len(val_idx)}")
     print0(f"Batches per epoch: {len(train_loader)}" + (" (per process)" if world_size > 1 else ""))

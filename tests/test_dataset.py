@@ -566,3 +566,19 @@ def test_validation_means_weight_every_item_once_with_a_smaller_last_batch():
         window.add({"loss_total": batch.mean()}, weight=len(batch))
     assert sizes == [4, 4, 2]
     assert window.means()["loss_total"] == pytest.approx(values.mean().item())  # 4.5, not (1.5+5.5+8.5)/3
+
+
+@pytest.mark.parametrize("batch_size, warned", [(64, True), (36, False)])
+def test_a_batch_larger_than_the_training_split_is_named(make_engravings, batch_size, warned):
+    """40 items, 36 of them for training: a batch of 64 silently became one step of 36 an epoch."""
+    import warnings
+
+    import train_wandb
+    cfg, _, _ = train_wandb.parse_args(["--preset=quick", "--image_size=32", f"--batch_size={batch_size}",
+                                        f"--data_dir={make_engravings(40, 32)}", "--cache_dir="])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = train_wandb.build_data(cfg, torch.device("cpu"))
+    messages = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert len(data.train_loader) == 1
+    assert any(f"batch_size={batch_size} is more than the 36 training items" in m for m in messages) == warned
