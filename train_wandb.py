@@ -759,9 +759,11 @@ class LogWindow:
 
     def stop_clock(self):
         """Training pauses (validation, the end): samples_per_second counts training time only."""
-        if self.started is not None:
-            self.train_s += time.perf_counter() - self.started
-            self.started = None
+        self.train_s, self.started = self.elapsed(), None
+
+    def elapsed(self):
+        """The window's training seconds so far."""
+        return self.train_s + (time.perf_counter() - self.started if self.started is not None else 0.0)
 
     def timed(self, batches):
         """Yields the batches, adding the time spent waiting for each one to the window's data time."""
@@ -780,20 +782,17 @@ class LogWindow:
         """The window's row: the metric means and maxima, samples_per_second and data_time_fraction; starts the
         next window."""
         means = self.metrics.means()  # the one host-device sync of the window
-        running = self.started is not None
-        self.stop_clock()
-        elapsed = max(self.train_s, 1e-9)
+        elapsed = max(self.elapsed(), 1e-9)
         row = {**means, "samples_per_second": self.samples / elapsed, "data_time_fraction": self.data_s / elapsed}
         self.samples, self.data_s, self.train_s = 0, 0.0, 0.0
-        if running:
+        if self.started is not None:  # mid-epoch: the next window's clock runs from here
             self.start_clock()
         return row
 
     def state_dict(self):
         """The unfinished window, for a checkpoint: a resumed run logs it whole, as if it had never stopped (under
         torchrun, each process resumes rank 0's share of it)."""
-        running = self.train_s + (time.perf_counter() - self.started if self.started is not None else 0.0)
-        return {**self.metrics.state_dict(), "samples": self.samples, "data_s": self.data_s, "train_s": running}
+        return {**self.metrics.state_dict(), "samples": self.samples, "data_s": self.data_s, "train_s": self.elapsed()}
 
     def load_state_dict(self, state, device):
         self.metrics.load_state_dict(state, device)
@@ -1498,7 +1497,7 @@ def loaders_data(collection, tokenizer, cfg, device, rank=0, world_size=1):
     dataset, train_idx, val_idx, truths = (collection.dataset, collection.train_idx, collection.val_idx,
                                            collection.truths)
     train_loader, val_loader = build_loaders(dataset, train_idx, val_idx, cfg, device, rank, world_size)
-    shard = len(train_idx) // world_size
+    shard = train_loader.shard_size()
     if cfg.batch_size > shard:
         where = " of each process" if world_size > 1 else ""
         warnings.warn(f"batch_size={cfg.batch_size} is more than the {shard} training items{where}: every step "
